@@ -1,0 +1,129 @@
+"""Coreset baselines: random, herding and k-center selection of real images, stage by stage.
+
+Herding (greedy mean matching, Welling 2009) and k-center (greedy max-min, Sener & Savarese 2018) work in the
+penultimate-layer features of the recipe's network, trained for `embed_epochs` on the real train set (0: random
+features). Earlier stages' selections count as already chosen, so stages extend one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import MethodConfig, opt
+from ..training import train_epoch
+from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+
+
+@dataclass
+class RandomConfig(MethodConfig):
+    name: str = "random"
+
+
+@dataclass
+class HerdingConfig(MethodConfig):
+    name: str = "herding"
+    embed_epochs: int = opt(1, min=0, help="Epochs of training of the embedding network on real data.")
+
+
+@dataclass
+class KCenterConfig(HerdingConfig):
+    name: str = "kcenter"
+
+
+def herding(feats: torch.Tensor, k: int, chosen: torch.Tensor) -> torch.Tensor:
+    """Greedily add k rows whose running mean (with `chosen` rows) best matches the mean of all rows."""
+    mu = feats.mean(0)
+    total = feats[chosen].sum(0)
+    n = len(chosen)
+    available = torch.ones(len(feats), dtype=torch.bool)
+    available[chosen] = False
+    picks = []
+    for _ in range(k):
+        dist = ((total[None] + feats) / (n + 1) - mu[None]).norm(dim=1)
+        dist[~available] = float("inf")
+        i = int(dist.argmin())
+        picks.append(i)
+        available[i] = False
+        total += feats[i]
+        n += 1
+    return torch.tensor(picks, dtype=torch.long)
+
+
+def kcenter(feats: torch.Tensor, k: int, chosen: torch.Tensor) -> torch.Tensor:
+    """Greedily add k rows, each the farthest from all centres so far (first centre: nearest to the mean)."""
+    if len(chosen):
+        dmin = torch.cdist(feats, feats[chosen]).min(dim=1).values
+    else:
+        dmin = torch.full((len(feats),), float("inf"))
+    picks = []
+    for _ in range(k):
+        i = int((feats - feats.mean(0)).norm(dim=1).argmin()) if torch.isinf(dmin).all() else int(dmin.argmax())
+        picks.append(i)
+        dmin = torch.minimum(dmin, (feats - feats[i]).norm(dim=1))
+        dmin[i] = -1.0
+    return torch.tensor(picks, dtype=torch.long)
+
+
+class CoresetDistiller:
+    """Selects real images; the stage's lr is the evaluation lr."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self._feats: torch.Tensor | None = None
+
+    def features(self, cfg: HerdingConfig) -> torch.Tensor:
+        """Penultimate features of every train image, computed once per run."""
+        if self._feats is None:
+            ctx = self.ctx
+            torch.manual_seed(ctx.recipe.seed)
+            model = ctx.make_model().to(ctx.device)
+            g = torch.Generator().manual_seed(ctx.recipe.seed)
+            sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            for _ in range(cfg.embed_epochs):
+                train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device)
+            model.eval()
+            with torch.no_grad():
+                self._feats = torch.cat(
+                    [
+                        model.forward_head(
+                            model.forward_features(ctx.train_x[i : i + 1024].to(ctx.device)), pre_logits=True
+                        )
+                        .flatten(1)
+                        .cpu()
+                        for i in range(0, len(ctx.train_x), 1024)
+                    ]
+                )
+        return self._feats
+
+    def distill(self, task: StageTask) -> StageOutput:
+        cfg = task.config
+        taken = torch.cat(
+            [s.indices for s in task.previous if s.indices is not None] or [torch.empty(0, dtype=torch.long)]
+        )
+        g = torch.Generator().manual_seed(task.seed)
+        picks = []
+        for c, pool in enumerate(task.pool):
+            prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
+            if cfg.name == "random":
+                free = pool[~torch.isin(pool, prior)]
+                picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
+                continue
+            cand = torch.unique(torch.cat([pool, prior]))
+            pos = torch.searchsorted(cand, prior)
+            select = herding if cfg.name == "herding" else kcenter
+            picks.append(cand[select(self.features(cfg)[cand], task.ipc, pos)])
+        idx = torch.cat(picks)
+        stage = SynSet(
+            self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=self.ctx.recipe.evaluation.lr, indices=idx
+        )
+        return StageOutput(stage)
+
+
+_CAPS = Capabilities(synthetic=False)
+SPECS = {
+    "random": MethodSpec(RandomConfig, CoresetDistiller, _CAPS),
+    "herding": MethodSpec(HerdingConfig, CoresetDistiller, _CAPS),
+    "kcenter": MethodSpec(KCenterConfig, CoresetDistiller, _CAPS),
+}
