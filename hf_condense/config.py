@@ -372,9 +372,25 @@ def check_recipe(recipe: Recipe) -> list[str]:
         errors.append("output.repo_id: required when output.push_to_hub is true (e.g. 'my-org/cifar10-pdd')")
     if st.scheme == "boost" and st.boost_beta > 0 and not st.use_conditioning:
         errors.append("stages.boost_beta: > 0 needs conditioning (earlier blocks must be in the student's set)")
+    from .augment import parse_strategy
+    from .models import model_names
+
+    try:
+        parse_strategy(recipe.augment.strategy)
+    except ValueError as e:
+        errors.append(f"augment.strategy: {e}")
+    if recipe.model.name not in model_names():
+        errors.append(
+            f"model.name: {recipe.model.name!r} is not a timm model{_suggest(recipe.model.name, model_names())}"
+            "; see timm.list_models()"
+        )
+    for name in recipe.evaluation.models:
+        if name not in model_names():
+            errors.append(f"evaluation.models: {name!r} is not a timm model{_suggest(name, model_names())}")
     from .methods import METHODS
 
-    errors += METHODS[recipe.method.name].check(recipe)
+    if not errors:  # method checks read per-stage configs, which need valid overrides
+        errors += METHODS[recipe.method.name].check(recipe)
     return errors
 
 
@@ -406,3 +422,38 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+
+
+def recipe_reference() -> str:
+    """The README's recipe reference, generated from the config dataclasses (defaults and help live only there)."""
+    from .methods import METHODS
+
+    def rows(cls: type, prefix: str) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]) or (prefix == "method." and f.name == "name"):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            out.append(
+                f"| `{prefix}{f.name}` | {_describe(hints[f.name])} | `{default!r}` | {f.metadata.get('help', '')} |"
+            )
+        return out
+
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    hints = typing.get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name != "method" and dataclasses.is_dataclass(hints[f.name]):
+            lines += rows(hints[f.name], f"{f.name}.")
+    lines += rows(Recipe, "")
+    seen: set[type] = set()
+    for spec in METHODS.values():
+        if spec.config_class in seen:
+            continue
+        seen.add(spec.config_class)
+        names = " / ".join(n for n, s in METHODS.items() if s.config_class is spec.config_class)
+        extra = rows(spec.config_class, "method.")
+        if extra:
+            lines.append(f"| **`method.name: {names}`** | | | |")
+            lines += extra
+    return "\n".join(lines) + "\n"

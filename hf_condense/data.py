@@ -6,6 +6,7 @@ A Hub id, a local folder laid out like a Hub repo, and the offline scikit-learn 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import datasets
@@ -47,6 +48,7 @@ class RealData:
         return [torch.nonzero(self.train_y == c).flatten() for c in range(self.num_classes)]
 
 
+@functools.lru_cache(maxsize=1)
 def digits_dataset_dict() -> datasets.DatasetDict:
     """scikit-learn's bundled 8x8 digits as a DatasetDict (Image + ClassLabel), split 80/20 stratified, seed 0."""
     import numpy as np

@@ -23,7 +23,7 @@ from .evaluation import Score, evaluate_synsets, random_real_stages, whole_data_
 from .figures import save_accuracy_curve, save_grid
 from .hub_layout import read_stage_meta, stage_name
 from .io import write_json
-from .methods.base import SynSet
+from .methods.base import DivergenceError, SynSet
 
 
 @dataclass
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DivergenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

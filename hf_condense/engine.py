@@ -7,6 +7,7 @@ command resumes at the first unfinished stage; a folder made by a different reci
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,10 @@ class StageEngine:
         self.on_stage = on_stage  # callback(stage number, folder) after each stage is written (Hub push)
 
     @property
+    def checkpoints(self) -> Path:
+        return self.folder / ".checkpoints"
+
+    @property
     def is_main(self) -> bool:
         return self.ctx.accelerator.is_main_process
 
@@ -121,6 +126,7 @@ class StageEngine:
             boost_beta=st.boost_beta if st.scheme == "boost" else 0.0,
             pool=self.ctx.class_indices,
             seed=seed_of_stage(self.recipe, k),
+            checkpoint_dir=self.checkpoints / stage_name(k),
         )
 
     def stage_meta(self, k: int, seconds: float, log: dict) -> dict:
@@ -158,6 +164,8 @@ class StageEngine:
                 stages = list(out.previous)
             self.write(k, out.stage, self.stage_meta(k, seconds, out.log))
             stages.append(out.stage)
+            if self.is_main:
+                shutil.rmtree(self.checkpoints / stage_name(k), ignore_errors=True)
             self.ctx.print(
                 f"stage {k}/{self.recipe.stages.count}: {len(out.stage.images)} images, "
                 f"lr {out.stage.lr:.4g}, {seconds:.1f}s"

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from .base import Capabilities, Distiller, MethodSpec, StageOutput, StageTask, SynSet
+from .base import Capabilities, Distiller, DivergenceError, MethodSpec, StageOutput, StageTask, SynSet
 from .coreset import SPECS as _CORESETS
+from .mtt import SPEC as _MTT
 
 METHODS: dict[str, MethodSpec] = {
     **_CORESETS,
+    "mtt": _MTT,
 }
 
-__all__ = ["METHODS", "Capabilities", "Distiller", "MethodSpec", "StageOutput", "StageTask", "SynSet"]
+__all__ = [
+    "METHODS",
+    "Capabilities",
+    "Distiller",
+    "DivergenceError",
+    "MethodSpec",
+    "StageOutput",
+    "StageTask",
+    "SynSet",
+]

@@ -6,13 +6,17 @@ A distiller turns one `StageTask` into one `StageOutput`. The engine reads a met
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from ..config import MethodConfig
+from ..io import save_safetensors
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -55,6 +59,7 @@ class StageTask:
     boost_beta: float  # earlier stages keep training at lr x beta (0: frozen)
     pool: list[torch.Tensor]  # per class, the real train indices this stage may draw from
     seed: int
+    checkpoint_dir: Path | None = None  # where a long stage keeps its resumable state
 
     @property
     def context_set(self) -> list[SynSet]:
@@ -67,6 +72,74 @@ class StageOutput:
     stage: SynSet
     previous: list[SynSet] | None = None  # earlier stages, when the method changed them (boosting with beta > 0)
     log: dict[str, Any] = field(default_factory=dict)
+
+
+class DivergenceError(RuntimeError):
+    """A distillation run that diverged (NaN, exploding lr); the message says where the last good state is."""
+
+
+class StateFile:
+    """A resumable in-stage checkpoint: named tensors, optimiser momentum, the generator state and the iteration.
+
+    `identity` (a JSON-able dict) must match on restore; a stale or unreadable file is ignored with a warning.
+    """
+
+    def __init__(self, folder: Path | None, name: str, identity: dict, writable: bool = True):
+        self.path = Path(folder) / f"{name}.safetensors" if folder is not None else None
+        self.identity = json.dumps(identity, sort_keys=True, default=str)
+        self.writable = writable
+
+    @staticmethod
+    def _buffers(optimizers: dict[str, torch.optim.Optimizer]):
+        for name, o in optimizers.items():
+            for gi, group in enumerate(o.param_groups):
+                for pi, p in enumerate(group["params"]):
+                    yield f"opt.{name}.{gi}.{pi}", o, p
+
+    def save(
+        self,
+        tensors: dict[str, torch.Tensor],
+        optimizers: dict[str, torch.optim.Optimizer],
+        g: torch.Generator,
+        iteration: int,
+    ) -> Path | None:
+        if self.path is None or not self.writable:
+            return self.path
+        data = {f"t.{k}": v.detach() for k, v in tensors.items()}
+        for key, o, p in self._buffers(optimizers):
+            buf = o.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                data[key] = buf
+        data["rng"] = g.get_state()
+        save_safetensors(data, self.path, metadata={"identity": self.identity, "iteration": str(iteration)})
+        return self.path
+
+    def restore(
+        self, tensors: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer], g: torch.Generator
+    ) -> int:
+        """Load the checkpoint into the given tensors/optimisers/generator; returns the iteration to resume at."""
+        if self.path is None or not self.path.is_file():
+            return 0
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(self.path), "pt") as f:
+                meta = f.metadata() or {}
+                data = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} is unreadable ({e}); starting over")
+            return 0
+        if meta.get("identity") != self.identity:
+            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} belongs to other settings; ignored")
+            return 0
+        with torch.no_grad():
+            for k, v in tensors.items():
+                v.copy_(data[f"t.{k}"])
+        for key, o, p in self._buffers(optimizers):
+            if key in data:
+                o.state[p]["momentum_buffer"] = data[key].to(p.device)
+        g.set_state(data["rng"])
+        return int(meta["iteration"])
 
 
 class Distiller(Protocol):

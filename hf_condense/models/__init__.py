@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import timm
 from torch import nn
 
@@ -29,12 +31,14 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, img_size: int
     return _small_stem(model, cfg.name) if cfg.small_stem else model
 
 
-def model_exists(name: str) -> bool:
-    return name in timm.list_models(name)
+@functools.lru_cache(maxsize=1)
+def model_names() -> frozenset[str]:
+    """Every model name in timm's registry (the ConvNet family included)."""
+    return frozenset(timm.list_models())
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ConvNet", "build_model", "count_parameters", "model_exists"]
+__all__ = ["ConvNet", "build_model", "count_parameters", "model_names"]

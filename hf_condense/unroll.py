@@ -1,0 +1,78 @@
+"""The differentiable SGD unroll of trajectory matching, plain or in checkpointed segments.
+
+theta_{j+1} = theta_j - alpha * grad CE(f(theta_j, x_j), y_j), j < N, on one flat parameter vector. The plain unroll
+keeps the whole graph (memory grows with N x batch). The checkpointed unroll stores only the segment starts on a
+first pass without graph, then replays each segment with graph from last to first, carrying the adjoint of theta
+across segment boundaries: the same gradients, with the memory of one segment and one extra first-order pass.
+Minibatches and augmentation parameters must be fixed per step (`batch(j)`), so the replay is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .functional import FlatParams
+
+Batch = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step j -> (inputs, labels), built from leaf images
+
+
+def segment_bounds(steps: int, segments: int) -> list[range]:
+    """Split range(steps) into `segments` contiguous, near-equal chunks."""
+    segments = max(1, min(segments, steps))
+    size = math.ceil(steps / segments)
+    return [range(i, min(i + size, steps)) for i in range(0, steps, size)]
+
+
+def sgd_steps(
+    net: FlatParams, theta: torch.Tensor, alpha: torch.Tensor, batch: Batch, steps: Sequence[int], create_graph: bool
+) -> torch.Tensor:
+    """Run student SGD steps from theta; with create_graph the result stays differentiable in everything."""
+    for j in steps:
+        x, y = batch(j)
+        loss = F.cross_entropy(net(theta, x), y)
+        (grad,) = torch.autograd.grad(loss, theta, create_graph=create_graph)
+        theta = theta - alpha * grad
+        if not create_graph:
+            theta = theta.detach().requires_grad_(True)
+    return theta
+
+
+def matching_loss(theta_n: torch.Tensor, start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MTT's normalised parameter distance ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2."""
+    return ((theta_n - target) ** 2).sum() / ((start - target) ** 2).sum()
+
+
+def unroll_backward(
+    net: FlatParams,
+    start: torch.Tensor,
+    target: torch.Tensor,
+    alpha: torch.Tensor,
+    batch: Batch,
+    steps: int,
+    segments: int = 1,
+) -> float:
+    """Unroll `steps` student steps from `start`, backpropagate the matching loss into every leaf that `batch` and
+    `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module doc)."""
+    bounds = segment_bounds(steps, segments)
+    starts = [start.detach()]
+    with torch.enable_grad():
+        for seg in bounds[:-1]:  # first pass without graph: remember where each segment starts
+            theta = sgd_steps(net, starts[-1].detach().requires_grad_(True), alpha.detach(), batch, seg, False)
+            starts.append(theta.detach())
+        adjoint = None
+        loss_value = float("nan")
+        for s in reversed(range(len(bounds))):
+            theta0 = starts[s].detach().clone().requires_grad_(True)
+            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], create_graph=True)
+            if s == len(bounds) - 1:
+                loss = matching_loss(theta_end, start, target)
+                loss_value = float(loss.detach())
+                loss.backward()  # into the images, alpha and theta0 (all leaves)
+            else:
+                theta_end.backward(adjoint)
+            adjoint = theta0.grad
+    return loss_value

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny recipes on scikit-learn's digits, an isolated cache, one accelerator."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
+
+TINY = {
+    "dataset": {"path": "sklearn/digits"},
+    "model": {"name": "convnet_d2w16"},
+    "augment": {"strategy": "color_crop_cutout_scale_rotate"},
+    "method": {"name": "random"},
+    "stages": {"count": 2, "ipc": 2},
+    "evaluation": {"runs": 2, "epochs": 40, "random_real": False},
+    "seed": 0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_CONDENSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A fresh copy of a tiny recipe dict writing into tmp_path/out."""
+    d = copy.deepcopy(TINY)
+    d["output"] = {"dir": str(tmp_path / "out")}
+    return d
+
+
+@pytest.fixture(scope="session")
+def accelerator():
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=True)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from hf_condense.config import DatasetConfig
+    from hf_condense.data import load_real_data
+
+    return load_real_data(DatasetConfig(path="sklearn/digits"))
+
+
+def tiny_mtt(**method) -> dict:
+    """Method section of a tiny MTT run on digits (seconds on a CPU)."""
+    base = {
+        "name": "mtt",
+        "iterations": 30,
+        "syn_steps": 6,
+        "expert_epochs": 1,
+        "max_start_epoch": 2,
+        "lr_img": 100.0,
+        "lr_lr": 1e-5,
+        "lr_teacher": 0.01,
+        "num_experts": 2,
+        "checkpoint_every": 10,
+    }
+    base.update(method)
+    return base
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

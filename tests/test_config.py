@@ -1,0 +1,165 @@
+"""Recipes: parsing, overrides, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_condense.config import Recipe, RecipeError, load_recipe
+from hf_condense.methods.mtt import MTTConfig
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def errors_of(data, overrides=()):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(data, overrides)
+    return info.value.errors
+
+
+def test_defaults_and_typed_sections(tiny):
+    r = load_recipe(tiny)
+    assert isinstance(r, Recipe)
+    assert r.stages.count == 2 and r.stages.ipc_of(2) == 2
+    assert r.evaluation.momentum == 0.9 and r.evaluation.weight_decay == 5e-4
+
+
+def test_method_section_is_typed_per_method(tiny):
+    tiny["method"] = {"name": "mtt", "syn_steps": 7}
+    r = load_recipe(tiny)
+    assert isinstance(r.method, MTTConfig) and r.method.syn_steps == 7 and r.method.lr_teacher == 0.01
+
+
+def test_dotted_overrides(tiny):
+    tiny["method"] = {"name": "mtt"}
+    r = load_recipe(tiny, ["method.iterations=200", "output.dir=elsewhere", "stages.ipc=[1, 2]"])
+    assert r.method.iterations == 200 and r.output.dir == "elsewhere" and r.stages.ipc == [1, 2]
+
+
+def test_unknown_key_suggests_the_right_one(tiny):
+    tiny["evaluation"]["epoch"] = 3
+    (err,) = errors_of(tiny)
+    assert err.startswith("evaluation.epoch: unknown key") and "did you mean 'epochs'" in err
+
+
+def test_unknown_method_key(tiny):
+    tiny["method"] = {"name": "mtt", "synsteps": 3}
+    (err,) = errors_of(tiny)
+    assert "method.synsteps" in err and "syn_steps" in err
+
+
+def test_wrong_type(tiny):
+    tiny["stages"]["count"] = "three"
+    (err,) = errors_of(tiny)
+    assert err.startswith("stages.count: expected int, got 'three'")
+
+
+def test_bool_is_not_an_int(tiny):
+    tiny["evaluation"]["runs"] = True
+    assert errors_of(tiny)[0].startswith("evaluation.runs: expected int")
+
+
+@pytest.mark.parametrize(
+    "path,value,needle",
+    [
+        ("stages.count", 0, "stages.count: 0 is too small; must be >= 1"),
+        ("stages.ipc", 0, "stages.ipc: 0 is too small"),
+        ("evaluation.lr", -0.1, "evaluation.lr: -0.1 is too small; must be > 0"),
+        ("evaluation.momentum", 1.5, "evaluation.momentum: 1.5 is too large"),
+    ],
+)
+def test_impossible_values(tiny, path, value, needle):
+    errors = errors_of(tiny, [f"{path}={value}"])
+    assert any(needle in e for e in errors), errors
+
+
+def test_all_errors_reported_together(tiny):
+    tiny["stages"]["count"] = 0
+    tiny["evaluation"]["runs"] = "x"
+    tiny["bogus"] = 1
+    assert len(errors_of(tiny)) == 3
+
+
+def test_unknown_method_and_model(tiny):
+    tiny["method"] = {"name": "mttt"}
+    assert "did you mean 'mtt'" in errors_of(tiny)[0]
+
+
+def test_unknown_timm_model(tiny):
+    tiny["model"] = {"name": "resnet181"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("model.name: 'resnet181' is not a timm model") and "resnet18" in err
+
+
+def test_bad_augmentation_family(tiny):
+    tiny["augment"] = {"strategy": "color_blur"}
+    assert "augment.strategy" in errors_of(tiny)[0] and "blur" in errors_of(tiny)[0]
+
+
+def test_per_stage_ipc_list_length(tiny):
+    tiny["stages"]["ipc"] = [1, 2, 3]
+    assert "stages.ipc: has 3 entries but stages.count is 2" in errors_of(tiny)[0]
+
+
+def test_stage_overrides_are_checked(tiny):
+    tiny["method"] = {"name": "mtt"}
+    tiny["stages"]["overrides"] = [{"syn_step": 3}]
+    assert errors_of(tiny)[0].startswith("stages.overrides[0].syn_step: unknown key")
+
+
+def test_push_needs_repo_id(tiny):
+    tiny["output"]["push_to_hub"] = True
+    assert errors_of(tiny)[0].startswith("output.repo_id: required")
+
+
+def test_bad_override_syntax(tiny):
+    assert "expected key.path=value" in errors_of(tiny, ["method.iterations"])[0]
+
+
+def test_malformed_yaml(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("dataset:\n  path: [unclosed\n")
+    (err,) = errors_of(p)
+    assert "malformed YAML at line" in err
+
+
+def test_missing_recipe_file(tmp_path):
+    assert "recipe file not found" in errors_of(tmp_path / "nope.yaml")[0]
+
+
+def test_top_level_must_be_mapping(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("- a\n- b\n")
+    assert "expected a mapping of sections" in errors_of(p)[0]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates_and_builds_its_model(path):
+    """Each recipe parses, starts with its comment block, and its model builds for its dataset's shape."""
+    from hf_condense.models import build_model
+
+    text = path.read_text()
+    assert text.startswith("#") and "Run:" in text and "Expected:" in text, f"{path.name}: header comment"
+    r = load_recipe(path)
+    shapes = {
+        "cifar100": (3, 32, 100),
+        "cifar10": (3, 32, 10),
+        "tiny-imagenet": (3, 64, 200),
+        "fashion": (1, 28, 10),
+        "digits": (1, 8, 10),
+    }
+    c, size, classes = next(v for k, v in shapes.items() if k in r.dataset.path.lower())
+    import torch
+
+    model = build_model(r.model, classes, c, size)
+    assert model(torch.zeros(2, c, size, size)).shape == (2, classes)
+    assert yaml.safe_load(text)  # plain YAML
+
+
+def test_readme_recipe_reference_is_current():
+    from hf_condense.config import recipe_reference
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert recipe_reference() in readme, "regenerate the README's recipe reference from recipe_reference()"

@@ -1,0 +1,168 @@
+"""MTT: exact unroll gradients, memory-bounded equality, experts cache, divergence, and that it works on digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+
+import hf_condense
+from hf_condense.config import load_recipe
+from hf_condense.functional import FlatParams
+from hf_condense.methods import DivergenceError
+from hf_condense.unroll import matching_loss, sgd_steps, unroll_backward
+
+from .conftest import tiny_mtt
+
+
+def tiny_problem(dtype=torch.float64, n=6, steps=4):
+    torch.manual_seed(0)
+    model = timm.create_model("test_convnet", num_classes=3, in_chans=1, img_size=8).to(dtype)
+    net = FlatParams(model)
+    start = net.flatten()
+    target = start + 0.05 * torch.randn_like(start)
+    images = torch.randn(n, 1, 8, 8, dtype=dtype, requires_grad=True)
+    labels = torch.arange(n) % 3
+    alpha = torch.tensor(0.05, dtype=dtype, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    idx = [torch.randperm(n, generator=g)[:4] for _ in range(steps)]
+
+    def batch(j):
+        return images[idx[j]], labels[idx[j]]
+
+    return net, start, target, images, alpha, batch, steps
+
+
+def loss_at(net, start, target, images_value, images, alpha_value, batch, steps):
+    with torch.no_grad():
+        images.copy_(images_value)
+    th = sgd_steps(
+        net,
+        start.clone().requires_grad_(True),
+        torch.tensor(alpha_value, dtype=start.dtype),
+        batch,
+        range(steps),
+        create_graph=False,
+    )
+    return float(matching_loss(th.detach(), start, target))
+
+
+def test_unroll_gradient_matches_finite_differences():
+    net, start, target, images, alpha, batch, steps = tiny_problem()
+    unroll_backward(net, start, target, alpha, batch, steps)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    base = images.detach().clone()
+    v = torch.randn_like(base)
+    eps = 1e-5
+    fd = (
+        loss_at(net, start, target, base + eps * v, images, 0.05, batch, steps)
+        - loss_at(net, start, target, base - eps * v, images, 0.05, batch, steps)
+    ) / (2 * eps)
+    assert abs(fd - float((g_img * v).sum())) < 1e-6 * max(1.0, abs(fd))
+    fd_a = (
+        loss_at(net, start, target, base, images, 0.05 + eps, batch, steps)
+        - loss_at(net, start, target, base, images, 0.05 - eps, batch, steps)
+    ) / (2 * eps)
+    assert abs(fd_a - float(g_alpha)) < 1e-6 * max(1.0, abs(fd_a))
+
+
+@pytest.mark.parametrize("segments", [2, 3, 7])
+def test_checkpointed_unroll_gradients_equal_plain(segments):
+    net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=7)
+    plain = unroll_backward(net, start, target, alpha, batch, steps, segments=1)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    ckpt = unroll_backward(net, start, target, alpha, batch, steps, segments=segments)
+    assert abs(plain - ckpt) <= 1e-6 * abs(plain)
+    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-4
+    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-4
+
+
+def mtt_recipe(tiny, **method):
+    tiny["method"] = tiny_mtt(**method)
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"].update({"runs": 3, "epochs": 100, "random_real": True})
+    return load_recipe(tiny)
+
+
+def test_mtt_lowers_matching_loss_and_beats_random_real(tiny, accelerator, tmp_path):
+    result = hf_condense.run(mtt_recipe(tiny, iterations=60), accelerator)
+    meta = json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())
+    assert meta["log"]["loss_end"] < 0.8 * meta["log"]["loss_start"]
+    (mtt_acc, _), (rand_acc, _) = result.distilled[0], result.random_real[0]
+    assert mtt_acc > rand_acc + 0.05, (mtt_acc, rand_acc)
+
+
+def test_alpha_is_learned_positive_saved_and_used_by_evaluation(tiny, accelerator, tmp_path, monkeypatch):
+    from hf_condense import training
+
+    seen = []
+    original = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **k: (seen.append(a[5]), original(*a, **k))[1])
+    result = hf_condense.run(mtt_recipe(tiny, iterations=10), accelerator)
+    alpha = result.stages[0].lr
+    assert alpha > 0 and alpha != 0.01
+    assert json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())["lr"] == alpha
+    assert seen[0] == alpha  # evaluation trains at the learned lr
+
+
+def test_expert_cache_is_reused_and_corruption_is_caught(tiny, accelerator, tmp_path, monkeypatch, caplog):
+    from hf_condense.experts import ExpertStore
+
+    trained = []
+    original = ExpertStore.train_one
+    monkeypatch.setattr(ExpertStore, "train_one", lambda self, e, *a: (trained.append(e), original(self, e, *a))[1])
+    tiny["evaluation"]["runs"] = 1
+    hf_condense.run(mtt_recipe(tiny, iterations=2), accelerator)
+    assert trained == [0, 1]
+    tiny["output"]["dir"] = str(tmp_path / "second")
+    hf_condense.run(mtt_recipe(tiny, iterations=3), accelerator)  # another recipe, same experts
+    assert trained == [0, 1]
+    files = sorted((tmp_path / "cache" / "experts").glob("*/expert_0001.safetensors"))
+    assert len(files) == 1
+    files[0].write_bytes(files[0].read_bytes()[:-100])  # truncate
+    tiny["output"]["dir"] = str(tmp_path / "third")
+    with caplog.at_level("WARNING"):
+        hf_condense.run(mtt_recipe(tiny, iterations=4), accelerator)
+    assert trained == [0, 1, 1]
+    assert "expert_0001.safetensors" in caplog.text and "rebuilding" in caplog.text
+
+
+def test_divergence_stops_with_last_good_state(tiny, accelerator, tmp_path):
+    recipe = mtt_recipe(tiny, iterations=50, lr_lr=1e3)
+    with pytest.raises(DivergenceError, match="diverged at iteration") as info:
+        hf_condense.run(recipe, accelerator)
+    assert "lower method.lr_img or method.lr_lr" in str(info.value)
+    assert (tmp_path / "out" / ".checkpoints" / "stage_1" / "mtt.safetensors").is_file()
+
+
+def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, accelerator, tmp_path, monkeypatch):
+    from hf_condense import unroll
+    from hf_condense.methods import mtt
+
+    tiny["evaluation"]["runs"] = 1
+    full = hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    tiny["output"]["dir"] = str(tmp_path / "killed")
+    calls = {"n": 0}
+    original = unroll.unroll_backward
+
+    def dies_at_17(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 17:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(mtt, "unroll_backward", dies_at_17)
+    with pytest.raises(KeyboardInterrupt):
+        hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    monkeypatch.setattr(mtt, "unroll_backward", original)
+    calls["n"] = 0
+    monkeypatch.setattr(
+        mtt, "unroll_backward", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), original(*a, **k))[1]
+    )
+    resumed = hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    assert calls["n"] == 15  # resumed at iteration 10
+    assert torch.equal(full.stages[0].images, resumed.stages[0].images)
+    assert full.stages[0].lr == resumed.stages[0].lr
