@@ -34,18 +34,22 @@ ROWS = [
     ("MTT", 10, []),
     ("random real", 1, ["method={name: random}"]),
     ("MTT", 1, []),
+    ("MTT 1200 it", 10, ["method.iterations=1200"]),
 ]
 
 
 def main() -> None:
-    only = set(sys.argv[1:])
-    shutil.rmtree(WORK, ignore_errors=True)
+    only = set(sys.argv[1:])  # row names to (re)run; their rows replace earlier ones in the results file
+    if not only:
+        shutil.rmtree(WORK, ignore_errors=True)
     acc = Accelerator()
-    rows = []
+    rows = json.loads(Path(f"{RESULTS}.json").read_text()) if only and Path(f"{RESULTS}.json").is_file() else []
     for name, ipc, overrides in ROWS:
         if only and name not in only:
             continue
         tag = f"{name.replace(' ', '_').replace('-', '')}_ipc{ipc}"
+        shutil.rmtree(WORK / tag, ignore_errors=True)
+        rows = [r for r in rows if (r["method"], r["ipc"]) != (name, ipc)]
         recipe = hf_condense.load_recipe(
             RECIPE,
             [

@@ -112,6 +112,13 @@ class StagesConfig:
         None, help="Student trains on earlier stages plus the current one (default: on, except for independent)."
     )
     boost_beta: float = opt(0.0, min=0, max=1, help="boost scheme: lr factor for earlier blocks (0 = frozen).")
+    curriculum: Literal["none", "forgetting"] = opt(
+        "none",
+        help="forgetting: stage i draws only on real examples with forgetting score in "
+        "[band x (i-1), band x i) (PDD section 4.2).",
+    )
+    forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band.")
+    forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")
     overrides: list[dict[str, Any]] = opt(
         default_factory=list, help="Per-stage method overrides, one mapping per stage."
     )

@@ -17,8 +17,9 @@ from accelerate.utils import set_seed
 
 from .config import Recipe, RecipeError, recipe_to_yaml
 from .context import RunContext
+from .curriculum import band_pools, forgetting_scores
 from .hub_layout import list_stages, read_stage, read_stage_meta, stage_name, write_stage
-from .io import write_json, write_text
+from .io import save_safetensors, write_json, write_text
 from .methods import METHODS
 from .methods.base import StageTask, SynSet
 
@@ -124,13 +125,24 @@ class StageEngine:
             conditioning=st.use_conditioning,
             transition=st.use_transition,
             boost_beta=st.boost_beta if st.scheme == "boost" else 0.0,
-            pool=self.ctx.class_indices,
+            pool=self.pool(k),
             seed=seed_of_stage(self.recipe, k),
             checkpoint_dir=self.checkpoints / stage_name(k),
         )
 
-    def stage_meta(self, k: int, seconds: float, log: dict) -> dict:
+    def pool(self, k: int) -> list[torch.Tensor]:
+        """Per class, the real train examples stage k may use (all, or its forgetting-score band)."""
+        st = self.recipe.stages
+        if st.curriculum == "none":
+            return self.ctx.class_indices
+        scores = forgetting_scores(self.ctx, st.forgetting_epochs)
+        if self.is_main and not (self.folder / "forgetting.safetensors").exists():
+            save_safetensors({"scores": scores}, self.folder / "forgetting.safetensors")
+        return band_pools(scores, self.ctx.class_indices, k, st.forgetting_band, st.ipc_of(k))
+
+    def stage_meta(self, k: int, seconds: float, log: dict, pool: list[torch.Tensor]) -> dict:
         return {
+            "real_fraction": round(sum(len(p) for p in pool) / len(self.ctx.train_y), 4),
             "ipc": self.recipe.stages.ipc_of(k),
             "epochs": self.recipe.evaluation.epochs,
             "method": self.recipe.method.name,
@@ -156,19 +168,21 @@ class StageEngine:
         for k in range(len(stages) + 1, self.recipe.stages.count + 1):
             set_seed(seed_of_stage(self.recipe, k))
             t0 = time.perf_counter()
-            out = distiller.distill(self.task(k, stages))
+            task = self.task(k, stages)
+            out = distiller.distill(task)
             seconds = time.perf_counter() - t0
             if out.previous is not None:  # boosting moved earlier blocks: rewrite them
                 for j, syn in enumerate(out.previous, start=1):
                     self.write(j, syn, stages[j - 1].meta)
                 stages = list(out.previous)
-            self.write(k, out.stage, self.stage_meta(k, seconds, out.log))
+            self.write(k, out.stage, self.stage_meta(k, seconds, out.log, task.pool))
             stages.append(out.stage)
             if self.is_main:
                 shutil.rmtree(self.checkpoints / stage_name(k), ignore_errors=True)
             self.ctx.print(
                 f"stage {k}/{self.recipe.stages.count}: {len(out.stage.images)} images, "
-                f"lr {out.stage.lr:.4g}, {seconds:.1f}s"
+                f"lr {out.stage.lr:.4g}, {seconds:.1f}s, "
+                f"{100 * sum(len(p) for p in task.pool) / len(self.ctx.train_y):.0f}% of the real data"
             )
             self.ctx.accelerator.wait_for_everyone()
             if self.on_stage is not None:

@@ -3,8 +3,7 @@
 `accelerate launch -m hf_condense.experts recipe.yaml` builds them ahead of time; `hf_condense.distill` builds the
 missing ones itself. Trajectories are cached as safetensors under a key of everything that changes them, each file
 with its parameter names/shapes, key and checksum; a truncated, stale or foreign file is rebuilt, never used.
-With several processes, each trains its share of the experts. While experts train on the real data, a forgetting
-counter (Toneva et al. 2019) records for each example how often it goes from correct to wrong.
+With several processes, each trains its share of the experts.
 
 PDD transitions: the experts of stage i start where the stage-(i-1) experts started, trained on the cumulative
 synthetic set S1 u ... u S(i-1) at the latest stage's lr, then continue on real data, snapshotting each epoch.
@@ -83,29 +82,6 @@ def load_trajectory(path: Path, key: str, epochs: int, size: int) -> torch.Tenso
     return traj[: epochs + 1]
 
 
-class ForgettingCounter:
-    """Per-example forgetting events: correct at one presentation, wrong at the next (Toneva et al. 2019)."""
-
-    def __init__(self, labels: torch.Tensor):
-        self.labels = labels
-        self.prev = torch.zeros(len(labels), dtype=torch.bool)
-        self.seen = torch.zeros(len(labels), dtype=torch.bool)
-        self.events = torch.zeros(len(labels), dtype=torch.int32)
-
-    def __call__(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
-        correct = logits.argmax(1).cpu() == self.labels[idx]
-        self.events[idx] += (self.prev[idx] & ~correct).int()
-        self.prev[idx] = correct
-        self.seen[idx] = True
-
-    def scores(self) -> torch.Tensor:
-        """Forgetting events per example; never-learnt examples count as most forgotten (as Toneva et al.)."""
-        never = self.seen & ~self.prev & (self.events == 0)
-        out = self.events.clone().float()
-        out[never] = float("inf")
-        return out
-
-
 class ExpertStore:
     """Trains, caches and serves expert trajectories for a run."""
 
@@ -145,12 +121,7 @@ class ExpertStore:
             self.ctx.print(f"training {len(todo)} expert(s) x {s.epochs} epoch(s) into {folder}")
         for e in mine:
             start = starts[e] if starts is not None else None
-            traj, forgetting = self.train_one(e, s, key, start, pretrain)
-            save_trajectory(paths[e], traj, self.flat, key)
-            if start is None:
-                save_safetensors(
-                    {"scores": forgetting}, folder / f"forgetting_{e:04d}.safetensors", metadata={"key": key}
-                )
+            save_trajectory(paths[e], self.train_one(e, s, key, start, pretrain), self.flat, key)
         acc.wait_for_everyone()
         return paths
 
@@ -179,13 +150,12 @@ class ExpertStore:
                 ctx.device,
             )
         opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=0.0, weight_decay=0.0)
-        counter = ForgettingCounter(ctx.train_y)
         snaps = [flat.flatten().cpu()]
         dsa = ctx.dsa if s.augment else None
         for _ in range(s.epochs):
-            train_epoch(model, opt, ctx.train_x, ctx.train_y, s.batch_size, dsa, g, ctx.device, on_batch=counter)
+            train_epoch(model, opt, ctx.train_x, ctx.train_y, s.batch_size, dsa, g, ctx.device)
             snaps.append(flat.flatten().cpu())  # a fresh copy: never an alias of the live parameters
-        return torch.stack(snaps), counter.scores()
+        return torch.stack(snaps)
 
     def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:
         if path not in self._loaded:
@@ -196,16 +166,6 @@ class ExpertStore:
                 raise RuntimeError(f"expert trajectory {path} disappeared or changed during the run")
             self._loaded[path] = traj
         return self._loaded[path]
-
-    def forgetting_scores(self, s: ExpertSettings) -> torch.Tensor | None:
-        """Mean forgetting events per real example over the base experts, or None if none are cached."""
-        folder = self.folder(self.base_key(s))
-        files = sorted(folder.glob("forgetting_*.safetensors"))
-        if not files:
-            return None
-        from safetensors.torch import load_file
-
-        return torch.stack([load_file(str(p))["scores"] for p in files]).mean(0)
 
     def stage_experts(self, s: ExpertSettings, stage_sets: list, transition_epochs: int, ev: EvalConfig):
         """(key, paths) of the experts for a stage whose earlier stages are `stage_sets` (empty for stage 1).

@@ -28,15 +28,17 @@ def segment_bounds(steps: int, segments: int) -> list[range]:
 
 
 def sgd_steps(
-    net: FlatParams, theta: torch.Tensor, alpha: torch.Tensor, batch: Batch, steps: Sequence[int], create_graph: bool
+    net: FlatParams, theta: torch.Tensor, alpha: torch.Tensor, batch: Batch, steps: Sequence[int], keep_graph: bool
 ) -> torch.Tensor:
-    """Run student SGD steps from theta; with create_graph the result stays differentiable in everything."""
+    """Run student SGD steps from theta. With keep_graph the result stays differentiable in everything; without,
+    theta is detached after every step (memory of one step). Both build the same double-backward graph, so a
+    replayed segment is bitwise identical to its first pass (the fused first-order kernels differ in round-off)."""
     for j in steps:
         x, y = batch(j)
         loss = F.cross_entropy(net(theta, x), y)
-        (grad,) = torch.autograd.grad(loss, theta, create_graph=create_graph)
+        (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
         theta = theta - alpha * grad
-        if not create_graph:
+        if not keep_graph:
             theta = theta.detach().requires_grad_(True)
     return theta
 
@@ -67,7 +69,7 @@ def unroll_backward(
         loss_value = float("nan")
         for s in reversed(range(len(bounds))):
             theta0 = starts[s].detach().clone().requires_grad_(True)
-            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], create_graph=True)
+            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], keep_graph=True)
             if s == len(bounds) - 1:
                 loss = matching_loss(theta_end, start, target)
                 loss_value = float(loss.detach())

@@ -1,0 +1,112 @@
+"""The stage engine: conditioning, transitions, boosting, and the evaluation modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hf_condense
+from hf_condense.config import load_recipe
+from hf_condense.hub_layout import read_stage
+
+from .conftest import tiny_mtt
+
+
+def staged(tiny, tmp_path, name, **stages):
+    tiny["method"] = tiny_mtt(iterations=8)
+    tiny["stages"] = {"count": 2, "ipc": 1, **stages}
+    tiny["evaluation"].update({"runs": 1, "epochs": 20})
+    tiny["output"]["dir"] = str(tmp_path / name)
+    return load_recipe(tiny)
+
+
+def test_earlier_stages_stay_bit_identical(tiny, accelerator, tmp_path):
+    one = hf_condense.run(staged(tiny, tmp_path, "one", count=1), accelerator)
+    two = hf_condense.run(staged(tiny, tmp_path, "two"), accelerator)
+    assert torch.equal(one.stages[0].images, two.stages[0].images)
+    assert torch.equal(read_stage(tmp_path / "two" / "stage_1").images, one.stages[0].images)
+    assert not torch.equal(two.stages[1].images, two.stages[0].images)
+
+
+def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, accelerator, tmp_path):
+    from hf_condense.distill import prepare
+    from hf_condense.experts import ExpertStore
+    from hf_condense.functional import FlatParams
+    from hf_condense.methods.mtt import expert_settings
+
+    recipe = staged(tiny, tmp_path, "t")
+    result = hf_condense.run(recipe, accelerator)
+    ctx = prepare(recipe, accelerator)
+    store = ExpertStore(ctx)
+    s = expert_settings(recipe.method)
+    base_key, base = store.stage_experts(s, [], 20, recipe.evaluation)
+    key, moved = store.stage_experts(s, result.stages[:1], 150, recipe.evaluation)
+    assert key != base_key
+    net = FlatParams(ctx.make_model())
+    s1 = result.stages[0]
+
+    def fit_on_s1(theta):
+        return float((net(theta, s1.images).argmax(1) == s1.labels).float().mean())
+
+    base_start = store.trajectory(base[0], base_key, 0)[0]
+    moved_start = store.trajectory(moved[0], key, 0)[0]
+    assert fit_on_s1(moved_start) >= 0.8 and fit_on_s1(base_start) < 0.5
+    # without transition the second stage matches the base experts
+    recipe_nt = staged(tiny, tmp_path, "nt", transition=False)
+    assert store.stage_experts(s, [], 20, recipe_nt.evaluation)[0] == base_key
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_boost_moves_earlier_blocks_only_with_beta(tiny, accelerator, tmp_path, beta):
+    one = hf_condense.run(staged(tiny, tmp_path, "one", count=1), accelerator)
+    boosted = hf_condense.run(staged(tiny, tmp_path, f"b{beta}", scheme="boost", boost_beta=beta), accelerator)
+    same = torch.equal(one.stages[0].images, boosted.stages[0].images)
+    assert same == (beta == 0.0)
+    on_disk = read_stage(tmp_path / f"b{beta}" / "stage_1").images
+    assert torch.equal(on_disk, boosted.stages[0].images)  # the rewritten block is what was saved
+
+
+@pytest.mark.parametrize("mode,expected", [("progressive", [10, 30]), ("union", [10, 30]), ("sequential", [10, 20])])
+def test_evaluation_modes_train_on_the_sets_they_claim(tiny, accelerator, monkeypatch, mode, expected):
+    from hf_condense import training
+
+    sizes, models = [], []
+    original_fit, original_sgd = training.fit, training.make_optimizer
+    monkeypatch.setattr(
+        training, "fit", lambda m, o, x, *a, **k: (sizes.append(len(x)), original_fit(m, o, x, *a, **k))[1]
+    )
+    monkeypatch.setattr(training, "make_optimizer", lambda m, *a: (models.append(id(m)), original_sgd(m, *a))[1])
+    tiny["stages"] = {"count": 2, "ipc": [1, 2]}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2, "mode": mode})
+    hf_condense.run(load_recipe(tiny), accelerator)
+    assert sizes == expected
+    assert len(models) == (2 if mode == "union" else 1)  # union: a fresh network per budget
+
+
+def test_forgetting_curriculum_restricts_each_stage_to_its_band(tiny, accelerator, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    tiny["method"] = {"name": "random"}
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    result = hf_condense.run(load_recipe(tiny), accelerator)
+    scores = load_file(str(tmp_path / "out" / "forgetting.safetensors"))["scores"]
+    assert len(scores) == 1437  # one per digits train example
+    for k, stage in enumerate(result.stages, start=1):
+        meta = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())
+        assert 0 < meta["real_fraction"] < 1
+        chosen = scores[stage.indices]
+        in_band = (chosen >= k - 1) & (chosen < k)
+        assert in_band.float().mean() >= 0.5  # all in band, except classes whose band was too small
+
+
+def test_band_pools_fill_small_bands_with_nearest_scores():
+    from hf_condense.curriculum import band_pools
+
+    scores = torch.tensor([0.0, 0.0, 1.0, 5.0, 7.0, float("inf")])
+    idx = [torch.arange(6)]
+    assert band_pools(scores, idx, 1, 3.0, 2)[0].tolist() == [0, 1, 2]
+    assert band_pools(scores, idx, 2, 3.0, 1)[0].tolist() == [3]
+    assert band_pools(scores, idx, 3, 3.0, 1)[0].tolist() == [4]
+    assert sorted(band_pools(scores, idx, 2, 3.0, 2)[0].tolist()) == [3, 4]  # 7 is nearer to [3, 6) than 1
