@@ -109,7 +109,7 @@ def test_alpha_is_learned_positive_saved_and_used_by_evaluation(tiny, accelerato
 
 
 def test_expert_cache_is_reused_and_corruption_is_caught(tiny, accelerator, tmp_path, monkeypatch, caplog):
-    from hf_condense.experts import ExpertStore
+    from hf_condense.trajectories import ExpertStore
 
     trained = []
     original = ExpertStore.train_one

@@ -18,8 +18,8 @@ import torch
 from accelerate.utils import tqdm
 
 from ..config import MethodConfig, opt
-from ..experts import ExpertSettings, ExpertStore
 from ..functional import FlatParams
+from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
 from .base import Capabilities, DivergenceError, MethodSpec, StageOutput, StageTask, StateFile, SynSet
 

@@ -1,0 +1,186 @@
+"""Expert trajectories for trajectory matching: networks trained on real data, one parameter snapshot per epoch.
+
+`hf_condense.experts` builds them ahead of time; `hf_condense.distill` builds the missing ones itself.
+Trajectories are cached as safetensors under a key of everything that changes them, each file
+with its parameter names/shapes, key and checksum; a truncated, stale or foreign file is rebuilt, never used.
+With several processes, each trains its share of the experts.
+
+PDD transitions: the experts of stage i start where the stage-(i-1) experts started, trained on the cumulative
+synthetic set S1 u ... u S(i-1) at the latest stage's lr, then continue on real data, snapshotting each epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import EvalConfig
+from .context import RunContext, content_key
+from .functional import FlatParams
+from .io import save_safetensors
+from .training import fit, make_optimizer, train_epoch
+
+logger = logging.getLogger("hf_condense.experts")
+FORMAT = "hf_condense.trajectory.v1"
+
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    """How experts are trained (SGD without momentum or weight decay, as in MTT)."""
+
+    num_experts: int
+    epochs: int  # snapshots 0..epochs are stored
+    lr: float
+    batch_size: int
+    augment: bool
+
+
+def _checksum(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+def save_trajectory(path: Path, traj: torch.Tensor, flat: FlatParams, key: str, extra: dict | None = None) -> None:
+    meta = {
+        "format": FORMAT,
+        "key": key,
+        "epochs": str(len(traj) - 1),
+        "sha256": _checksum(traj),
+        **flat.metadata(),
+        **{k: json.dumps(v) for k, v in (extra or {}).items()},
+    }
+    save_safetensors({"trajectory": traj}, path, metadata=meta)
+
+
+def load_trajectory(path: Path, key: str, epochs: int, size: int) -> torch.Tensor | None:
+    """The trajectory stored at `path`, or None (with a warning saying why) if it is missing or unusable."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            traj = f.get_tensor("trajectory")
+    except Exception as e:  # a truncated or garbled file: safetensors raises several kinds
+        logger.warning(f"expert cache file {path} is unreadable ({type(e).__name__}: {e}); rebuilding it")
+        return None
+    why = None
+    if meta.get("format") != FORMAT or meta.get("key") != key:
+        why = "it was made for other settings"
+    elif traj.ndim != 2 or traj.shape[1] != size or traj.shape[0] < epochs + 1:
+        why = f"its shape {tuple(traj.shape)} does not fit {epochs + 1} snapshots of {size} parameters"
+    elif meta.get("sha256") != _checksum(traj):
+        why = "its checksum does not match its contents"
+    if why:
+        logger.warning(f"expert cache file {path} is not used: {why}; rebuilding it")
+        return None
+    return traj[: epochs + 1]
+
+
+class ExpertStore:
+    """Trains, caches and serves expert trajectories for a run."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.flat = FlatParams(ctx.make_model())
+        self._loaded: dict[Path, torch.Tensor] = {}
+
+    def base_key(self, s: ExpertSettings) -> str:
+        r = self.ctx.recipe
+        return content_key(
+            {
+                "data": self.ctx.data_key(),
+                "model": r.model.__dict__,
+                "augment": r.augment.strategy,
+                "lr": s.lr,
+                "batch": s.batch_size,
+                "aug": s.augment,
+                "seed": r.seed,
+                "format": FORMAT,
+            }
+        )
+
+    def folder(self, key: str) -> Path:
+        return self.ctx.cache_dir / "experts" / key
+
+    def build(
+        self, s: ExpertSettings, key: str, starts: list[torch.Tensor] | None = None, pretrain=None
+    ) -> list[Path]:
+        """Ensure experts 0..n-1 exist under `key`; process p trains experts p, p+P, ...; returns their paths."""
+        folder = self.folder(key)
+        paths = [folder / f"expert_{e:04d}.safetensors" for e in range(s.num_experts)]
+        acc = self.ctx.accelerator
+        todo = [e for e in range(s.num_experts) if load_trajectory(paths[e], key, s.epochs, self.flat.size) is None]
+        mine = todo[acc.process_index :: acc.num_processes]
+        if todo and acc.is_main_process:
+            self.ctx.print(f"training {len(todo)} expert(s) x {s.epochs} epoch(s) into {folder}")
+        for e in mine:
+            start = starts[e] if starts is not None else None
+            save_trajectory(paths[e], self.train_one(e, s, key, start, pretrain), self.flat, key)
+        acc.wait_for_everyone()
+        return paths
+
+    def train_one(self, e: int, s: ExpertSettings, key: str, start: torch.Tensor | None, pretrain):
+        """One expert: optional start weights and synthetic pre-training, then real epochs with snapshots."""
+        ctx = self.ctx
+        seed = int(content_key([key, e]), 16) % (2**31)
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        model = ctx.make_model().to(ctx.device)
+        flat = FlatParams(model)
+        if start is not None:
+            flat.load_into(start.to(ctx.device))
+        if pretrain is not None:  # PDD transition: train on the earlier synthetic stages first
+            x, y, lr, epochs, ev = pretrain
+            fit(
+                model,
+                make_optimizer(model, ev, lr),
+                x,
+                y,
+                epochs,
+                lr,
+                ev,
+                ctx.dsa if ev.augment else None,
+                g,
+                ctx.device,
+            )
+        opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=0.0, weight_decay=0.0)
+        snaps = [flat.flatten().cpu()]
+        dsa = ctx.dsa if s.augment else None
+        for _ in range(s.epochs):
+            train_epoch(model, opt, ctx.train_x, ctx.train_y, s.batch_size, dsa, g, ctx.device)
+            snaps.append(flat.flatten().cpu())  # a fresh copy: never an alias of the live parameters
+        return torch.stack(snaps)
+
+    def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:
+        if path not in self._loaded:
+            if len(self._loaded) >= 16:
+                self._loaded.pop(next(iter(self._loaded)))
+            traj = load_trajectory(path, key, epochs, self.flat.size)
+            if traj is None:
+                raise RuntimeError(f"expert trajectory {path} disappeared or changed during the run")
+            self._loaded[path] = traj
+        return self._loaded[path]
+
+    def stage_experts(self, s: ExpertSettings, stage_sets: list, transition_epochs: int, ev: EvalConfig):
+        """(key, paths) of the experts for a stage whose earlier stages are `stage_sets` (empty for stage 1).
+
+        Without earlier stages these are the base experts; otherwise each starts from the previous level's start
+        point, trained on the cumulative synthetic set (the chain mirrors progressive evaluation).
+        """
+        key = self.base_key(s)
+        paths = self.build(s, key)
+        for level in range(1, len(stage_sets) + 1):
+            union = stage_sets[:level]
+            x = torch.cat([u.images for u in union])
+            y = torch.cat([u.training_labels() for u in union])
+            lr = float(union[-1].lr)
+            starts = [self.trajectory(p, key, 0)[0] for p in paths]
+            syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
+            key = content_key([key, syn_hash, lr, transition_epochs, ev.__dict__])
+            paths = self.build(s, key, starts=starts, pretrain=(x, y, lr, transition_epochs, ev))
+        return key, paths
