@@ -44,7 +44,7 @@ def loss_at(net, start, target, images_value, images, alpha_value, batch, steps)
         torch.tensor(alpha_value, dtype=start.dtype),
         batch,
         range(steps),
-        create_graph=False,
+        keep_graph=False,
     )
     return float(matching_loss(th.detach(), start, target))
 
