@@ -149,21 +149,22 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hf_condense.distill", description=__doc__.split("\n")[0])
+def cli(prog: str, description: str, body, argv: list[str] | None = None) -> int:
+    """Shared command line of the entry modules: a recipe path plus overrides; errors as one clear message."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("recipe", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. method.iterations=200")
     args = parser.parse_args(argv)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        run(recipe)
-    except RecipeError as e:
+        body(load_recipe(args.recipe, args.overrides))
+    except (RecipeError, DivergenceError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except DivergenceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        return 2 if isinstance(e, RecipeError) else 3
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli("hf_condense.distill", __doc__.split("\n")[0], run, argv)
 
 
 if __name__ == "__main__":
