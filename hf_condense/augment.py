@@ -37,9 +37,6 @@ class AugParams:
     family: str
     values: dict[str, torch.Tensor]
 
-    def to(self, device) -> AugParams:
-        return AugParams(self.family, {k: v.to(device) for k, v in self.values.items()})
-
 
 def _rand(n: int, g: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=g)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.logging import get_logger
 from torch import nn
 
 from .augment import DSA
@@ -19,8 +18,6 @@ from .config import Recipe
 from .data import RealData
 from .models import build_model
 from .preprocess import Preprocessor
-
-logger = get_logger("hf_condense")
 
 
 def default_cache_dir() -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -135,10 +136,15 @@ class StageEngine:
         st = self.recipe.stages
         if st.curriculum == "none":
             return self.ctx.class_indices
-        scores = forgetting_scores(self.ctx, st.forgetting_epochs)
-        if self.is_main and not (self.folder / "forgetting.safetensors").exists():
+        return band_pools(self.forgetting, self.ctx.class_indices, k, st.forgetting_band, st.ipc_of(k))
+
+    @cached_property
+    def forgetting(self) -> torch.Tensor:
+        """Forgetting scores, counted (or read from the cache) once per run and saved with the output."""
+        scores = forgetting_scores(self.ctx, self.recipe.stages.forgetting_epochs)
+        if self.is_main:
             save_safetensors({"scores": scores}, self.folder / "forgetting.safetensors")
-        return band_pools(scores, self.ctx.class_indices, k, st.forgetting_band, st.ipc_of(k))
+        return scores
 
     def stage_meta(self, k: int, seconds: float, log: dict, pool: list[torch.Tensor]) -> dict:
         return {

@@ -34,9 +34,9 @@ def _per_process(ctx: RunContext, seeds: list[int], fn) -> list:
     return [r for _, r in sorted(merged, key=lambda t: t[0])]
 
 
-def stage_data(ctx: RunContext, synsets: Sequence[SynSet], epochs: int | None = None) -> list[StageData]:
+def stage_data(ctx: RunContext, synsets: Sequence[SynSet]) -> list[StageData]:
     ev = ctx.recipe.evaluation
-    return [StageData(s.images, s.training_labels(), s.lr, epochs or s.meta.get("epochs", ev.epochs)) for s in synsets]
+    return [StageData(s.images, s.training_labels(), s.lr, s.meta.get("epochs", ev.epochs)) for s in synsets]
 
 
 def evaluate_synsets(

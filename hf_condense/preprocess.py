@@ -6,7 +6,6 @@ can map test images into the same space, or view the images in pixel space.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import kornia
@@ -93,6 +92,3 @@ class Preprocessor:
             "normalize": "per-channel normalised pixels ((x/255 - mean) / std)",
             "none": "pixels scaled to [0, 1]",
         }[self.mode]
-
-    def summary(self) -> dict:
-        return json.loads(json.dumps({"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist()}))
