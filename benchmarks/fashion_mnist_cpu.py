@@ -35,6 +35,10 @@ ROWS = [
     ("random real", 1, ["method={name: random}"]),
     ("MTT", 1, []),
     ("MTT 1200 it", 10, ["method.iterations=1200"]),
+    # sweep of the settings the reference says to tune (rows rerun alone reuse the cached experts)
+    ("MTT lr_img 1e4", 10, ["method.lr_img=10000"]),
+    ("MTT N20 M1", 10, ["method.syn_steps=20", "method.expert_epochs=1", "method.max_start_epoch=5"]),
+    ("MTT ZCA", 10, ["preprocess.zca=true"]),
 ]
 
 

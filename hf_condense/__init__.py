@@ -9,6 +9,7 @@ from .data import RealData, load_real_data  # noqa: E402
 from .methods import METHODS, Capabilities, MethodSpec, StageTask, SynSet  # noqa: E402
 from .models import ConvNet, build_model  # noqa: E402
 from .preprocess import Preprocessor  # noqa: E402
+from .replay import ProgressiveSet, Stage, load_progressive  # noqa: E402
 
 __all__ = [
     "DSA",
@@ -17,14 +18,17 @@ __all__ = [
     "ConvNet",
     "MethodSpec",
     "Preprocessor",
+    "ProgressiveSet",
     "RealData",
     "Recipe",
     "RecipeError",
     "RunResult",
     "StageTask",
+    "Stage",
     "SynSet",
     "build_model",
     "load_real_data",
+    "load_progressive",
     "load_recipe",
     "models",
     "run",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import platform
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .data import DIGITS
 from .hub_layout import configs_entries, stage_name
 from .io import atomic_path
 
@@ -32,6 +34,20 @@ METHOD_TITLES = {
     "herding": "herding",
     "kcenter": "k-center",
 }
+
+
+@lru_cache(maxsize=8)
+def source_license(path: str) -> str | None:
+    """The license declared by the source dataset's card (local folder or Hub id); None when unknown."""
+    if path == DIGITS:
+        return "cc-by-4.0"  # the UCI optical digits set bundled with scikit-learn
+    try:
+        local = Path(path) / "README.md"
+        card = DatasetCard.load(local) if local.is_file() else DatasetCard.load(path, repo_type="dataset")
+    except Exception:  # offline, no card, or a malformed one: the card says nothing rather than guessing
+        return None
+    lic = card.data.get("license")
+    return lic if isinstance(lic, str) or lic is None else ", ".join(lic)
 
 
 def template_path() -> str:
@@ -58,7 +74,6 @@ def render_card(
     class_names: list[str],
     image_shape: tuple,
     versions: dict,
-    license: str | None = None,
     repo_id: str | None = None,
 ) -> str:
     """Render and write README.md for `folder`; returns the text."""
@@ -88,7 +103,7 @@ def render_card(
         )
     total = sum(m["num_images"] for m in stage_metas)
     data = DatasetCardData(
-        license=license,
+        license=source_license(src),
         task_categories=["image-classification"],
         size_categories=_size_category(total),
         source_datasets=[src],

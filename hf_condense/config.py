@@ -377,6 +377,10 @@ def check_recipe(recipe: Recipe) -> list[str]:
             errors.append(f"stages.overrides[{i}].name: the method cannot change between stages")
     if recipe.output.push_to_hub and not recipe.output.repo_id:
         errors.append("output.repo_id: required when output.push_to_hub is true (e.g. 'my-org/cifar10-pdd')")
+    if recipe.output.repo_id:
+        from .push import repo_id_errors
+
+        errors += repo_id_errors(recipe.output.repo_id)
     if st.scheme == "boost" and st.boost_beta > 0 and not st.use_conditioning:
         errors.append("stages.boost_beta: > 0 needs conditioning (earlier blocks must be in the student's set)")
     from .augment import parse_strategy

@@ -24,6 +24,7 @@ from .figures import save_accuracy_curve, save_grid
 from .hub_layout import read_stage_meta, stage_name
 from .io import write_json
 from .methods.base import DivergenceError, SynSet
+from .push import Pusher, check_access
 
 
 @dataclass
@@ -64,6 +65,8 @@ def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
     errors = check_output_folder(recipe)
     if errors:
         raise RecipeError(errors)
+    if recipe.output.push_to_hub:  # a missing or read-only token is refused before hours of compute
+        recipe.output.repo_id = check_access(recipe.output.repo_id)
     with accelerator.main_process_first():
         data = load_real_data(recipe.dataset)
     errors = check_against_data(recipe, data)
@@ -126,9 +129,15 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     ctx = prepare(recipe, accelerator)
     ev = recipe.evaluation
 
+    out = recipe.output
+    pusher = Pusher(out.dir, out.repo_id, out.private) if out.push_to_hub and accelerator.is_main_process else None
+    rewrites = recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0  # boosting moves earlier stages
+
     def after_stage(k: int, stages: list[SynSet]) -> None:
         if accelerator.is_main_process:
             write_card(ctx, Path(recipe.output.dir), None)
+        if pusher is not None:
+            pusher.push_stage(k, rewritten=rewrites)
 
     stages = StageEngine(ctx, on_stage=after_stage).run()
     result = RunResult(Path(recipe.output.dir), stages)
@@ -141,7 +150,11 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
         result.whole_data = whole_data_reference(ctx)
     result.seconds = time.perf_counter() - t0
     finish(ctx, result)
+    if pusher is not None and pusher.push_final():
+        ctx.print(f"uploaded to https://huggingface.co/datasets/{pusher.repo_id}")
     ctx.print(result.table())
+    if pusher is not None and pusher.failed:
+        ctx.print(f"upload failed ({pusher.failed}); retry it alone with: {pusher.retry_command()}")
     ctx.print(
         f"output: {result.folder}  (load one stage: datasets.load_dataset({str(result.folder)!r}, "
         f"'{stage_name(len(stages))}'))"

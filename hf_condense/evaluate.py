@@ -1,0 +1,90 @@
+"""Evaluate a distilled repo or folder: `python -m hf_condense.evaluate <source> [options] [key.path=value ...]`.
+
+Replays the stages (progressive, union or sequential) on fresh networks of any registered architecture (the
+ConvNets or timm names such as resnet18) and prints the per-stage table beside the accuracies recorded at
+distillation time. It reads only the repo's files: the recipe.yaml inside names the real test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from accelerate import Accelerator
+
+from .config import RecipeError, load_recipe
+from .context import RunContext
+from .data import load_real_data
+from .distill import RunResult
+from .evaluation import Score, evaluate_synsets, random_real_stages
+from .replay import ProgressiveSet, load_progressive
+
+
+def evaluate_progressive(
+    ps: ProgressiveSet,
+    models: list[str] | None = None,
+    overrides: list[str] = (),
+    random_real: bool = False,
+    accelerator: Accelerator | None = None,
+) -> dict[str, RunResult]:
+    """Per architecture, the stages' scores (and optionally random real images of the same budgets)."""
+    recipe = load_recipe(ps.recipe, list(overrides))
+    accelerator = accelerator or Accelerator()
+    ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
+    synsets = ps.synsets()
+    if any(o.startswith("evaluation.epochs=") for o in overrides):
+        for s in synsets:
+            s.meta["epochs"] = recipe.evaluation.epochs
+    out = {}
+    for name in models or [recipe.model.name]:
+        result = RunResult(ps.folder, synsets)
+        result.distilled = evaluate_synsets(ctx, synsets, model=name)
+        if random_real:
+            rand = random_real_stages(ctx, [s.meta["ipc"] for s in synsets], [s.meta["epochs"] for s in synsets])
+            result.random_real = evaluate_synsets(ctx, rand, model=name, salt=1)
+        out[name] = result
+    return out
+
+
+def _recorded(ps: ProgressiveSet) -> list[Score]:
+    return [tuple(s) for s in (ps.results or {}).get("distilled", [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hf_condense.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="Hub dataset id or local folder made by hf_condense")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides of the stored recipe")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--models", nargs="+", help="architectures to train (default: the recipe's)")
+    parser.add_argument("--runs", type=int, help="networks per architecture")
+    parser.add_argument("--mode", choices=["progressive", "union", "sequential"], help="how stages are replayed")
+    parser.add_argument("--epochs", type=int, help="epochs per stage (default: each stage's own)")
+    parser.add_argument("--dataset", help="real data to test on (default: the recipe's dataset.path)")
+    parser.add_argument("--random-real", action="store_true", help="also train on random real images")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    for key, value in (
+        ("evaluation.runs", args.runs),
+        ("evaluation.mode", args.mode),
+        ("evaluation.epochs", args.epochs),
+        ("dataset.path", args.dataset),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        ps = load_progressive(args.source, args.revision)
+        results = evaluate_progressive(ps, args.models, overrides, args.random_real)
+    except (RecipeError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    recorded = _recorded(ps)
+    for name, result in results.items():
+        print(f"\n{ps.source}: {name}")
+        print(result.table())
+        if recorded:
+            print("recorded at distillation: " + ", ".join(f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in recorded))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
