@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from .base import Capabilities, Distiller, DivergenceError, MethodSpec, StageOutput, StageTask, SynSet
 from .coreset import SPECS as _CORESETS
+from .dm import SPEC as _DM
+from .gradient_matching import SPECS as _GM
 from .mtt import SPEC as _MTT
 
 METHODS: dict[str, MethodSpec] = {
     **_CORESETS,
+    **_GM,
+    "dm": _DM,
     "mtt": _MTT,
 }
 

@@ -107,9 +107,9 @@ class StateFile:
             return self.path
         data = {f"t.{k}": v.detach() for k, v in tensors.items()}
         for key, o, p in self._buffers(optimizers):
-            buf = o.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                data[key] = buf
+            for name, value in o.state.get(p, {}).items():  # momentum buffers, Adam moments and step
+                if torch.is_tensor(value):
+                    data[f"{key}.{name}"] = value
         data["rng"] = g.get_state()
         save_safetensors(data, self.path, metadata={"identity": self.identity, "iteration": str(iteration)})
         return self.path
@@ -136,8 +136,9 @@ class StateFile:
             for k, v in tensors.items():
                 v.copy_(data[f"t.{k}"])
         for key, o, p in self._buffers(optimizers):
-            if key in data:
-                o.state[p]["momentum_buffer"] = data[key].to(p.device)
+            for name in [k[len(key) + 1 :] for k in data if k.startswith(f"{key}.")]:
+                value = data[f"{key}.{name}"]
+                o.state[p][name] = value if name == "step" else value.to(p.device)
         g.set_state(data["rng"])
         return int(meta["iteration"])
 

@@ -1,8 +1,9 @@
-"""Coreset baselines: random, herding and k-center selection of real images, stage by stage.
+"""Coreset baselines: random, herding, k-center and forgetting selection of real images, stage by stage.
 
 Herding (greedy mean matching, Welling 2009) and k-center (greedy max-min, Sener & Savarese 2018) work in the
 penultimate-layer features of the recipe's network, trained for `embed_epochs` on the real train set (0: random
-features). Earlier stages' selections count as already chosen, so stages extend one another.
+features). Forgetting (Toneva et al. 2019) keeps the most forgotten examples of each class (never-learned ones
+first, ties in random order). Earlier stages' selections count as already chosen, so stages extend one another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import MethodConfig, opt
+from ..curriculum import forgetting_scores
 from ..training import train_epoch
 from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
 
@@ -30,6 +32,19 @@ class HerdingConfig(MethodConfig):
 @dataclass
 class KCenterConfig(HerdingConfig):
     name: str = "kcenter"
+
+
+@dataclass
+class ForgettingConfig(MethodConfig):
+    name: str = "forgetting"
+    score_epochs: int = opt(10, min=1, help="Epochs of the training pass that counts forgetting events.")
+
+
+def most_forgotten(scores: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """Positions of the k highest scores, ties broken at random."""
+    order = torch.randperm(len(scores), generator=g)
+    ranked = order[torch.argsort(scores[order], descending=True, stable=True)]
+    return ranked[:k]
 
 
 def herding(feats: torch.Tensor, k: int, chosen: torch.Tensor) -> torch.Tensor:
@@ -72,6 +87,7 @@ class CoresetDistiller:
     def __init__(self, ctx):
         self.ctx = ctx
         self._feats: torch.Tensor | None = None
+        self._scores: torch.Tensor | None = None
 
     def features(self, cfg: HerdingConfig) -> torch.Tensor:
         """Penultimate features of every train image, computed once per run."""
@@ -97,6 +113,12 @@ class CoresetDistiller:
                 )
         return self._feats
 
+    def forgetting(self, cfg: ForgettingConfig) -> torch.Tensor:
+        """Forgetting scores of every train example (cached across runs)."""
+        if self._scores is None:
+            self._scores = forgetting_scores(self.ctx, cfg.score_epochs)
+        return self._scores
+
     def distill(self, task: StageTask) -> StageOutput:
         cfg = task.config
         taken = torch.cat(
@@ -106,9 +128,12 @@ class CoresetDistiller:
         picks = []
         for c, pool in enumerate(task.pool):
             prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
-            if cfg.name == "random":
+            if cfg.name in ("random", "forgetting"):
                 free = pool[~torch.isin(pool, prior)]
-                picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
+                if cfg.name == "random":
+                    picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
+                else:
+                    picks.append(free[most_forgotten(self.forgetting(cfg)[free], task.ipc, g)])
                 continue
             cand = torch.unique(torch.cat([pool, prior]))
             pos = torch.searchsorted(cand, prior)
@@ -126,4 +151,5 @@ SPECS = {
     "random": MethodSpec(RandomConfig, CoresetDistiller, _CAPS),
     "herding": MethodSpec(HerdingConfig, CoresetDistiller, _CAPS),
     "kcenter": MethodSpec(KCenterConfig, CoresetDistiller, _CAPS),
+    "forgetting": MethodSpec(ForgettingConfig, CoresetDistiller, _CAPS),
 }

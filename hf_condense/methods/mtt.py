@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from accelerate.utils import tqdm
 
 from ..config import MethodConfig, opt
 from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
-from .base import Capabilities, DivergenceError, MethodSpec, StageOutput, StageTask, StateFile, SynSet
+from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .synthetic import Workspace, loss_log, run_loop
 
 
 @dataclass
@@ -79,15 +79,6 @@ def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch
     return out
 
 
-def init_images(ctx, task: StageTask, mode: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """ipc images per class: random real images from the stage's pool (or noise), with their labels."""
-    labels = torch.arange(ctx.num_classes).repeat_interleave(task.ipc)
-    if mode == "noise":
-        return torch.randn((len(labels), *ctx.train_x.shape[1:]), generator=g), labels
-    picks = [pool[torch.randperm(len(pool), generator=g)[: task.ipc]] for pool in task.pool]
-    return ctx.train_x[torch.cat(picks)].clone(), labels
-
-
 class MTTDistiller:
     """Trajectory matching for one stage at a time."""
 
@@ -106,41 +97,17 @@ class MTTDistiller:
         key, paths = self.store.stage_experts(settings, earlier, cfg.transition_epochs or ev.epochs, ev)
 
         g = torch.Generator().manual_seed(task.seed)
-        images, labels = init_images(ctx, task, cfg.init, g)
-        images = images.to(dev).requires_grad_(True)
-        context = task.context_set
-        ctx_x = torch.cat([s.images for s in context]).to(dev) if context else images.new_zeros((0, *images.shape[1:]))
-        ctx_y = torch.cat([s.labels for s in context]) if context else labels.new_zeros(0)
-        boosting = task.boost_beta > 0 and len(ctx_x) > 0
-        if boosting:
-            ctx_x.requires_grad_(True)
-        all_y = torch.cat([ctx_y, labels]).to(dev)
+        ws = Workspace.build(ctx, task, cfg.init, g)
+        all_y = ws.all_y
         alpha = torch.tensor(cfg.lr_teacher, device=dev, requires_grad=True)
-        groups = [{"params": [images], "lr": cfg.lr_img}]
-        if boosting:
-            groups.append({"params": [ctx_x], "lr": cfg.lr_img * task.boost_beta})
-        opt_img = torch.optim.SGD(groups, lr=cfg.lr_img, momentum=0.5)
+        opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
         opt_lr = torch.optim.SGD([alpha], lr=cfg.lr_lr, momentum=0.5)
         net = FlatParams(ctx.make_model().to(dev))
         segments = (cfg.segments or math.ceil(math.sqrt(cfg.syn_steps))) if cfg.memory == "checkpoint" else 1
-        size = tuple(images.shape[-2:])
+        size = tuple(ws.images.shape[-2:])
         batch_syn = cfg.batch_syn or len(all_y)
 
-        state = StateFile(
-            task.checkpoint_dir, "mtt", {"key": key, "stage": task.stage}, ctx.accelerator.is_main_process
-        )
-        tensors = {"images": images, "alpha": alpha, "ctx_x": ctx_x}
-        first = state.restore(tensors, {"img": opt_img, "lr": opt_lr}, g)
-        losses: list[float] = []
-        bar = tqdm(
-            range(first, cfg.iterations),
-            desc=f"stage {task.stage} mtt",
-            mininterval=5,
-            main_process_only=True,
-            initial=first,
-            total=cfg.iterations,
-        )
-        for it in bar:
+        def step(it: int) -> float:
             e = int(torch.randint(len(paths), (1,), generator=g))
             t = int(torch.randint(cfg.min_start_epoch, cfg.max_start_epoch + 1, (1,), generator=g))
             traj = self.store.trajectory(paths[e], key, settings.epochs)
@@ -148,54 +115,34 @@ class MTTDistiller:
             idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
             augs = [ctx.dsa.sample(len(ix), size, g) for ix in idx]
 
-            def batch(j, idx=idx, augs=augs):
-                x = torch.cat([ctx_x, images])[idx[j].to(dev)]
+            def batch(j):
+                x = ws.all_x[idx[j].to(dev)]
                 return ctx.dsa.apply(x, augs[j]), all_y[idx[j].to(dev)]
 
-            good = {k: v.detach().clone() for k, v in tensors.items()}
-            opt_img.zero_grad(set_to_none=True)
-            opt_lr.zero_grad(set_to_none=True)
-            loss = unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments)
-            grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in (images, alpha, ctx_x))
-            if math.isfinite(loss) and grads_ok:
-                opt_img.step()
-                opt_lr.step()
-            a = float(alpha.detach())
-            reason = None if math.isfinite(loss) and grads_ok else f"non-finite loss or gradient (loss {loss})"
-            if reason is None and not (0 < a <= cfg.lr_teacher * cfg.max_alpha_factor):
-                reason = f"alpha left (0, {cfg.lr_teacher * cfg.max_alpha_factor:g}]: {a:.4g}"
-            if reason:
-                with torch.no_grad():
-                    for k, v in tensors.items():
-                        v.copy_(good[k])
-                where = state.save(tensors, {"img": opt_img, "lr": opt_lr}, g, it)
-                raise DivergenceError(
-                    f"stage {task.stage}: MTT diverged at iteration {it} ({reason}); the last good "
-                    f"images and alpha are in {where}; lower method.lr_img or method.lr_lr"
-                )
-            losses.append(loss)
-            if it % 10 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}", alpha=f"{a:.4g}")
-            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                state.save(tensors, {"img": opt_img, "lr": opt_lr}, g, it + 1)
-        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
-        log = {
-            "loss_start": sum(head) / max(len(head), 1),
-            "loss_end": sum(tail) / max(len(tail), 1),
-            "alpha": float(alpha.detach()),
-            "experts": len(paths),
-            "iterations": cfg.iterations,
-        }
-        stage = SynSet(images.detach().cpu(), labels, lr=float(alpha.detach()))
-        previous = None
-        if boosting:
-            updated, offset = [], 0
-            for s in task.previous:
-                n = len(s.images)
-                updated.append(SynSet(ctx_x[offset : offset + n].detach().cpu(), s.labels, s.lr, meta=s.meta))
-                offset += n
-            previous = updated
-        return StageOutput(stage, previous=previous, log=log)
+            return unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments)
+
+        def alpha_in_range() -> str | None:
+            a, top = float(alpha.detach()), cfg.lr_teacher * cfg.max_alpha_factor
+            return None if 0 < a <= top else f"alpha left (0, {top:g}]: {a:.4g}"
+
+        losses = run_loop(
+            ctx,
+            task,
+            "mtt",
+            cfg.iterations,
+            cfg.checkpoint_every,
+            {**ws.tensors(), "alpha": alpha},
+            {"img": opt_img, "lr": opt_lr},
+            g,
+            step,
+            identity={"key": key},
+            check=alpha_in_range,
+            postfix=lambda: {"alpha": f"{float(alpha.detach()):.4g}"},
+            hint="lower method.lr_img or method.lr_lr",
+        )
+        log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
+        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=float(alpha.detach()))
+        return StageOutput(stage, previous=ws.previous(task), log=log)
 
 
 def check(recipe) -> list[str]:

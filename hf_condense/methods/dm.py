@@ -1,0 +1,91 @@
+"""DM: Dataset Condensation with Distribution Matching (Zhao & Bilen, WACV 2023).
+
+Each iteration samples a freshly initialised network (PDD transition: one trained on the earlier stages) and, class
+by class, matches the mean embedding (penultimate features) of a real class batch and of the synthetic class images,
+both under the same DSA draw; no bilevel loop, so an iteration costs a few forward/backward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..config import MethodConfig, opt
+from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .synthetic import Workspace, loss_log, real_batch, run_loop, sample_network, transition_starts
+
+
+@dataclass
+class DMConfig(MethodConfig):
+    name: str = "dm"
+    iterations: int = opt(20000, min=1, help="Iterations (each with a freshly sampled network).")
+    lr_img: float = opt(1.0, gt=0, help="SGD lr (momentum 0.5) of the images.")
+    batch_real: int = opt(256, min=1, help="Real images per class per iteration.")
+    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
+    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
+    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
+    checkpoint_every: int = opt(500, min=1, help="Iterations between resumable in-stage checkpoints.")
+
+
+def embed(net, x: torch.Tensor) -> torch.Tensor:
+    """Penultimate-layer features (timm's pre-logits)."""
+    return net.forward_head(net.forward_features(x), pre_logits=True).flatten(1)
+
+
+def mean_embedding_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, g) -> torch.Tensor:
+    """Sum over classes of ||mean embed(real class batch) - mean embed(synthetic class images)||^2 (siamese DSA)."""
+    size = tuple(ws.images.shape[-2:])
+    loss = ws.images.new_zeros(())
+    for c in range(ctx.num_classes):
+        xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
+        if ctx.dsa.enabled:
+            p = ctx.dsa.sample(1, size, g)
+            xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+        with torch.no_grad():
+            mr = embed(net, xr).mean(0)
+        loss = loss + ((mr - embed(net, xs).mean(0)) ** 2).sum()
+    return loss
+
+
+class DMDistiller:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def distill(self, task: StageTask) -> StageOutput:
+        cfg: DMConfig = task.config
+        ctx = self.ctx
+        g = torch.Generator().manual_seed(task.seed)
+        ws = Workspace.build(ctx, task, cfg.init, g)
+        opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
+        starts = transition_starts(
+            ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs
+        )
+
+        def step(it: int) -> float:
+            net = sample_network(ctx, starts, g)
+            net.train()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            loss = mean_embedding_loss(ctx, net, ws, task, cfg.batch_real, g)
+            loss.backward()
+            return float(loss.detach())
+
+        losses = run_loop(
+            ctx,
+            task,
+            "dm",
+            cfg.iterations,
+            cfg.checkpoint_every,
+            ws.tensors(),
+            {"img": opt_img},
+            g,
+            step,
+            hint="lower method.lr_img",
+        )
+        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr)
+        return StageOutput(stage, previous=ws.previous(task), log=loss_log(losses, iterations=cfg.iterations))
+
+
+SPEC = MethodSpec(DMConfig, DMDistiller, Capabilities())

@@ -1,0 +1,146 @@
+"""Gradient matching: DC (Zhao, Mopuri & Bilen, ICLR 2021) and DSA (Zhao & Bilen, ICML 2021).
+
+Each iteration samples a fresh network (PDD transition: one trained on the earlier stages). In `outer_loop` rounds it
+matches, class by class, the gradient of the loss on a real class batch with the gradient on the synthetic class
+images (distance: per output channel 1 - cosine, summed over layers; biases and norms ignored) and updates the
+images; between rounds the network trains `inner_loop` epochs on the synthetic set. DSA applies the same
+differentiable augmentation to the real and the synthetic batch (siamese) and augments the inner training too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..config import MethodConfig, opt
+from ..training import train_epoch
+from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .synthetic import Workspace, loss_log, real_batch, run_loop, sample_network, transition_starts
+
+# (outer_loop, inner_loop) by IPC, as published for DC/DSA.
+LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+
+
+def default_loops(ipc: int) -> tuple[int, int]:
+    """The published loops of the nearest tabulated IPC."""
+    return LOOPS[min(LOOPS, key=lambda k: (abs(k - ipc), k))]
+
+
+def gradient_distance(real: list[torch.Tensor], syn: list[torch.Tensor]) -> torch.Tensor:
+    """DC's layer-wise distance: for each weight, sum over output channels of 1 - cosine; 1-D parameters ignored."""
+    total = syn[0].new_zeros(())
+    for gr, gs in zip(real, syn):
+        if gr.ndim == 1:
+            continue
+        gr, gs = gr.reshape(gr.shape[0], -1), gs.reshape(gs.shape[0], -1)
+        cos = (gr * gs).sum(-1) / (gr.norm(dim=-1) * gs.norm(dim=-1) + 1e-6)
+        total = total + (1 - cos).sum()
+    return total
+
+
+def class_gradients(net, params, x, y, create_graph: bool) -> list[torch.Tensor]:
+    """Gradients of the cross-entropy on (x, y) with respect to `params`."""
+    grads = torch.autograd.grad(F.cross_entropy(net(x), y), params, create_graph=create_graph)
+    return list(grads) if create_graph else [g.detach() for g in grads]
+
+
+def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, siamese: bool, g) -> torch.Tensor:
+    """Sum over classes of the gradient distance between a real class batch and the synthetic class images."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    size = tuple(ws.images.shape[-2:])
+    loss = ws.images.new_zeros(())
+    for c in range(ctx.num_classes):
+        xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
+        if siamese and ctx.dsa.enabled:
+            p = ctx.dsa.sample(1, size, g)
+            xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+        yr = torch.full((len(xr),), c, device=xr.device)
+        ys = torch.full((len(xs),), c, device=xs.device)
+        gr = class_gradients(net, params, xr, yr, create_graph=False)
+        gs = class_gradients(net, params, xs, ys, create_graph=True)
+        loss = loss + gradient_distance(gr, gs)
+    return loss
+
+
+@dataclass
+class DCConfig(MethodConfig):
+    name: str = "dc"
+    iterations: int = opt(1000, min=1, help="Outer iterations (each with a freshly sampled network).")
+    outer_loop: int | None = opt(None, min=1, help="Matching rounds per network (default: published value by IPC).")
+    inner_loop: int | None = opt(None, min=1, help="Epochs on the synthetic set between rounds (default: by IPC).")
+    lr_img: float = opt(0.1, gt=0, help="SGD lr (momentum 0.5) of the images.")
+    lr_net: float = opt(0.01, gt=0, help="SGD lr of the network between rounds.")
+    batch_real: int = opt(256, min=1, help="Real images per class per match.")
+    batch_train: int = opt(256, min=1, help="Minibatch of the network's training on the synthetic set.")
+    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
+    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
+    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
+    checkpoint_every: int = opt(50, min=1, help="Iterations between resumable in-stage checkpoints.")
+
+
+@dataclass
+class DSAConfig(DCConfig):
+    name: str = "dsa"
+
+
+class GradientMatchingDistiller:
+    """DC, or DSA when the method is `dsa` (siamese augmentation in matching and in the inner training)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def distill(self, task: StageTask) -> StageOutput:
+        cfg: DCConfig = task.config
+        ctx = self.ctx
+        siamese = cfg.name == "dsa"
+        outer, inner = default_loops(task.ipc)
+        outer, inner = cfg.outer_loop or outer, cfg.inner_loop or inner
+        g = torch.Generator().manual_seed(task.seed)
+        ws = Workspace.build(ctx, task, cfg.init, g)
+        opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
+        starts = transition_starts(
+            ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs
+        )
+
+        def step(it: int) -> float:
+            net = sample_network(ctx, starts, g)
+            net.train()
+            net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
+            total = 0.0
+            for ol in range(outer):
+                loss = matching_loss(ctx, net, ws, task, cfg.batch_real, siamese, g)
+                loss.backward(inputs=ws.learnable())  # the images only, not the network
+                total += float(loss.detach())
+                if ol == outer - 1:
+                    break
+                opt_img.step()
+                opt_img.zero_grad(set_to_none=True)
+                x, y = ws.all_x.detach(), ws.all_y
+                for _ in range(inner):
+                    train_epoch(net, net_opt, x, y, cfg.batch_train, ctx.dsa if siamese else None, g, ctx.device)
+            return total / outer
+
+        losses = run_loop(
+            ctx,
+            task,
+            cfg.name,
+            cfg.iterations,
+            cfg.checkpoint_every,
+            ws.tensors(),
+            {"img": opt_img},
+            g,
+            step,
+            hint="lower method.lr_img",
+        )
+        log = loss_log(losses, outer_loop=outer, inner_loop=inner, iterations=cfg.iterations)
+        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr)
+        return StageOutput(stage, previous=ws.previous(task), log=log)
+
+
+SPECS = {
+    "dc": MethodSpec(DCConfig, GradientMatchingDistiller, Capabilities()),
+    "dsa": MethodSpec(DSAConfig, GradientMatchingDistiller, Capabilities()),
+}

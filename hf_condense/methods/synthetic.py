@@ -1,0 +1,196 @@
+"""What every method that optimises synthetic images shares: the initial images, the earlier stages as fixed (or,
+when boosting, slowly trained) inputs, and the outer loop with progress, resumable checkpoints and divergence
+detection. A method supplies only its objective (`step`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from accelerate.utils import tqdm
+
+from .base import DivergenceError, StageTask, StateFile, SynSet
+
+
+def init_images(ctx, task: StageTask, mode: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """ipc images per class: random real images from the stage's pool, Gaussian noise, or unit-norm noise."""
+    labels = torch.arange(ctx.num_classes).repeat_interleave(task.ipc)
+    shape = (len(labels), *ctx.train_x.shape[1:])
+    if mode == "noise":
+        return torch.randn(shape, generator=g), labels
+    if mode == "unit_noise":  # RaT-BPTT: Gaussian noise scaled to unit norm per image
+        x = torch.randn(shape, generator=g)
+        return x / x.flatten(1).norm(dim=1).view(-1, *[1] * (x.ndim - 1)), labels
+    picks = [pool[torch.randperm(len(pool), generator=g)[: task.ipc]] for pool in task.pool]
+    return ctx.train_x[torch.cat(picks)].clone(), labels
+
+
+@dataclass
+class Workspace:
+    """The stage's learnable images (and labels), beside the earlier stages the student also trains on."""
+
+    images: torch.Tensor  # requires grad
+    labels: torch.Tensor
+    ctx_x: torch.Tensor  # earlier stages (requires grad only when boosting)
+    ctx_y: torch.Tensor
+    boosting: bool
+
+    @classmethod
+    def build(cls, ctx, task: StageTask, init: str, g: torch.Generator) -> Workspace:
+        dev = ctx.device
+        images, labels = init_images(ctx, task, init, g)
+        context = task.context_set
+        shape = images.shape[1:]
+        ctx_x = torch.cat([s.images for s in context]).to(dev) if context else images.new_zeros((0, *shape)).to(dev)
+        ctx_y = torch.cat([s.labels for s in context]).to(dev) if context else labels.new_zeros(0).to(dev)
+        boosting = task.boost_beta > 0 and len(ctx_x) > 0
+        ctx_x.requires_grad_(boosting)
+        return cls(images.to(dev).requires_grad_(True), labels.to(dev), ctx_x, ctx_y, boosting)
+
+    @property
+    def all_x(self) -> torch.Tensor:
+        return torch.cat([self.ctx_x, self.images])
+
+    @property
+    def all_y(self) -> torch.Tensor:
+        return torch.cat([self.ctx_y, self.labels])
+
+    def class_x(self, c: int) -> torch.Tensor:
+        """Class c's images: earlier stages' then this stage's."""
+        return torch.cat([self.ctx_x[self.ctx_y == c], self.images[self.labels == c]])
+
+    def param_groups(self, lr: float, beta: float) -> list[dict]:
+        """Optimiser groups: the stage's images at lr, earlier blocks at lr x beta when boosting."""
+        groups = [{"params": [self.images], "lr": lr}]
+        if self.boosting:
+            groups.append({"params": [self.ctx_x], "lr": lr * beta})
+        return groups
+
+    def learnable(self) -> list[torch.Tensor]:
+        return [self.images, self.ctx_x] if self.boosting else [self.images]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"images": self.images, "ctx_x": self.ctx_x}
+
+    def previous(self, task: StageTask) -> list[SynSet] | None:
+        """The earlier stages as boosting left them (None when they did not move)."""
+        if not self.boosting:
+            return None
+        out, offset = [], 0
+        for s in task.previous:
+            n = len(s.images)
+            out.append(SynSet(self.ctx_x[offset : offset + n].detach().cpu(), s.labels, s.lr, meta=s.meta))
+            offset += n
+        return out
+
+
+def run_loop(
+    ctx,
+    task: StageTask,
+    name: str,
+    iterations: int,
+    checkpoint_every: int,
+    tensors: dict[str, torch.Tensor],
+    optimizers: dict[str, torch.optim.Optimizer],
+    g: torch.Generator,
+    step: Callable[[int], float],
+    identity: dict | None = None,
+    check: Callable[[], str | None] | None = None,
+    postfix: Callable[[], dict] | None = None,
+    hint: str = "lower the learning rates",
+) -> list[float]:
+    """Run `step(it)` (forward + backward, returning the loss) then the optimisers, `iterations` times.
+
+    Resumes from the stage's last checkpoint. A non-finite loss or gradient, or a `check()` that returns a reason
+    after the update, restores the tensors as they were before it, saves them, and raises DivergenceError.
+    """
+    state = StateFile(
+        task.checkpoint_dir, name, {"stage": task.stage, **(identity or {})}, ctx.accelerator.is_main_process
+    )
+    first = state.restore(tensors, optimizers, g)
+    learnable = [t for t in tensors.values() if t.requires_grad]
+    losses: list[float] = []
+    bar = tqdm(
+        range(first, iterations),
+        desc=f"stage {task.stage} {name}",
+        mininterval=5,
+        main_process_only=True,
+        initial=first,
+        total=iterations,
+    )
+    for it in bar:
+        good = {k: v.detach().clone() for k, v in tensors.items()}
+        for o in optimizers.values():
+            o.zero_grad(set_to_none=True)
+        loss = step(it)
+        finite = math.isfinite(loss) and all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in learnable)
+        reason = None if finite else f"non-finite loss or gradient (loss {loss})"
+        if reason is None:
+            for o in optimizers.values():
+                o.step()
+            reason = check() if check is not None else None
+        if reason:
+            with torch.no_grad():
+                for k, v in tensors.items():
+                    v.copy_(good[k])
+            where = state.save(tensors, optimizers, g, it)
+            raise DivergenceError(
+                f"stage {task.stage}: {name} diverged at iteration {it} ({reason}); the last good state is in "
+                f"{where}; {hint}"
+            )
+        losses.append(loss)
+        if it % 10 == 0:
+            bar.set_postfix(loss=f"{loss:.4f}", **(postfix() if postfix else {}))
+        if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
+            state.save(tensors, optimizers, g, it + 1)
+    return losses
+
+
+def loss_log(losses: list[float], **extra) -> dict:
+    """Mean loss over the first and last tenth of the iterations, and extra fields."""
+    n = max(1, len(losses) // 10)
+    head, tail = losses[:n], losses[-n:]
+    return {
+        "loss_start": sum(head) / max(len(head), 1),
+        "loss_end": sum(tail) / max(len(tail), 1),
+        **extra,
+    }
+
+
+def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dict] | None:
+    """PDD transition for bases that sample networks: `count` networks trained on the earlier stages (the protocol's
+    optimiser, `epochs` epochs, each stage's lr), whose weights replace fresh initialisations; None for stage 1."""
+    if not (task.transition and task.previous):
+        return None
+    from ..training import fit, make_optimizer
+
+    ev = ctx.recipe.evaluation
+    x = torch.cat([s.images for s in task.previous])
+    y = torch.cat([s.labels for s in task.previous])
+    lr = task.previous[-1].lr
+    starts = []
+    for i in range(count):
+        torch.manual_seed(task.seed + 7 * i)
+        model = ctx.make_model().to(ctx.device)
+        g = torch.Generator().manual_seed(task.seed + 7 * i)
+        fit(model, make_optimizer(model, ev, lr), x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, g, ctx.device)
+        starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return starts
+
+
+def sample_network(ctx, starts: list[dict] | None, g: torch.Generator) -> torch.nn.Module:
+    """A fresh network, or (PDD transition) a copy of one trained on the earlier stages."""
+    torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))
+    model = ctx.make_model().to(ctx.device)
+    if starts:
+        model.load_state_dict(starts[int(torch.randint(len(starts), (1,), generator=g))])
+    return model
+
+
+def real_batch(ctx, pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """n random real images (in input space) from one class's pool, on the run's device."""
+    idx = pool[torch.randperm(len(pool), generator=g)[:n]]
+    return ctx.train_x[idx].to(ctx.device, non_blocking=True)

@@ -1,0 +1,107 @@
+"""The synthetic-image base methods beyond MTT (DC, DSA, DM) and the forgetting coreset, alone and inside PDD."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import hf_condense
+from hf_condense.methods.coreset import most_forgotten
+from hf_condense.methods.gradient_matching import default_loops, gradient_distance
+
+FAST = {
+    "dm": {"name": "dm", "iterations": 150},
+    "dc": {"name": "dc", "iterations": 15},
+    "dsa": {"name": "dsa", "iterations": 15},
+}
+
+
+def one_stage(tiny, method: dict, ipc: int = 1) -> dict:
+    tiny["method"] = method
+    tiny["stages"] = {"count": 1, "ipc": ipc}
+    tiny["evaluation"] = {"runs": 3, "epochs": 100, "random_real": True}
+    return tiny
+
+
+@pytest.mark.parametrize("name", ["dm", "dc", "dsa"])
+def test_method_lowers_its_objective_and_beats_random_real(tiny, accelerator, name):
+    result = hf_condense.run(hf_condense.load_recipe(one_stage(tiny, FAST[name])), accelerator)
+    log = result.stages[0].meta["log"]
+    assert log["loss_end"] < log["loss_start"]
+    (acc, _), (rand, _) = result.distilled[0], result.random_real[0]
+    assert acc > rand + 0.05, (acc, rand)
+
+
+def test_gradient_distance_matches_a_hand_computed_value():
+    real = [torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([5.0, -1.0])]
+    syn = [torch.tensor([[2.0, 0.0], [1.0, 1.0]]), torch.tensor([1.0, 1.0])]
+    # row 1: parallel (distance ~0); row 2: cos 45 deg; the bias (1-D) is ignored as in DC; eps 1e-6 as in DC
+    expected = (1 - 2 / (1 * 2 + 1e-6)) + (1 - 1 / (1 * math.sqrt(2) + 1e-6))
+    assert float(gradient_distance(real, syn)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_published_loops_by_ipc():
+    assert default_loops(1) == (1, 1) and default_loops(10) == (10, 50) and default_loops(50) == (50, 10)
+    assert default_loops(2) == (1, 1) and default_loops(12) == (10, 50)
+
+
+def test_forgetting_coreset_keeps_the_most_forgotten_of_each_class(tiny, accelerator):
+    tiny["method"] = {"name": "forgetting", "score_epochs": 3}
+    tiny["stages"] = {"count": 2, "ipc": 2}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    from hf_condense.context import RunContext
+    from hf_condense.curriculum import forgetting_scores
+    from hf_condense.data import load_real_data
+
+    recipe = hf_condense.load_recipe(tiny)
+    ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset))
+    scores = forgetting_scores(ctx, 3)  # cached by the run
+    assert scores.numel() == len(ctx.train_y)
+    chosen = torch.cat([s.indices for s in result.stages])
+    assert len(set(chosen.tolist())) == len(chosen)  # stage 2 extends stage 1
+    for c in range(10):
+        mine = chosen[ctx.train_y[chosen] == c]
+        rest = torch.tensor(
+            [i for i in (ctx.train_y == c).nonzero().flatten().tolist() if i not in set(mine.tolist())]
+        )
+        assert scores[mine].min() >= scores[rest].max()
+
+
+def test_most_forgotten_breaks_ties_at_random():
+    scores = torch.tensor([0.0, 2.0, 2.0, 2.0, float("inf"), 1.0])
+    picks = {tuple(most_forgotten(scores, 2, torch.Generator().manual_seed(s)).tolist()) for s in range(20)}
+    assert all(p[0] == 4 and p[1] in (1, 2, 3) for p in picks) and len(picks) > 1
+
+
+@pytest.mark.parametrize("name", ["dm", "dsa"])
+def test_pdd_over_method_keeps_earlier_stages_and_uses_transitions(tiny, accelerator, name):
+    tiny["method"] = {**FAST[name], "iterations": 5, "transition_nets": 2, "transition_epochs": 5}
+    tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "pdd"}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    stage1 = hf_condense.hub_layout.read_stage(result.folder / "stage_1")
+    assert torch.equal(stage1.images, result.stages[0].images)
+    assert len(result.distilled) == 2
+
+
+@pytest.mark.parametrize(("beta", "moves"), [(0.1, True), (0.0, False)])
+def test_boost_with_dm_moves_earlier_blocks_only_with_beta(tiny, accelerator, beta, moves):
+    tiny["method"] = {**FAST["dm"], "iterations": 10}
+    tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "boost", "boost_beta": beta}
+    tiny["evaluation"]["epochs"] = 5
+    recipe = hf_condense.load_recipe(tiny)
+    from hf_condense.distill import prepare
+    from hf_condense.engine import StageEngine
+
+    ctx = prepare(recipe, accelerator)
+    first = {}
+
+    def after(k, stages):
+        if k == 1:
+            first["images"] = stages[0].images.clone()
+        else:
+            first["moved"] = not torch.equal(first["images"], stages[0].images)
+
+    StageEngine(ctx, on_stage=after).run()
+    assert first["moved"] is moves
