@@ -46,6 +46,11 @@ ROWS = [
     ("DSA", 10, ["method={name: dsa, iterations: 20, inner_loop: 10}"]),
     ("forgetting", 10, ["method={name: forgetting, score_epochs: 3}"]),
     ("PDD + DM (5 x 2)", 10, ["method={name: dm, iterations: 100}", "stages.count=5", "stages.ipc=2"]),
+    (
+        "RaT-BPTT",
+        10,
+        ["method={name: ratbptt, iterations: 300, window: 10, horizon: 40, lr_img: 0.01, batch_real: 1000}"],
+    ),
 ]
 
 

@@ -105,3 +105,63 @@ def test_boost_with_dm_moves_earlier_blocks_only_with_beta(tiny, accelerator, be
 
     StageEngine(ctx, on_stage=after).run()
     assert first["moved"] is moves
+
+
+RAT = {"name": "ratbptt", "iterations": 60, "window": 10, "horizon": 30, "batch_real": 500, "lr_img": 0.01}
+
+
+def test_ratbptt_lowers_its_objective_and_beats_random_real_from_noise(tiny, accelerator):
+    result = hf_condense.run(hf_condense.load_recipe(one_stage(tiny, RAT)), accelerator)
+    log = result.stages[0].meta["log"]
+    assert log["loss_end"] < log["loss_start"]
+    (acc, _), (rand, _) = result.distilled[0], result.random_real[0]
+    assert acc > rand + 0.03, (acc, rand)
+
+
+def test_ratbptt_truncated_gradient_equals_full_backward_through_the_window():
+    from hf_condense.config import ModelConfig
+    from hf_condense.functional import FlatParams
+    from hf_condense.methods.ratbptt import adam_steps, truncated_unroll
+    from hf_condense.models import build_model
+
+    torch.manual_seed(0)
+    net = FlatParams(build_model(ModelConfig(name="convnet_d1w16"), 3, 1, 8))
+    p0 = net.flatten()
+    images = torch.randn(6, 1, 8, 8, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    xr, yr = torch.randn(12, 1, 8, 8), torch.randint(0, 3, (12,))
+    n, window = 7, 3
+
+    def grad_of(p):
+        images.grad = None
+        torch.nn.functional.cross_entropy(net(p, xr), yr).backward()
+        return images.grad.clone()
+
+    def batch(i):
+        return images * (1 + 0.1 * i), y
+
+    g_trunc = grad_of(truncated_unroll(net, p0, batch, n, window, 1e-2))
+    # reference: one graph through all n steps, with the images cut out of the first n - window steps
+    zeros = torch.zeros_like(p0)
+
+    def cut(i):
+        x, t = batch(i)
+        return (x.detach() if i < n - window else x), t
+
+    p_full, _ = adam_steps(net, p0.clone().requires_grad_(True), cut, n, 1e-2, (zeros, zeros.clone(), 0), True)
+    g_full = grad_of(p_full)
+    assert g_trunc.abs().sum() > 0
+    assert torch.allclose(g_trunc, g_full, rtol=1e-4, atol=1e-7)
+
+
+def test_ratbptt_learned_soft_labels_round_trip_and_train_evaluation(tiny, accelerator):
+    tiny = one_stage(tiny, {**RAT, "iterations": 10, "learn_labels": True, "lr_label": 0.05})
+    tiny["evaluation"] = {"runs": 1, "epochs": 5, "random_real": False}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    soft = result.stages[0].soft_labels
+    assert soft is not None and torch.allclose(soft.sum(1), torch.ones(len(soft)))
+    assert not torch.equal(soft, torch.nn.functional.one_hot(result.stages[0].labels, 10).float())
+    ps = hf_condense.load_progressive(result.folder)
+    assert ps.schedule()[0]["soft_labels"] is True
+    back = ps.stages[0].synset()
+    assert torch.equal(back.soft_labels, soft) and torch.equal(back.training_labels(), soft)

@@ -7,12 +7,14 @@ from .coreset import SPECS as _CORESETS
 from .dm import SPEC as _DM
 from .gradient_matching import SPECS as _GM
 from .mtt import SPEC as _MTT
+from .ratbptt import SPEC as _RATBPTT
 
 METHODS: dict[str, MethodSpec] = {
     **_CORESETS,
     **_GM,
     "dm": _DM,
     "mtt": _MTT,
+    "ratbptt": _RATBPTT,
 }
 
 __all__ = [

@@ -1,0 +1,161 @@
+"""RaT-BPTT: Embarrassingly Simple Dataset Distillation (Feng, Vedantam & Kempe, ICLR 2024).
+
+Each outer step trains a freshly initialised network on the synthetic set with Adam for N steps, N drawn uniformly
+in [window, horizon]; only the last `window` steps keep a graph (random truncation), and the meta-loss is the
+cross-entropy of the trained network on a real batch. Images (and, optionally, label logits) are updated by Adam;
+the meta-gradient is clipped at clip_factor x an EMA of its norm. Images start as unit-norm Gaussian noise.
+Learned labels are stored as soft labels (softmax of the logits) and used by evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..config import MethodConfig, opt
+from ..functional import FlatParams
+from ..training import soft_cross_entropy
+from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .synthetic import Workspace, loss_log, run_loop
+
+BETAS, EPS = (0.9, 0.999), 1e-8
+
+
+@dataclass
+class RaTBPTTConfig(MethodConfig):
+    name: str = "ratbptt"
+    iterations: int = opt(5000, min=1, help="Outer steps (each from a fresh random initialisation).")
+    window: int = opt(80, min=1, help="W: inner steps differentiated (the last W of each unroll).")
+    horizon: int = opt(250, min=1, help="T: the unroll length is drawn uniformly in [W, T].")
+    inner_lr: float = opt(1e-3, gt=0, help="Adam lr of the inner (student) training.")
+    lr_img: float = opt(1e-3, gt=0, help="Adam lr of the images.")
+    lr_label: float = opt(1e-3, gt=0, help="Adam lr of the label logits (learn_labels).")
+    learn_labels: bool = opt(False, help="Learn soft labels (published for CIFAR-100 and Tiny-ImageNet).")
+    batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per inner step (default: all images).")
+    batch_real: int = opt(5000, min=1, help="Real images in the meta-loss batch.")
+    clip_factor: float = opt(2.0, gt=0, help="Clip the meta-gradient at this x the EMA of its norm.")
+    clip_ema: float = opt(0.9, min=0, max=1, help="Decay of the EMA of the meta-gradient norm.")
+    init: Literal["unit_noise", "noise", "real"] = opt("unit_noise", help="Initial images.")
+    checkpoint_every: int = opt(200, min=1, help="Iterations between resumable in-stage checkpoints.")
+
+
+def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_graph: bool):
+    """`steps` Adam steps on the flat parameters p from `state` (m, v, t), step i on `batch(i)` (inputs,
+    targets); differentiable when create_graph, otherwise without any graph."""
+    m, v, t = state
+    for i in range(steps):
+        if not create_graph:
+            p = p.detach().requires_grad_(True)
+        x, y = batch(i)
+        g = torch.autograd.grad(soft_cross_entropy(net(p, x), y), p, create_graph=create_graph)[0]
+        t += 1
+        m = BETAS[0] * m + (1 - BETAS[0]) * g
+        v = BETAS[1] * v + (1 - BETAS[1]) * g * g
+        m_hat, v_hat = m / (1 - BETAS[0] ** t), v / (1 - BETAS[1] ** t)
+        p = p - lr * m_hat / (torch.sqrt(v_hat + 1e-16) + EPS)  # + 1e-16: finite derivative where v is 0
+        if not create_graph:
+            p, m, v = p.detach(), m.detach(), v.detach()
+    return p, (m, v, t)
+
+
+def truncated_unroll(net: FlatParams, p0, batch, n: int, window: int, lr: float):
+    """Parameters after n Adam steps from p0 (step i on `batch(i)`), with a graph through the last `window` only."""
+    zeros = torch.zeros_like(p0)
+    p, (m, v, t) = adam_steps(net, p0, batch, n - window, lr, (zeros, zeros.clone(), 0), create_graph=False)
+    return adam_steps(
+        net,
+        p.detach().requires_grad_(True),
+        lambda i: batch(n - window + i),
+        window,
+        lr,
+        (m.detach(), v.detach(), t),
+        create_graph=True,
+    )[0]
+
+
+class RaTBPTTDistiller:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def distill(self, task: StageTask) -> StageOutput:
+        cfg: RaTBPTTConfig = task.config
+        ctx, dev = self.ctx, self.ctx.device
+        g = torch.Generator().manual_seed(task.seed)
+        ws = Workspace.build(ctx, task, cfg.init, g)
+        logits = (F.one_hot(ws.labels, ctx.num_classes).float() * 5.0).requires_grad_(cfg.learn_labels)
+        groups = ws.param_groups(cfg.lr_img, task.boost_beta)
+        if cfg.learn_labels:
+            groups.append({"params": [logits], "lr": cfg.lr_label})
+        opt_img = torch.optim.Adam(groups, lr=cfg.lr_img)
+        net = FlatParams(ctx.make_model().to(dev))
+        size = tuple(ws.images.shape[-2:])
+        ctx_soft = F.one_hot(ws.ctx_y, ctx.num_classes).float()
+        ema = torch.zeros(())  # EMA of the meta-gradient norm (kept in checkpoints)
+        real_pool = torch.cat(task.pool)
+
+        def targets():
+            own = torch.softmax(logits, 1) if cfg.learn_labels else F.one_hot(ws.labels, ctx.num_classes).float()
+            return torch.cat([ctx_soft, own])
+
+        def step(it: int) -> float:
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))
+            p0 = FlatParams(ctx.make_model()).flatten().to(dev)
+            n = int(torch.randint(cfg.window, max(cfg.window, cfg.horizon) + 1, (1,), generator=g))
+            x_all, y_all = ws.all_x, targets()
+            bs = min(cfg.batch_syn or len(y_all), len(y_all))
+            draws = [torch.randperm(len(y_all), generator=g)[:bs] for _ in range(n)]
+            augs = [ctx.dsa.sample(bs, size, g) for _ in range(n)]
+
+            def batch(i):
+                return ctx.dsa.apply(x_all[draws[i].to(dev)], augs[i]), y_all[draws[i].to(dev)]
+
+            p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr)
+            xr_idx = real_pool[torch.randperm(len(real_pool), generator=g)[: cfg.batch_real]]
+            xr = ctx.train_x[xr_idx].to(dev)
+            loss = F.cross_entropy(net(p, xr), ctx.train_y[xr_idx].to(dev))
+            learnable = ws.learnable() + ([logits] if cfg.learn_labels else [])
+            loss.backward(inputs=learnable)
+            norm = torch.sqrt(sum((t.grad**2).sum() for t in learnable if t.grad is not None))
+            if torch.isfinite(norm):
+                first = float(ema) == 0
+                limit = float("inf") if first else cfg.clip_factor * float(ema)
+                if float(norm) > limit:
+                    for t in learnable:
+                        t.grad.mul_(limit / float(norm))
+                ema.copy_(norm if first else cfg.clip_ema * ema + (1 - cfg.clip_ema) * norm)
+            return float(loss.detach())
+
+        tensors = {**ws.tensors(), "logits": logits, "ema": ema}
+        losses = run_loop(
+            ctx,
+            task,
+            "ratbptt",
+            cfg.iterations,
+            cfg.checkpoint_every,
+            tensors,
+            {"img": opt_img},
+            g,
+            step,
+            hint="lower method.lr_img or method.inner_lr",
+        )
+        soft = torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
+        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr, soft_labels=soft)
+        log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema))
+        return StageOutput(stage, previous=ws.previous(task), log=log)
+
+
+def check(recipe) -> list[str]:
+    errors = []
+    for k in range(1, recipe.stages.count + 1):
+        cfg = recipe.stage_method(k)
+        if cfg.window > cfg.horizon:
+            errors.append(f"method.window: {cfg.window} is above method.horizon {cfg.horizon} (stage {k})")
+    if recipe.model.kwargs.get("norm") == "batch":
+        errors.append("model.kwargs.norm: 'batch' breaks the functional unroll; use 'instance' or 'none' for ratbptt")
+    return errors
+
+
+SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(), checks=check)
