@@ -8,24 +8,27 @@ both under the same DSA draw; no bilevel loop, so an iteration costs a few forwa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-from ..config import MethodConfig, opt
+from ..config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, loss_log, real_batch, run_loop, sample_network, transition_starts
+from .synthetic import (
+    SampledNetworkConfig,
+    Workspace,
+    loss_log,
+    network_matching_setup,
+    real_batch,
+    run_loop,
+    sample_network,
+)
 
 
 @dataclass
-class DMConfig(MethodConfig):
+class DMConfig(SampledNetworkConfig):
     name: str = "dm"
     iterations: int = opt(20000, min=1, help="Iterations (each with a freshly sampled network).")
     lr_img: float = opt(1.0, gt=0, help="SGD lr (momentum 0.5) of the images.")
-    batch_real: int = opt(256, min=1, help="Real images per class per iteration.")
-    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
-    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
-    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
     checkpoint_every: int = opt(500, min=1, help="Iterations between resumable in-stage checkpoints.")
 
 
@@ -56,12 +59,7 @@ class DMDistiller:
     def distill(self, task: StageTask) -> StageOutput:
         cfg: DMConfig = task.config
         ctx = self.ctx
-        g = torch.Generator().manual_seed(task.seed)
-        ws = Workspace.build(ctx, task, cfg.init, g)
-        opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
-        starts = transition_starts(
-            ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs
-        )
+        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg)
 
         def step(it: int) -> float:
             net = sample_network(ctx, starts, g)

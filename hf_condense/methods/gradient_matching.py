@@ -10,15 +10,22 @@ differentiable augmentation to the real and the synthetic batch (siamese) and au
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..config import MethodConfig, opt
+from ..config import opt
 from ..training import train_epoch
 from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, loss_log, real_batch, run_loop, sample_network, transition_starts
+from .synthetic import (
+    SampledNetworkConfig,
+    Workspace,
+    loss_log,
+    network_matching_setup,
+    real_batch,
+    run_loop,
+    sample_network,
+)
 
 # (outer_loop, inner_loop) by IPC, as published for DC/DSA.
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -66,18 +73,14 @@ def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, sia
 
 
 @dataclass
-class DCConfig(MethodConfig):
+class DCConfig(SampledNetworkConfig):
     name: str = "dc"
     iterations: int = opt(1000, min=1, help="Outer iterations (each with a freshly sampled network).")
     outer_loop: int | None = opt(None, min=1, help="Matching rounds per network (default: published value by IPC).")
     inner_loop: int | None = opt(None, min=1, help="Epochs on the synthetic set between rounds (default: by IPC).")
     lr_img: float = opt(0.1, gt=0, help="SGD lr (momentum 0.5) of the images.")
     lr_net: float = opt(0.01, gt=0, help="SGD lr of the network between rounds.")
-    batch_real: int = opt(256, min=1, help="Real images per class per match.")
     batch_train: int = opt(256, min=1, help="Minibatch of the network's training on the synthetic set.")
-    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
-    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
-    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
     checkpoint_every: int = opt(50, min=1, help="Iterations between resumable in-stage checkpoints.")
 
 
@@ -98,12 +101,7 @@ class GradientMatchingDistiller:
         siamese = cfg.name == "dsa"
         outer, inner = default_loops(task.ipc)
         outer, inner = cfg.outer_loop or outer, cfg.inner_loop or inner
-        g = torch.Generator().manual_seed(task.seed)
-        ws = Workspace.build(ctx, task, cfg.init, g)
-        opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
-        starts = transition_starts(
-            ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs
-        )
+        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg)
 
         def step(it: int) -> float:
             net = sample_network(ctx, starts, g)

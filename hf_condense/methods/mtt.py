@@ -21,7 +21,7 @@ from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
 from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, loss_log, run_loop
+from .synthetic import Workspace, functional_norm_errors, loss_log, run_loop
 
 
 @dataclass
@@ -154,12 +154,7 @@ def check(recipe) -> list[str]:
                 f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch "
                 f"{cfg.max_start_epoch} (stage {k})"
             )
-    if recipe.model.kwargs.get("norm") == "batch":
-        errors.append(
-            "model.kwargs.norm: 'batch' updates running statistics inside the functional unroll; "
-            "use 'instance' or 'none' for mtt"
-        )
-    return errors
+    return errors + functional_norm_errors(recipe, "mtt")
 
 
 SPEC = MethodSpec(MTTConfig, MTTDistiller, Capabilities(learns_lr=True), checks=check)

@@ -19,7 +19,7 @@ from ..config import MethodConfig, opt
 from ..functional import FlatParams
 from ..training import soft_cross_entropy
 from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, loss_log, run_loop
+from .synthetic import Workspace, functional_norm_errors, loss_log, run_loop
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 
@@ -153,9 +153,7 @@ def check(recipe) -> list[str]:
         cfg = recipe.stage_method(k)
         if cfg.window > cfg.horizon:
             errors.append(f"method.window: {cfg.window} is above method.horizon {cfg.horizon} (stage {k})")
-    if recipe.model.kwargs.get("norm") == "batch":
-        errors.append("model.kwargs.norm: 'batch' breaks the functional unroll; use 'instance' or 'none' for ratbptt")
-    return errors
+    return errors + functional_norm_errors(recipe, "ratbptt")
 
 
 SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(), checks=check)

@@ -8,11 +8,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from accelerate.utils import tqdm
 
+from ..config import MethodConfig, opt
 from .base import DivergenceError, StageTask, StateFile, SynSet
+
+
+@dataclass
+class SampledNetworkConfig(MethodConfig):
+    """Settings shared by the methods that match under sampled networks (DC, DSA, DM)."""
+
+    batch_real: int = opt(256, min=1, help="Real images per class per match.")
+    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
+    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
+    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
 
 
 def init_images(ctx, task: StageTask, mode: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,3 +206,20 @@ def real_batch(ctx, pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Ten
     """n random real images (in input space) from one class's pool, on the run's device."""
     idx = pool[torch.randperm(len(pool), generator=g)[:n]]
     return ctx.train_x[idx].to(ctx.device, non_blocking=True)
+
+
+def network_matching_setup(ctx, task: StageTask, cfg):
+    """Shared start of the methods that match under sampled networks (DC, DSA, DM): the generator, the workspace,
+    SGD (momentum 0.5) on the images, and the PDD transition networks (None for stage 1 or without transition)."""
+    g = torch.Generator().manual_seed(task.seed)
+    ws = Workspace.build(ctx, task, cfg.init, g)
+    opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
+    starts = transition_starts(ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs)
+    return g, ws, opt_img, starts
+
+
+def functional_norm_errors(recipe, method: str) -> list[str]:
+    """Batch norm updates running statistics in place, which a functional unroll cannot carry."""
+    if recipe.model.kwargs.get("norm") == "batch":
+        return [f"model.kwargs.norm: 'batch' breaks the functional unroll; use 'instance' or 'none' for {method}"]
+    return []
