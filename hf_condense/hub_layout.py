@@ -101,13 +101,19 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
     )
 
 
-def read_stage(stage_dir: str | Path) -> SynSet:
-    stage_dir = Path(stage_dir)
-    meta = read_stage_meta(stage_dir)
+def stage_dataset(stage_dir: str | Path) -> datasets.Dataset:
+    """A stage's parquet shards as one in-memory `datasets.Dataset` (features from the file's schema). Read directly,
+    not through the `datasets` cache, which can serve an older stage rewritten at the same path."""
     import pyarrow.parquet as pq
 
-    ds = datasets.Dataset(pq.read_table(stage_dir / PARQUET_NAME))
-    return stage_dataset_to_synset(ds, meta)
+    shards = sorted(Path(stage_dir).glob("train-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{stage_dir}: no train-*.parquet file")
+    return datasets.concatenate_datasets([datasets.Dataset(pq.read_table(f)) for f in shards])
+
+
+def read_stage(stage_dir: str | Path) -> SynSet:
+    return stage_dataset_to_synset(stage_dataset(stage_dir), read_stage_meta(stage_dir))
 
 
 def list_stages(folder: str | Path) -> list[int]:

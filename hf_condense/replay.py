@@ -14,7 +14,7 @@ from pathlib import Path
 import datasets
 import yaml
 
-from .hub_layout import list_stages, read_stage_meta, stage_dataset_to_synset, stage_name
+from .hub_layout import list_stages, read_stage_meta, stage_dataset, stage_dataset_to_synset, stage_name
 from .methods.base import SynSet
 from .preprocess import Preprocessor
 
@@ -98,10 +98,9 @@ def load_progressive(source: str | Path, revision: str | None = None) -> Progres
         raise FileNotFoundError(f"{source}: no stage_k folders; is it a dataset made by hf_condense?")
     if numbers != list(range(1, len(numbers) + 1)):
         raise ValueError(f"{source}: stages {numbers} are not 1..{len(numbers)}; the repo is incomplete")
-    stages = []
-    for k in numbers:
-        ds = datasets.load_dataset(str(folder), stage_name(k), split="train")
-        stages.append(Stage(k, ds, read_stage_meta(folder / stage_name(k))))
+    stages = [
+        Stage(k, stage_dataset(folder / stage_name(k)), read_stage_meta(folder / stage_name(k))) for k in numbers
+    ]
     pre_path = folder / "preprocessing.safetensors"
     if not pre_path.is_file():
         raise FileNotFoundError(
