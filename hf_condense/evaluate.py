@@ -25,16 +25,18 @@ def evaluate_progressive(
     models: list[str] | None = None,
     overrides: list[str] = (),
     random_real: bool = False,
+    epochs: int | None = None,
     accelerator: Accelerator | None = None,
 ) -> dict[str, RunResult]:
-    """Per architecture, the stages' scores (and optionally random real images of the same budgets)."""
+    """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs`
+    replaces every stage's own epochs."""
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or Accelerator()
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     synsets = ps.synsets()
-    if any(o.startswith("evaluation.epochs=") for o in overrides):
+    if epochs is not None:
         for s in synsets:
-            s.meta["epochs"] = recipe.evaluation.epochs
+            s.meta["epochs"] = epochs
     out = {}
     for name in models or [recipe.model.name]:
         result = RunResult(ps.folder, synsets)
@@ -66,14 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (
         ("evaluation.runs", args.runs),
         ("evaluation.mode", args.mode),
-        ("evaluation.epochs", args.epochs),
         ("dataset.path", args.dataset),
     ):
         if value is not None:
             overrides.append(f"{key}={value}")
     try:
         ps = load_progressive(args.source, args.revision)
-        results = evaluate_progressive(ps, args.models, overrides, args.random_real)
+        results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs)
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

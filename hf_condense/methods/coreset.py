@@ -128,17 +128,15 @@ class CoresetDistiller:
         picks = []
         for c, pool in enumerate(task.pool):
             prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
-            if cfg.name in ("random", "forgetting"):
-                free = pool[~torch.isin(pool, prior)]
-                if cfg.name == "random":
-                    picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
-                else:
-                    picks.append(free[most_forgotten(self.forgetting(cfg)[free], task.ipc, g)])
-                continue
-            cand = torch.unique(torch.cat([pool, prior]))
-            pos = torch.searchsorted(cand, prior)
-            select = herding if cfg.name == "herding" else kcenter
-            picks.append(cand[select(self.features(cfg)[cand], task.ipc, pos)])
+            free = pool[~torch.isin(pool, prior)]
+            if cfg.name == "random":
+                picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
+            elif cfg.name == "forgetting":
+                picks.append(free[most_forgotten(self.forgetting(cfg)[free], task.ipc, g)])
+            else:  # herding / k-center extend the earlier picks in feature space
+                cand = torch.unique(torch.cat([pool, prior]))
+                select = herding if cfg.name == "herding" else kcenter
+                picks.append(cand[select(self.features(cfg)[cand], task.ipc, torch.searchsorted(cand, prior))])
         idx = torch.cat(picks)
         stage = SynSet(
             self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=self.ctx.recipe.evaluation.lr, indices=idx

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import opt
-from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
     SampledNetworkConfig,
     Workspace,
@@ -82,8 +82,7 @@ class DMDistiller:
             step,
             hint="lower method.lr_img",
         )
-        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr)
-        return StageOutput(stage, previous=ws.previous(task), log=loss_log(losses, iterations=cfg.iterations))
+        return ws.output(task, ctx.recipe.evaluation.lr, loss_log(losses, iterations=cfg.iterations))
 
 
 SPEC = MethodSpec(DMConfig, DMDistiller, Capabilities())

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..config import opt
 from ..training import train_epoch
-from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
     SampledNetworkConfig,
     Workspace,
@@ -134,8 +134,7 @@ class GradientMatchingDistiller:
             hint="lower method.lr_img",
         )
         log = loss_log(losses, outer_loop=outer, inner_loop=inner, iterations=cfg.iterations)
-        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr)
-        return StageOutput(stage, previous=ws.previous(task), log=log)
+        return ws.output(task, ctx.recipe.evaluation.lr, log)
 
 
 SPECS = {

@@ -20,8 +20,8 @@ from ..config import MethodConfig, opt
 from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
-from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, functional_norm_errors, loss_log, run_loop
+from .base import Capabilities, MethodSpec, StageOutput, StageTask
+from .synthetic import Workspace, functional_norm_errors, loss_log, per_stage_errors, run_loop
 
 
 @dataclass
@@ -114,10 +114,10 @@ class MTTDistiller:
             start, target = traj[t].to(dev), traj[t + cfg.expert_epochs].to(dev)
             idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
             augs = [ctx.dsa.sample(len(ix), size, g) for ix in idx]
+            all_x = ws.all_x
 
             def batch(j):
-                x = ws.all_x[idx[j].to(dev)]
-                return ctx.dsa.apply(x, augs[j]), all_y[idx[j].to(dev)]
+                return ctx.dsa.apply(all_x[idx[j].to(dev)], augs[j]), all_y[idx[j].to(dev)]
 
             return unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments)
 
@@ -141,20 +141,16 @@ class MTTDistiller:
             hint="lower method.lr_img or method.lr_lr",
         )
         log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
-        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=float(alpha.detach()))
-        return StageOutput(stage, previous=ws.previous(task), log=log)
+        return ws.output(task, float(alpha.detach()), log)
 
 
 def check(recipe) -> list[str]:
-    errors = []
-    for k in range(1, recipe.stages.count + 1):
-        cfg = recipe.stage_method(k)
+    def starts(cfg: MTTConfig) -> list[str]:
         if cfg.min_start_epoch > cfg.max_start_epoch:
-            errors.append(
-                f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch "
-                f"{cfg.max_start_epoch} (stage {k})"
-            )
-    return errors + functional_norm_errors(recipe, "mtt")
+            return [f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}"]
+        return []
+
+    return per_stage_errors(recipe, starts) + functional_norm_errors(recipe, "mtt")
 
 
 SPEC = MethodSpec(MTTConfig, MTTDistiller, Capabilities(learns_lr=True), checks=check)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from ..config import MethodConfig, opt
 from ..functional import FlatParams
 from ..training import soft_cross_entropy
-from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
-from .synthetic import Workspace, functional_norm_errors, loss_log, run_loop
+from .base import Capabilities, MethodSpec, StageOutput, StageTask
+from .synthetic import Workspace, functional_norm_errors, loss_log, per_stage_errors, run_loop
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 
@@ -47,9 +47,9 @@ def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_g
     targets); differentiable when create_graph, otherwise without any graph."""
     m, v, t = state
     for i in range(steps):
-        if not create_graph:
-            p = p.detach().requires_grad_(True)
         x, y = batch(i)
+        if not create_graph:  # no graph at all: not through the inputs either
+            p, x, y = p.detach().requires_grad_(True), x.detach(), y.detach()
         g = torch.autograd.grad(soft_cross_entropy(net(p, x), y), p, create_graph=create_graph)[0]
         t += 1
         m = BETAS[0] * m + (1 - BETAS[0]) * g
@@ -95,6 +95,7 @@ class RaTBPTTDistiller:
         ctx_soft = F.one_hot(ws.ctx_y, ctx.num_classes).float()
         ema = torch.zeros(())  # EMA of the meta-gradient norm (kept in checkpoints)
         real_pool = torch.cat(task.pool)
+        learnable = ws.learnable() + ([logits] if cfg.learn_labels else [])
 
         def targets():
             own = torch.softmax(logits, 1) if cfg.learn_labels else F.one_hot(ws.labels, ctx.num_classes).float()
@@ -103,7 +104,7 @@ class RaTBPTTDistiller:
         def step(it: int) -> float:
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))
             p0 = FlatParams(ctx.make_model()).flatten().to(dev)
-            n = int(torch.randint(cfg.window, max(cfg.window, cfg.horizon) + 1, (1,), generator=g))
+            n = int(torch.randint(cfg.window, cfg.horizon + 1, (1,), generator=g))
             x_all, y_all = ws.all_x, targets()
             bs = min(cfg.batch_syn or len(y_all), len(y_all))
             draws = [torch.randperm(len(y_all), generator=g)[:bs] for _ in range(n)]
@@ -116,7 +117,6 @@ class RaTBPTTDistiller:
             xr_idx = real_pool[torch.randperm(len(real_pool), generator=g)[: cfg.batch_real]]
             xr = ctx.train_x[xr_idx].to(dev)
             loss = F.cross_entropy(net(p, xr), ctx.train_y[xr_idx].to(dev))
-            learnable = ws.learnable() + ([logits] if cfg.learn_labels else [])
             loss.backward(inputs=learnable)
             norm = torch.sqrt(sum((t.grad**2).sum() for t in learnable if t.grad is not None))
             if torch.isfinite(norm):
@@ -142,18 +142,17 @@ class RaTBPTTDistiller:
             hint="lower method.lr_img or method.inner_lr",
         )
         soft = torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
-        stage = SynSet(ws.images.detach().cpu(), ws.labels.cpu(), lr=ctx.recipe.evaluation.lr, soft_labels=soft)
         log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema))
-        return StageOutput(stage, previous=ws.previous(task), log=log)
+        return ws.output(task, ctx.recipe.evaluation.lr, log, soft_labels=soft)
 
 
 def check(recipe) -> list[str]:
-    errors = []
-    for k in range(1, recipe.stages.count + 1):
-        cfg = recipe.stage_method(k)
-        if cfg.window > cfg.horizon:
-            errors.append(f"method.window: {cfg.window} is above method.horizon {cfg.horizon} (stage {k})")
-    return errors + functional_norm_errors(recipe, "ratbptt")
+    def window(cfg: RaTBPTTConfig) -> list[str]:
+        return (
+            [f"method.window: {cfg.window} is above method.horizon {cfg.horizon}"] if cfg.window > cfg.horizon else []
+        )
+
+    return per_stage_errors(recipe, window) + functional_norm_errors(recipe, "ratbptt")
 
 
 SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(), checks=check)

@@ -14,7 +14,8 @@ import torch
 from accelerate.utils import tqdm
 
 from ..config import MethodConfig, opt
-from .base import DivergenceError, StageTask, StateFile, SynSet
+from ..training import fit, make_optimizer
+from .base import DivergenceError, StageOutput, StageTask, StateFile, SynSet
 
 
 @dataclass
@@ -86,6 +87,11 @@ class Workspace:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"images": self.images, "ctx_x": self.ctx_x}
+
+    def output(self, task: StageTask, lr: float, log: dict, soft_labels: torch.Tensor | None = None) -> StageOutput:
+        """The stage's images as a SynSet, with the earlier stages when boosting moved them."""
+        stage = SynSet(self.images.detach().cpu(), self.labels.cpu(), lr=lr, soft_labels=soft_labels)
+        return StageOutput(stage, previous=self.previous(task), log=log)
 
     def previous(self, task: StageTask) -> list[SynSet] | None:
         """The earlier stages as boosting left them (None when they did not move)."""
@@ -177,8 +183,6 @@ def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dic
     optimiser, `epochs` epochs, each stage's lr), whose weights replace fresh initialisations; None for stage 1."""
     if not (task.transition and task.previous):
         return None
-    from ..training import fit, make_optimizer
-
     ev = ctx.recipe.evaluation
     x = torch.cat([s.images for s in task.previous])
     y = torch.cat([s.labels for s in task.previous])
@@ -216,6 +220,11 @@ def network_matching_setup(ctx, task: StageTask, cfg):
     opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
     starts = transition_starts(ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs)
     return g, ws, opt_img, starts
+
+
+def per_stage_errors(recipe, check: Callable[[MethodConfig], list[str]]) -> list[str]:
+    """`check` on each stage's method config (its overrides applied), each error tagged with the stage."""
+    return [f"{e} (stage {k})" for k in range(1, recipe.stages.count + 1) for e in check(recipe.stage_method(k))]
 
 
 def functional_norm_errors(recipe, method: str) -> list[str]:
