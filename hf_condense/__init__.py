@@ -27,6 +27,7 @@ __all__ = [
     "Stage",
     "SynSet",
     "build_model",
+    "evaluate_progressive",
     "load_real_data",
     "load_progressive",
     "load_recipe",
@@ -41,4 +42,8 @@ def __getattr__(name: str):
         from . import distill
 
         return getattr(distill, name)
+    if name == "evaluate_progressive":
+        from . import evaluate
+
+        return evaluate.evaluate_progressive
     raise AttributeError(f"module 'hf_condense' has no attribute {name!r}")

@@ -181,7 +181,7 @@ class StageEngine:
                 for j, syn in enumerate(out.previous, start=1):
                     self.write(j, syn, stages[j - 1].meta)
                 stages = list(out.previous)
-            self.write(k, out.stage, self.stage_meta(k, seconds, out.log, task.pool))
+            self.write(k, out.stage, {**out.stage.meta, **self.stage_meta(k, seconds, out.log, task.pool)})
             stages.append(out.stage)
             if self.is_main:
                 shutil.rmtree(self.checkpoints / stage_name(k), ignore_errors=True)

@@ -36,7 +36,7 @@ def _per_process(ctx: RunContext, seeds: list[int], fn) -> list:
 
 def stage_data(ctx: RunContext, synsets: Sequence[SynSet]) -> list[StageData]:
     ev = ctx.recipe.evaluation
-    return [StageData(s.images, s.training_labels(), s.lr, s.meta.get("epochs", ev.epochs)) for s in synsets]
+    return [StageData(*s.training_set(), s.lr, s.meta.get("epochs", ev.epochs)) for s in synsets]
 
 
 def evaluate_synsets(

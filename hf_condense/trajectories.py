@@ -176,8 +176,7 @@ class ExpertStore:
         paths = self.build(s, key)
         for level in range(1, len(stage_sets) + 1):
             union = stage_sets[:level]
-            x = torch.cat([u.images for u in union])
-            y = torch.cat([u.training_labels() for u in union])
+            x, y = (torch.cat(t) for t in zip(*(u.training_set() for u in union)))
             lr = float(union[-1].lr)
             starts = [self.trajectory(p, key, 0)[0] for p in paths]
             syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]

@@ -6,12 +6,14 @@ from .base import Capabilities, Distiller, DivergenceError, MethodSpec, StageOut
 from .coreset import SPECS as _CORESETS
 from .dm import SPEC as _DM
 from .gradient_matching import SPECS as _GM
+from .idc import SPEC as _IDC
 from .mtt import SPEC as _MTT
 from .ratbptt import SPEC as _RATBPTT
 
 METHODS: dict[str, MethodSpec] = {
     **_CORESETS,
     **_GM,
+    "idc": _IDC,
     "dm": _DM,
     "mtt": _MTT,
     "ratbptt": _RATBPTT,

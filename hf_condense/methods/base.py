@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from ..config import MethodConfig
+from ..formation import decode
 from ..io import save_safetensors
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ class SynSet:
 
     def training_labels(self) -> torch.Tensor:
         return self.soft_labels if self.soft_labels is not None else self.labels
+
+    @property
+    def formation_factor(self) -> int:
+        """IDC multi-formation: each stored image decodes into factor^2 training images (1: stored as trained)."""
+        return int(self.meta.get("formation_factor", 1))
+
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and (soft) labels a network trains on: multi-formation stages decoded."""
+        return decode(self.images, self.training_labels(), self.formation_factor)
 
 
 @dataclass

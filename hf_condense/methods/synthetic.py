@@ -14,6 +14,7 @@ import torch
 from accelerate.utils import tqdm
 
 from ..config import MethodConfig, opt
+from ..formation import decode, encode
 from ..training import fit, make_optimizer
 from .base import DivergenceError, StageOutput, StageTask, StateFile, SynSet
 
@@ -28,8 +29,11 @@ class SampledNetworkConfig(MethodConfig):
     transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
 
 
-def init_images(ctx, task: StageTask, mode: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """ipc images per class: random real images from the stage's pool, Gaussian noise, or unit-norm noise."""
+def init_images(
+    ctx, task: StageTask, mode: str, g: torch.Generator, factor: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ipc images per class: random real images from the stage's pool (with a multi-formation factor, each made of
+    factor^2 downsampled real images), Gaussian noise, or unit-norm noise."""
     labels = torch.arange(ctx.num_classes).repeat_interleave(task.ipc)
     shape = (len(labels), *ctx.train_x.shape[1:])
     if mode == "noise":
@@ -37,8 +41,9 @@ def init_images(ctx, task: StageTask, mode: str, g: torch.Generator) -> tuple[to
     if mode == "unit_noise":  # RaT-BPTT: Gaussian noise scaled to unit norm per image
         x = torch.randn(shape, generator=g)
         return x / x.flatten(1).norm(dim=1).view(-1, *[1] * (x.ndim - 1)), labels
-    picks = [pool[torch.randperm(len(pool), generator=g)[: task.ipc]] for pool in task.pool]
-    return ctx.train_x[torch.cat(picks)].clone(), labels
+    n = task.ipc * factor**2
+    picks = [pool[torch.randperm(len(pool), generator=g)[:n]] for pool in task.pool]
+    return torch.cat([encode(ctx.train_x[p], factor) for p in picks]), labels
 
 
 @dataclass
@@ -50,30 +55,38 @@ class Workspace:
     ctx_x: torch.Tensor  # earlier stages (requires grad only when boosting)
     ctx_y: torch.Tensor
     boosting: bool
+    factor: int = 1  # multi-formation: each stored image trains as factor^2 decoded images
 
     @classmethod
-    def build(cls, ctx, task: StageTask, init: str, g: torch.Generator) -> Workspace:
+    def build(cls, ctx, task: StageTask, init: str, g: torch.Generator, factor: int = 1) -> Workspace:
         dev = ctx.device
-        images, labels = init_images(ctx, task, init, g)
+        images, labels = init_images(ctx, task, init, g, factor)
         context = task.context_set
-        shape = images.shape[1:]
-        ctx_x = torch.cat([s.images for s in context]).to(dev) if context else images.new_zeros((0, *shape)).to(dev)
-        ctx_y = torch.cat([s.labels for s in context]).to(dev) if context else labels.new_zeros(0).to(dev)
-        boosting = task.boost_beta > 0 and len(ctx_x) > 0
-        ctx_x.requires_grad_(boosting)
-        return cls(images.to(dev).requires_grad_(True), labels.to(dev), ctx_x, ctx_y, boosting)
+        boosting = task.boost_beta > 0 and bool(context)
+        if boosting and any(s.formation_factor > 1 for s in context):
+            raise ValueError("stages.scheme: boost cannot keep training multi-formation stages; use pdd")
+        pairs = [(s.images, s.labels) if boosting else decode(s.images, s.labels, s.formation_factor) for s in context]
+        ctx_x = torch.cat([x for x, _ in pairs]) if pairs else images.new_zeros((0, *images.shape[1:]))
+        ctx_y = torch.cat([y for _, y in pairs]) if pairs else labels.new_zeros(0)
+        ctx_x = ctx_x.to(dev).requires_grad_(boosting)
+        return cls(images.to(dev).requires_grad_(True), labels.to(dev), ctx_x, ctx_y.to(dev), boosting, factor)
+
+    def decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This stage's images and labels as a network trains on them."""
+        return decode(self.images, self.labels, self.factor)
 
     @property
     def all_x(self) -> torch.Tensor:
-        return torch.cat([self.ctx_x, self.images])
+        return torch.cat([self.ctx_x, self.decoded()[0]])
 
     @property
     def all_y(self) -> torch.Tensor:
-        return torch.cat([self.ctx_y, self.labels])
+        return torch.cat([self.ctx_y, self.decoded()[1]])
 
     def class_x(self, c: int) -> torch.Tensor:
-        """Class c's images: earlier stages' then this stage's."""
-        return torch.cat([self.ctx_x[self.ctx_y == c], self.images[self.labels == c]])
+        """Class c's training images: earlier stages' then this stage's."""
+        mine = self.labels == c
+        return torch.cat([self.ctx_x[self.ctx_y == c], decode(self.images[mine], self.labels[mine], self.factor)[0]])
 
     def param_groups(self, lr: float, beta: float) -> list[dict]:
         """Optimiser groups: the stage's images at lr, earlier blocks at lr x beta when boosting."""
@@ -90,7 +103,8 @@ class Workspace:
 
     def output(self, task: StageTask, lr: float, log: dict, soft_labels: torch.Tensor | None = None) -> StageOutput:
         """The stage's images as a SynSet, with the earlier stages when boosting moved them."""
-        stage = SynSet(self.images.detach().cpu(), self.labels.cpu(), lr=lr, soft_labels=soft_labels)
+        meta = {"formation_factor": self.factor} if self.factor > 1 else {}
+        stage = SynSet(self.images.detach().cpu(), self.labels.cpu(), lr=lr, soft_labels=soft_labels, meta=meta)
         return StageOutput(stage, previous=self.previous(task), log=log)
 
     def previous(self, task: StageTask) -> list[SynSet] | None:
@@ -184,8 +198,7 @@ def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dic
     if not (task.transition and task.previous):
         return None
     ev = ctx.recipe.evaluation
-    x = torch.cat([s.images for s in task.previous])
-    y = torch.cat([s.labels for s in task.previous])
+    x, y = (torch.cat(t) for t in zip(*(s.training_set() for s in task.previous)))
     lr = task.previous[-1].lr
     starts = []
     for i in range(count):
@@ -212,11 +225,12 @@ def real_batch(ctx, pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Ten
     return ctx.train_x[idx].to(ctx.device, non_blocking=True)
 
 
-def network_matching_setup(ctx, task: StageTask, cfg):
-    """Shared start of the methods that match under sampled networks (DC, DSA, DM): the generator, the workspace,
-    SGD (momentum 0.5) on the images, and the PDD transition networks (None for stage 1 or without transition)."""
+def network_matching_setup(ctx, task: StageTask, cfg, factor: int = 1):
+    """Shared start of the methods that match under sampled networks (DC, DSA, IDC, DM): the generator, the workspace
+    (IDC: multi-formation `factor`), SGD (momentum 0.5) on the images, and the PDD transition networks (None for
+    stage 1 or without transition)."""
     g = torch.Generator().manual_seed(task.seed)
-    ws = Workspace.build(ctx, task, cfg.init, g)
+    ws = Workspace.build(ctx, task, cfg.init, g, factor)
     opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
     starts = transition_starts(ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs)
     return g, ws, opt_img, starts

@@ -1,0 +1,171 @@
+"""IDC: Dataset Condensation via Efficient Synthetic-Data Parameterization (Kim et al., ICML 2022).
+
+Gradient matching with IDC's three changes to DC. Multi-formation: each stored image decodes into factor^2 images
+(`hf_condense.formation`), which is what the matching and every later training sees. The matching network trains on
+*real* data between rounds (`n_data` images, DSA without cutout plus CutMix), from a fresh initialisation each
+iteration (PDD transition: from one trained on the earlier stages). The distance is L1 (default) between the
+convolution weights' gradients (no biases, no classifier), and the images take one SGD step per class. Images are
+clamped to the pixel range at the start of each iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..augment import DSA
+from ..config import opt
+from .base import Capabilities, MethodSpec, StageOutput, StageTask
+from .gradient_matching import class_gradients, gradient_distance
+from .synthetic import (
+    SampledNetworkConfig,
+    loss_log,
+    network_matching_setup,
+    per_stage_errors,
+    real_batch,
+    run_loop,
+    sample_network,
+)
+
+
+@dataclass
+class IDCConfig(SampledNetworkConfig):
+    name: str = "idc"
+    iterations: int = opt(500, min=1, help="Outer iterations, each with a freshly sampled network.")
+    inner_loop: int = opt(100, min=1, help="Matching rounds per network; the network trains on real data after each.")
+    factor: int = opt(2, min=1, help="Multi-formation factor: each stored image decodes into factor^2 images.")
+    metric: Literal["l1", "mse", "cos"] = opt("l1", help="Gradient distance: L1, squared L2, or DC's 1 - cosine.")
+    match_bias: bool = opt(False, help="Also match the gradients of biases and norm parameters.")
+    match_fc: bool = opt(False, help="Also match the gradient of the classifier's weight.")
+    batch_real: int = opt(64, min=1, help="Real images per class per match.")
+    batch_syn_max: int = opt(128, min=1, help="At most this many decoded synthetic images per class per match.")
+    lr_img: float = opt(0.04, gt=0, help="SGD lr (momentum 0.5) of the images, in the model's input space.")
+    n_data: int = opt(500, min=0, help="Real images the network trains on after each round (0: it stays fixed).")
+    lr_net: float = opt(0.01, gt=0, help="SGD lr (momentum 0.9, weight decay 5e-4) of the matching network.")
+    cutmix_p: float = opt(0.5, min=0, max=1, help="Probability of CutMix on each of the network's real batches.")
+    checkpoint_every: int = opt(10, min=1, help="Iterations between resumable in-stage checkpoints.")
+
+
+def matched_params(net: torch.nn.Module, cfg: IDCConfig) -> list[torch.nn.Parameter]:
+    """Convolution weights, plus the classifier weight and the 1-D parameters when asked."""
+    keep = {4: True, 2: cfg.match_fc, 1: cfg.match_bias}
+    return [p for p in net.parameters() if keep.get(p.ndim, False)]
+
+
+def idc_distance(real: list[torch.Tensor], syn: list[torch.Tensor], metric: str) -> torch.Tensor:
+    """Sum over the matched parameters of the chosen distance between real and synthetic gradients."""
+    if metric == "cos":
+        return gradient_distance(real, syn)
+    power = 1 if metric == "l1" else 2
+    return sum((gs - gr).abs().pow(power).sum() for gr, gs in zip(real, syn))
+
+
+def cutmix_loss(net, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """CutMix (Yun et al. 2019, Beta(1, 1)): paste a box from a shuffled batch, mix the losses by area."""
+    h, w = x.shape[-2:]
+    lam = float(torch.rand(1, generator=g))
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, (1,), generator=g)), int(torch.randint(w, (1,), generator=g))
+    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    perm = torch.randperm(len(x), generator=g).to(x.device)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    logits = net(x)
+    return kept * F.cross_entropy(logits, y) + (1 - kept) * F.cross_entropy(logits, y[perm])
+
+
+class IDCDistiller:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def train_on_real(self, net, net_opt, pool: torch.Tensor, cfg: IDCConfig, aug: DSA, g: torch.Generator) -> None:
+        """`n_data` random real images from the stage's pool, in batches of batch_real, DSA then maybe CutMix."""
+        ctx = self.ctx
+        idx = pool[torch.randperm(len(pool), generator=g)[: cfg.n_data]]
+        net.train()
+        for i in range(0, len(idx), cfg.batch_real):
+            b = idx[i : i + cfg.batch_real]
+            x, y = ctx.train_x[b].to(ctx.device), ctx.train_y[b].to(ctx.device)
+            if aug.enabled:
+                x = aug(x, g)
+            if float(torch.rand(1, generator=g)) < cfg.cutmix_p:
+                loss = cutmix_loss(net, x, y, g)
+            else:
+                loss = F.cross_entropy(net(x), y)
+            net_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            net_opt.step()
+
+    def distill(self, task: StageTask) -> StageOutput:
+        cfg: IDCConfig = task.config
+        ctx = self.ctx
+        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg, cfg.factor)
+        net_aug = DSA("_".join(f for f in ctx.dsa.families if f != "cutout") or "none")
+        pool = torch.cat(task.pool)
+        size = tuple(ws.images.shape[-2:])
+        pre = ctx.preprocessor
+
+        def match(net, params, c: int) -> torch.Tensor:
+            xr, xs = real_batch(ctx, task.pool[c], cfg.batch_real, g), ws.class_x(c)
+            xs = xs[torch.randperm(len(xs), generator=g)[: cfg.batch_syn_max].to(xs.device)]
+            if ctx.dsa.enabled:  # one draw for the real and the synthetic batch
+                p = ctx.dsa.sample(1, size, g)
+                xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+            yr = torch.full((len(xr),), c, device=xr.device)
+            ys = torch.full((len(xs),), c, device=xs.device)
+            gr = class_gradients(net, params, xr, yr, create_graph=False)
+            return idc_distance(gr, class_gradients(net, params, xs, ys, create_graph=True), cfg.metric)
+
+        def step(it: int) -> float:
+            with torch.no_grad():  # back into the pixel range
+                ws.images.copy_(pre(pre.to_pixels(ws.images).clamp(0, 1)).to(ws.images.device))
+            net = sample_network(ctx, starts, g)
+            net.train()
+            net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=0.9, weight_decay=5e-4)
+            params = matched_params(net, cfg)
+            total = 0.0
+            for r in range(cfg.inner_loop):
+                for c in range(ctx.num_classes):
+                    opt_img.zero_grad(set_to_none=True)
+                    loss = match(net, params, c)
+                    loss.backward(inputs=ws.learnable())
+                    total += float(loss.detach())
+                    if r < cfg.inner_loop - 1 or c < ctx.num_classes - 1:  # run_loop takes the last step
+                        opt_img.step()
+                if r < cfg.inner_loop - 1 and cfg.n_data > 0:
+                    self.train_on_real(net, net_opt, pool, cfg, net_aug, g)
+            return total / (cfg.inner_loop * ctx.num_classes)
+
+        losses = run_loop(
+            ctx,
+            task,
+            "idc",
+            cfg.iterations,
+            cfg.checkpoint_every,
+            ws.tensors(),
+            {"img": opt_img},
+            g,
+            step,
+            hint="lower method.lr_img",
+        )
+        log = loss_log(losses, iterations=cfg.iterations, inner_loop=cfg.inner_loop, factor=cfg.factor)
+        return ws.output(task, ctx.recipe.evaluation.lr, log)
+
+
+def check(recipe) -> list[str]:
+    """Multi-formation needs the decoded images to train; boosting would move stored and decoded sets apart."""
+
+    def boost(cfg: IDCConfig) -> list[str]:
+        if recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0 and cfg.factor > 1:
+            return ["stages.boost_beta: boosting cannot keep training multi-formation stages; set method.factor: 1"]
+        return []
+
+    return per_stage_errors(recipe, boost)
+
+
+SPEC = MethodSpec(IDCConfig, IDCDistiller, Capabilities(), checks=check)
