@@ -44,6 +44,11 @@ ROWS = [
     ("DM", 10, ["method={name: dm, iterations: 500}"]),
     ("DC", 10, ["method={name: dc, iterations: 20, inner_loop: 10}"]),
     ("DSA", 10, ["method={name: dsa, iterations: 20, inner_loop: 10}"]),
+    # IDC: 25 networks x 20 matching rounds (IDC's default is 500 x 100); factor 2, so 40 decoded images per class
+    ("IDC", 10, ["method={name: idc, iterations: 25, inner_loop: 20}"]),
+    ("PDD + IDC (5 x 2)", 10, [
+        "method={name: idc, iterations: 5, inner_loop: 20, transition_nets: 4, transition_epochs: 150}",
+        "stages.count=5", "stages.ipc=2"]),
     ("forgetting", 10, ["method={name: forgetting, score_epochs: 3}"]),
     ("PDD + DM (5 x 2)", 10, ["method={name: dm, iterations: 100}", "stages.count=5", "stages.ipc=2"]),
     # multi-stage schemes over MTT at equal total IPC 10 and equal distillation iterations (5 x 80 = 400)

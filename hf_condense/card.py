@@ -25,6 +25,9 @@ BIBTEX = {
     "mtt": "@inproceedings{cazenavette2022mtt,\n  title={Dataset Distillation by Matching Training Trajectories},\n"
     "  author={Cazenavette, George and Wang, Tongzhou and Torralba, Antonio and Efros, Alexei A. and "
     "Zhu, Jun-Yan},\n  booktitle={CVPR},\n  year={2022}\n}",
+    "idc": "@inproceedings{kim2022idc,\n  title={Dataset Condensation via Efficient Synthetic-Data Parameterization},"
+    "\n  author={Kim, Jang-Hyun and Kim, Jinuk and Oh, Seong Joon and Yun, Sangdoo and Song, Hwanjun and Jeong, "
+    "Joonhyun and Ha, Jung-Woo and Song, Hyun Oh},\n  booktitle={ICML},\n  year={2022}\n}",
     "dsa": "@inproceedings{zhao2021dsa,\n  title={Dataset Condensation with Differentiable Siamese Augmentation},\n"
     "  author={Zhao, Bo and Bilen, Hakan},\n  booktitle={ICML},\n  year={2021}\n}",
 }
@@ -33,6 +36,7 @@ METHOD_TITLES = {
     "random": "random real selection",
     "herding": "herding",
     "kcenter": "k-center",
+    "idc": "IDC (gradient matching, multi-formation)",
 }
 
 
@@ -131,6 +135,7 @@ def render_card(
         method_title=METHOD_TITLES.get(method, method) + (f" with {scheme.upper()}" if scheme else ""),
         image_shape=" x ".join(str(s) for s in image_shape),
         input_space=preprocessor.describe(),
+        formation_factor=max(int(m.get("formation_factor", 1)) for m in stage_metas) if stage_metas else 1,
         stages=rows,
         eval_runs=recipe.evaluation.runs,
         model_name=recipe.model.name,
@@ -151,5 +156,5 @@ def render_card(
 
 
 def stage_metas_short(stage_metas: list[dict]) -> list[dict]:
-    keep = ("stage", "ipc", "num_images", "lr", "epochs")
+    keep = ("stage", "ipc", "num_images", "lr", "epochs", "formation_factor")
     return [{k: m[k] for k in keep if k in m} for m in stage_metas]

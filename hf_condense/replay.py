@@ -43,6 +43,10 @@ class Stage:
         return int(self.meta["ipc"])
 
     @property
+    def formation_factor(self) -> int:
+        return int(self.meta.get("formation_factor", 1))
+
+    @property
     def soft_labels(self) -> bool:
         return "soft_label" in self.dataset.column_names
 
@@ -71,9 +75,17 @@ class ProgressiveSet:
             yield datasets.concatenate_datasets([s.dataset for s in self.stages[:k]])
 
     def schedule(self) -> list[dict]:
-        """Per stage: the lr and epochs to train it with, and whether it carries soft labels."""
+        """Per stage: the lr and epochs to train it with, whether it carries soft labels, and its multi-formation
+        factor (each stored image decodes into factor^2 training images)."""
         return [
-            {"stage": s.number, "ipc": s.ipc, "lr": s.lr, "epochs": s.epochs, "soft_labels": s.soft_labels}
+            {
+                "stage": s.number,
+                "ipc": s.ipc,
+                "lr": s.lr,
+                "epochs": s.epochs,
+                "soft_labels": s.soft_labels,
+                "formation_factor": s.formation_factor,
+            }
             for s in self.stages
         ]
 

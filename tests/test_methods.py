@@ -165,3 +165,60 @@ def test_ratbptt_learned_soft_labels_round_trip_and_train_evaluation(tiny, accel
     assert ps.schedule()[0]["soft_labels"] is True
     back = ps.stages[0].synset()
     assert torch.equal(back.soft_labels, soft) and torch.equal(back.training_labels(), soft)
+
+
+IDC = {"name": "idc", "iterations": 15, "inner_loop": 10, "factor": 1, "lr_img": 0.05, "n_data": 256}
+
+
+def test_idc_lowers_its_objective_and_beats_random_real(tiny, accelerator):
+    # factor 1 (IDC-I): on 8 x 8 digits a factor-2 tile is 4 x 4 pixels, too coarse to carry a digit
+    result = hf_condense.run(hf_condense.load_recipe(one_stage(tiny, IDC)), accelerator)
+    log = result.stages[0].meta["log"]
+    assert log["loss_end"] < log["loss_start"]
+    (acc, _), (rand, _) = result.distilled[0], result.random_real[0]
+    assert acc > rand + 0.05, (acc, rand)
+
+
+def test_multi_formation_decode_and_encode_shapes_and_order():
+    from hf_condense.formation import decode, encode
+
+    x = torch.rand(8, 3, 8, 8)  # 2 stored images x 4 tiles
+    stored = encode(x, 2)
+    assert stored.shape == (2, 3, 8, 8)
+    dec, y = decode(stored, torch.tensor([4, 7]), 2)
+    assert dec.shape == (8, 3, 8, 8) and y.tolist() == [4, 7] * 4
+    down = torch.nn.functional.interpolate(x, size=(4, 4), mode="bilinear", antialias=True)
+    assert torch.allclose(dec, torch.nn.functional.interpolate(down, size=(8, 8), mode="bilinear"), atol=1e-6)
+    soft = torch.softmax(torch.randn(1, 10), 1)
+    odd, odd_y = decode(torch.rand(1, 1, 7, 7), soft, 2)  # 7 px: tiles of 4 px over a zero-padded 8 px image
+    assert odd.shape == (4, 1, 7, 7) and torch.equal(odd_y, soft.repeat(4, 1))
+    assert decode(x, y, 1)[0] is x
+
+
+def test_idc_stages_record_their_factor_and_train_on_decoded_images(tiny, accelerator):
+    from hf_condense.context import RunContext
+    from hf_condense.data import load_real_data
+    from hf_condense.evaluation import stage_data
+    from hf_condense.formation import decode
+
+    tiny["method"] = {**IDC, "iterations": 2, "inner_loop": 2, "factor": 2, "transition_nets": 1,
+                      "transition_epochs": 5}
+    tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "pdd"}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    ps = hf_condense.load_progressive(result.folder)
+    synsets = ps.synsets()
+    assert [s.formation_factor for s in synsets] == [2, 2] and len(synsets[0].images) == 10
+    assert ps.schedule()[1]["formation_factor"] == 2
+    assert "decode(x, y, 2)" in (result.folder / "README.md").read_text()  # the card says how to decode
+    recipe = hf_condense.load_recipe(tiny)
+    ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
+    data = stage_data(ctx, synsets)
+    assert len(data[0].images) == 40 and torch.equal(data[0].images, decode(synsets[0].images, synsets[0].labels, 2)[0])
+    assert torch.equal(data[1].labels, synsets[1].labels.repeat(4))
+
+
+def test_boosting_multi_formation_stages_is_refused(tiny):
+    tiny["method"] = {**IDC, "factor": 2}
+    tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "boost", "boost_beta": 0.1}
+    with pytest.raises(hf_condense.RecipeError, match="boost_beta"):
+        hf_condense.load_recipe(tiny)
