@@ -46,22 +46,42 @@ ROWS = [
     ("DSA", 10, ["method={name: dsa, iterations: 20, inner_loop: 10}"]),
     # IDC: 25 networks x 20 matching rounds (IDC's default is 500 x 100); factor 2, so 40 decoded images per class
     ("IDC", 10, ["method={name: idc, iterations: 25, inner_loop: 20}"]),
-    ("PDD + IDC (5 x 2)", 10, [
-        "method={name: idc, iterations: 5, inner_loop: 20, transition_nets: 4, transition_epochs: 150}",
-        "stages.count=5", "stages.ipc=2"]),
+    (
+        "PDD + IDC (5 x 2)",
+        10,
+        [
+            "method={name: idc, iterations: 5, inner_loop: 20, transition_nets: 4, transition_epochs: 150}",
+            "stages.count=5",
+            "stages.ipc=2",
+        ],
+    ),
     ("forgetting", 10, ["method={name: forgetting, score_epochs: 3}"]),
     ("PDD + DM (5 x 2)", 10, ["method={name: dm, iterations: 100}", "stages.count=5", "stages.ipc=2"]),
     # multi-stage schemes over MTT at equal total IPC 10 and equal distillation iterations (5 x 80 = 400)
     ("PDD + MTT (5 x 2)", 10, ["stages.count=5", "stages.ipc=2", "method.iterations=80"]),
     ("PDD w/o transition", 10, ["stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.transition=false"]),
-    ("Boost-DD + MTT (5 x 2, beta 0.1)", 10, [
-        "stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.scheme=boost", "stages.boost_beta=0.1"]),
-    ("SeqMatch + MTT (2 x 5)", 10, [
-        "stages.count=2", "stages.ipc=5", "method.iterations=200", "stages.scheme=seqmatch",
-        "stages.overrides=[{max_start_epoch: 4, syn_steps: 10, expert_epochs: 2},"
-        " {max_start_epoch: 2, syn_steps: 20, expert_epochs: 3}]"]),
-    ("PDD w/o conditioning", 10, [
-        "stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.conditioning=false"]),
+    (
+        "Boost-DD + MTT (5 x 2, beta 0.1)",
+        10,
+        ["stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.scheme=boost", "stages.boost_beta=0.1"],
+    ),
+    (
+        "SeqMatch + MTT (2 x 5)",
+        10,
+        [
+            "stages.count=2",
+            "stages.ipc=5",
+            "method.iterations=200",
+            "stages.scheme=seqmatch",
+            "stages.overrides=[{max_start_epoch: 4, syn_steps: 10, expert_epochs: 2},"
+            " {max_start_epoch: 2, syn_steps: 20, expert_epochs: 3}]",
+        ],
+    ),
+    (
+        "PDD w/o conditioning",
+        10,
+        ["stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.conditioning=false"],
+    ),
     (
         "RaT-BPTT",
         10,
@@ -148,7 +168,9 @@ def write(mine: list[dict]) -> None:
     keys = {(r["method"], r["ipc"]) for r in mine}
     rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if (r["method"], r["ipc"]) not in keys]
     order = {name: i for i, (name, _, _) in enumerate(ROWS)}
-    rows = sorted(rows + mine, key=lambda r: (order.get(r["method"], order.get(r["method"].rsplit(", ", 1)[0], -1)), r["method"]))
+    rows = sorted(
+        rows + mine, key=lambda r: (order.get(r["method"], order.get(r["method"].rsplit(", ", 1)[0], -1)), r["method"])
+    )
     Path(f"{RESULTS}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| method | IPC | test accuracy (%) | wall time (s) | eval lr |", "|---|---|---|---|---|"]
     for r in rows:

@@ -39,7 +39,10 @@ class RunContext:
     def build(
         cls, recipe: Recipe, accelerator: Accelerator, data: RealData, preprocessor: Preprocessor | None = None
     ) -> RunContext:
-        pre = preprocessor or Preprocessor.fit(recipe.preprocess, data.train_x)
+        if preprocessor is None:
+            key = content_key({"dataset": data.source, "preprocess": recipe.preprocess.__dict__, "format": 1})
+            preprocessor = Preprocessor.fit_cached(recipe.preprocess, data.train_x, key, cache_dir_of(recipe))
+        pre = preprocessor
         return cls(recipe, accelerator, data, pre, pre(data.train_x), pre(data.test_x))
 
     @property
@@ -68,7 +71,7 @@ class RunContext:
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.recipe.output.cache_dir) if self.recipe.output.cache_dir else default_cache_dir()
+        return cache_dir_of(self.recipe)
 
     def make_model(self, name: str | None = None) -> nn.Module:
         """A freshly initialised network of the recipe (or another timm `name`), on the CPU."""
@@ -87,6 +90,11 @@ class RunContext:
 
     def print(self, *args) -> None:
         self.accelerator.print(*args)
+
+
+def cache_dir_of(recipe: Recipe) -> Path:
+    """Where experts, ZCA fits and forgetting scores are cached: output.cache_dir, or HF_CONDENSE_CACHE."""
+    return Path(recipe.output.cache_dir) if recipe.output.cache_dir else default_cache_dir()
 
 
 def content_key(obj) -> str:

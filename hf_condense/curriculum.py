@@ -8,10 +8,9 @@ counted in a dedicated training pass of the recipe's network, cached under a key
 from __future__ import annotations
 
 import torch
-from safetensors import safe_open
 
 from .context import RunContext, content_key
-from .io import save_safetensors
+from .io import load_verified, save_verified
 from .training import train_epoch
 
 
@@ -50,15 +49,8 @@ def forgetting_scores(ctx: RunContext, epochs: int) -> torch.Tensor:
         }
     )
     path = ctx.cache_dir / "forgetting" / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            with safe_open(str(path), "pt") as f:
-                if (f.metadata() or {}).get("key") == key:
-                    return f.get_tensor("scores")
-        except Exception:  # unreadable: recount below
-            pass
     with ctx.accelerator.main_process_first():
-        if ctx.accelerator.is_main_process:
+        if ctx.accelerator.is_main_process and load_verified(path, key, "forgetting-score") is None:
             torch.manual_seed(ctx.recipe.seed)
             model = ctx.make_model().to(ctx.device)
             g = torch.Generator().manual_seed(ctx.recipe.seed)
@@ -67,9 +59,11 @@ def forgetting_scores(ctx: RunContext, epochs: int) -> torch.Tensor:
             ctx.print(f"counting forgetting events over {epochs} epoch(s)")
             for _ in range(epochs):
                 train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device, on_batch=counter)
-            save_safetensors({"scores": counter.scores()}, path, metadata={"key": key})
-    with safe_open(str(path), "pt") as f:
-        return f.get_tensor("scores")
+            save_verified({"scores": counter.scores()}, path, key)
+    loaded = load_verified(path, key, "forgetting-score")
+    if loaded is None:
+        raise RuntimeError(f"{path}: the forgetting scores just written cannot be read back")
+    return loaded[0]["scores"]
 
 
 def band_pools(

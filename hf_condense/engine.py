@@ -20,7 +20,7 @@ from .config import Recipe, RecipeError, recipe_to_yaml
 from .context import RunContext
 from .curriculum import band_pools, forgetting_scores
 from .hub_layout import list_stages, read_stage, read_stage_meta, stage_name, write_stage
-from .io import save_safetensors, write_json, write_text
+from .io import recover_interrupted_writes, save_safetensors, write_json, write_text
 from .methods import METHODS
 from .methods.base import StageTask, SynSet
 
@@ -94,6 +94,9 @@ class StageEngine:
             raise RecipeError(errors)
         if self.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
+            for folder in [self.folder, *self.checkpoints.glob("stage_*")]:
+                for line in recover_interrupted_writes(folder):
+                    self.ctx.print(f"{folder}: {line}")
             write_text(self.folder / "recipe.yaml", recipe_to_yaml(self.recipe))
             write_json(
                 self.folder / "run.json",

@@ -22,9 +22,7 @@ def decode(images: torch.Tensor, labels: torch.Tensor, factor: int) -> tuple[tor
     h, w = images.shape[-2:]
     th, tw = math.ceil(h / factor), math.ceil(w / factor)
     padded = F.pad(images, (0, tw * factor - w, 0, th * factor - h))
-    tiles = [
-        padded[..., i * th : (i + 1) * th, j * tw : (j + 1) * tw] for i in range(factor) for j in range(factor)
-    ]
+    tiles = [padded[..., i * th : (i + 1) * th, j * tw : (j + 1) * tw] for i in range(factor) for j in range(factor)]
     decoded = F.interpolate(torch.cat(tiles), size=(h, w), mode="bilinear", align_corners=False)
     return decoded, torch.cat([labels] * factor**2)
 

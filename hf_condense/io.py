@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -11,7 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -34,6 +39,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
+def recover_interrupted_writes(folder: str | Path) -> list[str]:
+    """Undo what a process killed inside `atomic_path` left in `folder`: drop its temporary folders, and put back a
+    replaced folder whose new version never arrived. Returns what it did, one line each."""
+    folder, done = Path(folder), []
+    for tmp in folder.glob(".*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        done.append(f"removed {tmp.name} (an interrupted write)")
+    for old in folder.glob(".*.old"):
+        target = old.with_name(old.name[1 : -len(".old")])
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)
+            done.append(f"restored {target.name} (its replacement was interrupted)")
+    return done
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -47,3 +69,40 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadat
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+
+
+def checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' bytes, in key order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(tensors[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_verified(tensors: dict[str, torch.Tensor], path: str | Path, key: str, metadata: dict | None = None) -> None:
+    """A cache file that carries its content key and checksum, so that `load_verified` can tell it is sound."""
+    save_safetensors(tensors, path, metadata={**(metadata or {}), "key": key, "sha256": checksum(tensors)})
+
+
+def load_verified(path: str | Path, key: str, what: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Tensors and metadata of a `save_verified` file, or None when it is missing, unreadable (truncated),
+    made under another key (stale or foreign) or altered (checksum); each refusal is logged with the file and why."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}  # not backed by the file (mmap)
+    except Exception as e:  # a truncated or garbled file: safetensors raises several kinds
+        logger.warning(f"{what} cache file {path} is unreadable ({type(e).__name__}: {e}); rebuilding it")
+        return None
+    why = None
+    if meta.get("key") != key:
+        why = "it was made for other settings"
+    elif meta.get("sha256") != checksum(tensors):
+        why = "its checksum does not match its contents"
+    if why:
+        logger.warning(f"{what} cache file {path} is not used: {why}; rebuilding it")
+        return None
+    return tensors, meta

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from .config import PreprocessConfig
-from .io import save_safetensors
+from .io import load_verified, save_safetensors, save_verified
 
 
 class Preprocessor:
@@ -82,9 +82,25 @@ class Preprocessor:
 
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
+        return cls.from_state(meta.get("mode", "normalize"), load_file(str(path)))
+
+    @classmethod
+    def from_state(cls, mode: str, state: dict[str, torch.Tensor]) -> Preprocessor:
         zca = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("zca.")} or None
-        return cls(meta.get("mode", "normalize"), state["mean"], state["std"], zca)
+        return cls(mode, state["mean"], state["std"], zca)
+
+    @classmethod
+    def fit_cached(cls, cfg: PreprocessConfig, train_x: torch.Tensor, key: str, cache_dir: Path) -> Preprocessor:
+        """`fit`, except that a ZCA fit (an SVD of (C H W)^2) is kept in `cache_dir/zca` under `key` and reused."""
+        if not cfg.zca:
+            return cls.fit(cfg, train_x)
+        path = Path(cache_dir) / "zca" / f"{key}.safetensors"
+        loaded = load_verified(path, key, "ZCA")
+        if loaded is not None:
+            return cls.from_state("zca", loaded[0])
+        pre = cls.fit(cfg, train_x)
+        save_verified(pre.state_dict(), path, key)
+        return pre
 
     def describe(self) -> str:
         return {

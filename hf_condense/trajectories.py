@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from .config import EvalConfig
 from .context import RunContext, content_key
 from .functional import FlatParams
-from .io import save_safetensors
+from .io import load_verified, save_verified
 from .training import fit, make_optimizer, train_epoch
 
 logger = logging.getLogger("hf_condense.experts")
@@ -41,40 +40,28 @@ class ExpertSettings:
     augment: bool
 
 
-def _checksum(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
-
-
 def save_trajectory(path: Path, traj: torch.Tensor, flat: FlatParams, key: str, extra: dict | None = None) -> None:
     meta = {
         "format": FORMAT,
-        "key": key,
         "epochs": str(len(traj) - 1),
-        "sha256": _checksum(traj),
         **flat.metadata(),
         **{k: json.dumps(v) for k, v in (extra or {}).items()},
     }
-    save_safetensors({"trajectory": traj}, path, metadata=meta)
+    save_verified({"trajectory": traj}, path, key, meta)
 
 
 def load_trajectory(path: Path, key: str, epochs: int, size: int) -> torch.Tensor | None:
     """The trajectory stored at `path`, or None (with a warning saying why) if it is missing or unusable."""
-    if not path.is_file():
+    loaded = load_verified(path, key, "expert")
+    if loaded is None:
         return None
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            traj = f.get_tensor("trajectory")
-    except Exception as e:  # a truncated or garbled file: safetensors raises several kinds
-        logger.warning(f"expert cache file {path} is unreadable ({type(e).__name__}: {e}); rebuilding it")
-        return None
+    tensors, meta = loaded
+    traj = tensors.get("trajectory")
     why = None
-    if meta.get("format") != FORMAT or meta.get("key") != key:
-        why = "it was made for other settings"
+    if meta.get("format") != FORMAT or traj is None:
+        why = f"it is not a format-{FORMAT} trajectory"
     elif traj.ndim != 2 or traj.shape[1] != size or traj.shape[0] < epochs + 1:
         why = f"its shape {tuple(traj.shape)} does not fit {epochs + 1} snapshots of {size} parameters"
-    elif meta.get("sha256") != _checksum(traj):
-        why = "its checksum does not match its contents"
     if why:
         logger.warning(f"expert cache file {path} is not used: {why}; rebuilding it")
         return None

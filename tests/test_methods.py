@@ -201,8 +201,14 @@ def test_idc_stages_record_their_factor_and_train_on_decoded_images(tiny, accele
     from hf_condense.evaluation import stage_data
     from hf_condense.formation import decode
 
-    tiny["method"] = {**IDC, "iterations": 2, "inner_loop": 2, "factor": 2, "transition_nets": 1,
-                      "transition_epochs": 5}
+    tiny["method"] = {
+        **IDC,
+        "iterations": 2,
+        "inner_loop": 2,
+        "factor": 2,
+        "transition_nets": 1,
+        "transition_epochs": 5,
+    }
     tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "pdd"}
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
     ps = hf_condense.load_progressive(result.folder)
@@ -213,7 +219,9 @@ def test_idc_stages_record_their_factor_and_train_on_decoded_images(tiny, accele
     recipe = hf_condense.load_recipe(tiny)
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     data = stage_data(ctx, synsets)
-    assert len(data[0].images) == 40 and torch.equal(data[0].images, decode(synsets[0].images, synsets[0].labels, 2)[0])
+    assert len(data[0].images) == 40 and torch.equal(
+        data[0].images, decode(synsets[0].images, synsets[0].labels, 2)[0]
+    )
     assert torch.equal(data[1].labels, synsets[1].labels.repeat(4))
 
 

@@ -1,0 +1,94 @@
+"""Fault injection: run the real CLI in a subprocess, SIGKILL it at a chosen moment, rerun, compare with a clean run.
+
+Used by tests/test_crash_safety.py (one kill per kind of unit) and benchmarks/fault_injection.py (kills at random
+times, counted in the committed report).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+
+from hf_condense.hub_layout import list_stages, read_stage
+
+# PDD + MTT on digits, 2 stages: expert training (2 experts), in-stage checkpoints every 10 iterations, stage writes.
+RECIPE = {
+    "dataset": {"path": "sklearn/digits"},
+    "model": {"name": "convnet_d2w16"},
+    "augment": {"strategy": "color_crop_cutout_scale_rotate"},
+    "method": {
+        "name": "mtt",
+        "iterations": 30,
+        "syn_steps": 5,
+        "expert_epochs": 1,
+        "max_start_epoch": 2,
+        "lr_img": 100,
+        "num_experts": 2,
+        "transition_epochs": 20,
+        "checkpoint_every": 10,
+    },
+    "stages": {"count": 2, "ipc": 1, "scheme": "pdd"},
+    "evaluation": {"runs": 1, "epochs": 5, "random_real": False},
+    "seed": 0,
+}
+
+
+def write_recipe(folder: Path, name: str) -> Path:
+    """The fault recipe writing into folder/name, with its own expert cache."""
+    recipe = {**RECIPE, "output": {"dir": str(folder / name), "cache_dir": str(folder / f"{name}_cache")}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def run_cli(recipe: Path, kill_when: Callable[[float], bool] | None = None, timeout: float = 600) -> bool:
+    """Run `python -m hf_condense.distill recipe`; SIGKILL it as soon as `kill_when(elapsed)` holds (polled every
+    20 ms). Returns True when it was killed, False when it finished (a failure raises)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_condense.distill", str(recipe)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        elapsed = time.monotonic() - t0
+        if kill_when is not None and kill_when(elapsed):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        if elapsed > timeout:
+            proc.kill()
+            raise TimeoutError(f"{recipe} ran over {timeout}s")
+        time.sleep(0.02)
+    err = proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{recipe} exited {proc.returncode}: {err[-2000:]}")
+    return False
+
+
+def same_stages(a: Path, b: Path) -> list[str]:
+    """Differences between two finished output folders' stages (images bit-exact, labels, lr)."""
+    problems = []
+    if list_stages(a) != list_stages(b):
+        return [f"stages {list_stages(a)} vs {list_stages(b)}"]
+    for k in list_stages(a):
+        x, y = read_stage(a / f"stage_{k}"), read_stage(b / f"stage_{k}")
+        if not torch.equal(x.images, y.images):
+            problems.append(f"stage_{k}: images differ (max {float((x.images - y.images).abs().max()):.3g})")
+        if not torch.equal(x.labels, y.labels) or x.lr != y.lr:
+            problems.append(f"stage_{k}: labels or lr differ ({x.lr} vs {y.lr})")
+    return problems
