@@ -100,7 +100,8 @@ def main() -> None:
         Path(f"{RESULTS}.json").unlink(missing_ok=True)
     acc = Accelerator()
     rows: list[dict] = []
-    for name, ipc, overrides in ROWS:
+    wanted = sys.argv[1:]
+    for name, ipc, overrides in sorted(ROWS, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
         if only and name not in only:
             continue
         tag = f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}_ipc{ipc}"
