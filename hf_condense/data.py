@@ -7,7 +7,11 @@ A Hub id, a local folder laid out like a Hub repo, and the offline scikit-learn 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import torch
@@ -72,12 +76,23 @@ def digits_dataset_dict() -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": split(idx_train), "test": split(idx_test)})
 
 
+def local_cache_dir(folder: Path) -> str:
+    """A `datasets` cache folder of its own for a local dataset folder, keyed by its absolute path and its files'
+    sizes and times: the shared cache serves a stale copy of another folder with the same name."""
+    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    key = hashlib.sha256(json.dumps([str(folder.absolute()), files]).encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_condense_local" / key)
+
+
 def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     """The `DatasetDict` behind a recipe's dataset section."""
     if cfg.path == DIGITS:
         return digits_dataset_dict()
+    local = Path(cfg.path).is_dir()
     try:
-        return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
+        return datasets.load_dataset(
+            cfg.path, cfg.name, revision=cfg.revision, cache_dir=local_cache_dir(Path(cfg.path)) if local else None
+        )
     except FileNotFoundError as e:
         raise RecipeError(
             [f"dataset.path: {cfg.path!r} is neither a local dataset folder nor a reachable Hub dataset ({e})"]
@@ -147,8 +162,14 @@ def load_real_data(cfg: DatasetConfig) -> RealData:
         names = list(label_feat.names)
     else:
         names = [str(i) for i in range(int(max(train_y.max(), test_y.max())) + 1)]
-    if train_y.min() < 0:
-        raise RecipeError([f"dataset.label_column: {label_col!r} has negative (missing) labels"])
+    for split, y in ((cfg.train_split, train_y), (cfg.test_split, test_y)):
+        if len(y) and y.min() < 0:
+            raise RecipeError(
+                [
+                    f"dataset.label_column: {int((y < 0).sum())} example(s) of split {split!r} have negative "
+                    f"(missing) labels in {label_col!r}; every example needs a class"
+                ]
+            )
     data = RealData(
         _images(train, image_col),
         train_y,
@@ -176,7 +197,7 @@ def load_real_data(cfg: DatasetConfig) -> RealData:
 
 
 def check_against_data(recipe, data: RealData) -> list[str]:
-    """Recipe checks that need the data: IPC against the smallest class."""
+    """Recipe checks that need the data: IPC against the smallest class, and room on disk for the stages."""
     errors = []
     smallest = int(data.class_counts().min())
     st = recipe.stages
@@ -187,4 +208,17 @@ def check_against_data(recipe, data: RealData) -> list[str]:
             f"stages.ipc: {st.count} stage(s) x {per_stage} = {total} images per class, but the "
             f"smallest class of split {recipe.dataset.train_split!r} has {smallest}"
         )
-    return errors
+    return errors + disk_errors(recipe, total * data.num_classes * data.train_x[0].numel())
+
+
+def disk_errors(recipe, values: int) -> list[str]:
+    """Refuse a run whose output folder's disk cannot hold its stages: `values` float32 numbers, written about
+    three times over (parquet, previews, in-stage checkpoints), plus 32 MB for the card, figures and recipe."""
+    need = 3 * 4 * values + (32 << 20)
+    where = Path(recipe.output.dir).absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        return [f"output.dir: only {free / 2**20:.0f} MB free on {where}; this run needs about {need / 2**20:.0f} MB"]
+    return []

@@ -7,6 +7,7 @@ dataset repo, evaluates them with the standard protocol beside random real image
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .data import check_against_data, load_real_data
 from .engine import StageEngine, check_output_folder, versions
 from .evaluation import Score, evaluate_synsets, random_real_stages, whole_data_reference
 from .figures import save_accuracy_curve, save_grid
-from .hub_layout import read_stage_meta, stage_name
+from .hub_layout import StageDataError, read_stage_meta, stage_name
 from .io import write_json
 from .methods.base import DivergenceError, SynSet
 from .push import Pusher, check_access
@@ -170,9 +171,18 @@ def cli(prog: str, description: str, body, argv: list[str] | None = None) -> int
     args = parser.parse_args(argv)
     try:
         body(load_recipe(args.recipe, args.overrides))
-    except (RecipeError, DivergenceError) as e:
+    except (RecipeError, DivergenceError, StageDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, RecipeError) else 3
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(
+            f"error: no space left on the device while writing {e.filename or 'a file'}; every finished unit is "
+            "kept: free some space and rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 4
     return 0
 
 

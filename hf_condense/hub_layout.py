@@ -24,6 +24,12 @@ from .io import atomic_path, write_json
 from .methods.base import SynSet
 
 STAGE_FORMAT = 1
+
+
+class StageDataError(ValueError):
+    """A stored stage that cannot be used (newer format, non-finite values, incomplete repo); one line says why."""
+
+
 PARQUET_NAME = "train-00000-of-00001.parquet"
 _STAGE_RE = re.compile(r"^stage_(\d+)$")
 
@@ -79,7 +85,7 @@ def read_stage_meta(stage_dir: str | Path) -> dict:
     path = Path(stage_dir) / "stage.json"
     meta = json.loads(path.read_text())
     if meta.get("format", 0) > STAGE_FORMAT:
-        raise ValueError(
+        raise StageDataError(
             f"{path}: stage format {meta['format']} is newer than this hf_condense reads "
             f"({STAGE_FORMAT}); upgrade hf_condense"
         )
@@ -91,8 +97,15 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
     t = ds.with_format("torch", columns=[c for c in ("image", "label", "soft_label") if c in ds.column_names])
     soft = t["soft_label"][:].float() if "soft_label" in ds.column_names else None
     idx = meta.get("source_indices")
+    images = t["image"][:].float()
+    bad = int((~torch.isfinite(images)).sum())
+    if bad:
+        raise StageDataError(
+            f"stage_{meta.get('stage', '?')}: {bad} image value(s) are NaN or infinite; the stage is corrupt "
+            "(redistil it, or load an earlier revision)"
+        )
     return SynSet(
-        t["image"][:].float(),
+        images,
         t["label"][:].long(),
         float(meta["lr"]),
         soft_labels=soft,

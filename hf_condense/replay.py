@@ -14,7 +14,14 @@ from pathlib import Path
 import datasets
 import yaml
 
-from .hub_layout import list_stages, read_stage_meta, stage_dataset, stage_dataset_to_synset, stage_name
+from .hub_layout import (
+    StageDataError,
+    list_stages,
+    read_stage_meta,
+    stage_dataset,
+    stage_dataset_to_synset,
+    stage_name,
+)
 from .methods.base import SynSet
 from .preprocess import Preprocessor
 
@@ -109,7 +116,7 @@ def load_progressive(source: str | Path, revision: str | None = None) -> Progres
     if not numbers:
         raise FileNotFoundError(f"{source}: no stage_k folders; is it a dataset made by hf_condense?")
     if numbers != list(range(1, len(numbers) + 1)):
-        raise ValueError(f"{source}: stages {numbers} are not 1..{len(numbers)}; the repo is incomplete")
+        raise StageDataError(f"{source}: stages {numbers} are not 1..{len(numbers)}; the repo is incomplete")
     stages = [
         Stage(k, stage_dataset(folder / stage_name(k)), read_stage_meta(folder / stage_name(k))) for k in numbers
     ]

@@ -74,3 +74,18 @@ def tiny_mtt(**method) -> dict:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """An in-memory Hub behind huggingface_hub's own HTTP client (tests/fake_hub.py), with a write token set."""
+    import huggingface_hub.constants
+
+    from .fake_hub import FakeHub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_write_token")
+    fake = FakeHub()
+    fake.install()
+    yield fake
+    fake.uninstall()

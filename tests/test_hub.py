@@ -20,22 +20,8 @@ from hf_condense.hub_layout import configs_entries, stage_name, write_stage
 from hf_condense.methods.base import SynSet
 from hf_condense.preprocess import Preprocessor
 
-from .fake_hub import FakeHub
-
 STAGE_FILES = {"stage_{k}/train-00000-of-00001.parquet", "stage_{k}/stage.json"}
 TOP = {"README.md", "preprocessing.safetensors", "recipe.yaml", "run.json"}
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", "hf_write_token")
-    fake = FakeHub()
-    fake.install()
-    yield fake
-    fake.uninstall()
 
 
 def pushed(tiny, repo="alice/digits-pdd"):
@@ -118,12 +104,6 @@ def test_failed_upload_keeps_the_folder_and_the_retry_command_uploads_it(tiny, a
 def test_push_cli_refuses_a_folder_that_is_not_an_output(tmp_path, hub, capsys):
     assert push_cli.main([str(tmp_path), "alice/x"]) == 2
     assert "is it an hf_condense output" in capsys.readouterr().err
-
-
-def test_invalid_repo_id_is_refused_by_the_recipe(tiny):
-    tiny["output"].update(push_to_hub=True, repo_id="alice/bad--name..")
-    with pytest.raises(RecipeError, match="output.repo_id: 'alice/bad--name..' is not a valid Hub repo id"):
-        hf_condense.load_recipe(tiny)
 
 
 def _write_stages(folder, n):

@@ -1,0 +1,96 @@
+"""Reliability report: bad inputs tried and refused, faults injected and survived.
+
+1. Runs the bad-input catalogue, the per-unit kill tests, the cache-damage tests and the security checks with
+   pytest and counts what passed.
+2. Kills the real CLI (SIGKILL) at uniformly random moments of a PDD + MTT run on digits, reruns the same command and
+   checks that the result equals an uninterrupted run's, bit for bit.
+
+    nohup python benchmarks/reliability.py > benchmarks/results/reliability.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.faults import run_cli, same_stages, write_recipe  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "reliability"
+SUITES = {
+    "bad inputs refused cleanly": "tests/test_bad_inputs.py",
+    "kills inside a unit, resumed to the same result": "tests/test_crash_safety.py",
+    "damaged cache files caught": "tests/test_caches.py",
+    "security checks": "tests/test_security.py",
+}
+RANDOM_KILLS = 6
+
+
+def suite_counts(path: str, junit: Path) -> dict:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            path,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-o",
+            "addopts=",
+        ],
+        cwd=ROOT,
+        check=False,
+    )
+    suite = ET.parse(junit).getroot().find("testsuite")
+    tests, bad = int(suite.get("tests")), int(suite.get("failures")) + int(suite.get("errors"))
+    return {"tried": tests - int(suite.get("skipped")), "passed": tests - bad - int(suite.get("skipped"))}
+
+
+def random_kills(work: Path, n: int, seed: int = 0) -> dict:
+    """n kills at uniform random times within the uninterrupted run's duration, each followed by a rerun."""
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    run_cli(write_recipe(work, "reference"))
+    duration = time.monotonic() - t0
+    kills = []
+    for i in range(n):
+        name = f"killed_{i}"
+        recipe = write_recipe(work, name)
+        at = rng.uniform(0.05, 0.95) * duration
+        killed = run_cli(recipe, lambda elapsed, at=at: elapsed >= at)
+        run_cli(recipe)
+        problems = same_stages(work / "reference", work / name)
+        kills.append({"at_s": round(at, 1), "killed": killed, "same_result": not problems, "problems": problems})
+    return {"reference_s": round(duration, 1), "kills": kills}
+
+
+def main() -> None:
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for title, path in SUITES.items():
+            report[title] = suite_counts(path, Path(tmp) / "junit.xml")
+        report["random kills"] = random_kills(Path(tmp), RANDOM_KILLS)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{RESULTS}.json").write_text(json.dumps(report, indent=2) + "\n")
+    kills = report["random kills"]["kills"]
+    injected = sum(k["killed"] for k in kills)
+    survived = sum(k["killed"] and k["same_result"] for k in kills)
+    lines = ["| check | tried | passed |", "|---|---|---|"]
+    lines += [f"| {t} | {report[t]['tried']} | {report[t]['passed']} |" for t in SUITES]
+    lines.append(f"| SIGKILL at random moments, rerun equals an uninterrupted run | {injected} | {survived} |")
+    at = ", ".join(f"{k['at_s']}s" for k in kills)
+    lines += ["", f"Random kill times ({report['random kills']['reference_s']}s uninterrupted run): {at}."]
+    Path(f"{RESULTS}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
