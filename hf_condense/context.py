@@ -89,7 +89,9 @@ class RunContext:
         }
 
     def print(self, *args) -> None:
-        self.accelerator.print(*args)
+        """Print once per run (the main process of all nodes), not once per node."""
+        if self.accelerator.is_main_process:
+            print(*args, flush=True)
 
 
 def cache_dir_of(recipe: Recipe) -> Path:
