@@ -57,8 +57,13 @@ ROWS = [
     ),
     ("forgetting", 10, ["method={name: forgetting, score_epochs: 3}"]),
     ("PDD + DM (5 x 2)", 10, ["method={name: dm, iterations: 100}", "stages.count=5", "stages.ipc=2"]),
-    # multi-stage schemes over MTT at equal total IPC 10 and equal distillation iterations (5 x 80 = 400)
-    ("PDD + MTT (5 x 2)", 10, ["stages.count=5", "stages.ipc=2", "method.iterations=80"]),
+    # multi-stage schemes over MTT at equal total IPC 10 and equal distillation iterations (5 x 80 = 400); later
+    # stages retrain 2 of the 4 experts from their transition points (CPU budget)
+    (
+        "PDD + MTT (5 x 2)",
+        10,
+        ["stages.count=5", "stages.ipc=2", "method.iterations=80", "method.transition_experts=2"],
+    ),
     ("PDD w/o transition", 10, ["stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.transition=false"]),
     (
         "Boost-DD + MTT (5 x 2, beta 0.1)",
@@ -72,6 +77,7 @@ ROWS = [
             "stages.count=2",
             "stages.ipc=5",
             "method.iterations=200",
+            "method.transition_experts=2",
             "stages.scheme=seqmatch",
             "stages.overrides=[{max_start_epoch: 4, syn_steps: 10, expert_epochs: 2},"
             " {max_start_epoch: 2, syn_steps: 20, expert_epochs: 3}]",
@@ -80,7 +86,13 @@ ROWS = [
     (
         "PDD w/o conditioning",
         10,
-        ["stages.count=5", "stages.ipc=2", "method.iterations=80", "stages.conditioning=false"],
+        [
+            "stages.count=5",
+            "stages.ipc=2",
+            "method.iterations=80",
+            "method.transition_experts=2",
+            "stages.conditioning=false",
+        ],
     ),
     (
         "RaT-BPTT",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -153,14 +153,20 @@ class ExpertStore:
             self._loaded[path] = traj
         return self._loaded[path]
 
-    def stage_experts(self, s: ExpertSettings, stage_sets: list, transition_epochs: int, ev: EvalConfig):
+    def stage_experts(
+        self, s: ExpertSettings, stage_sets: list, transition_epochs: int, ev: EvalConfig, count: int | None = None
+    ):
         """(key, paths) of the experts for a stage whose earlier stages are `stage_sets` (empty for stage 1).
 
         Without earlier stages these are the base experts; otherwise each starts from the previous level's start
-        point, trained on the cumulative synthetic set (the chain mirrors progressive evaluation).
+        point, trained on the cumulative synthetic set (the chain mirrors progressive evaluation); later levels keep
+        the first `count` experts (default: all).
         """
         key = self.base_key(s)
         paths = self.build(s, key)
+        if stage_sets and count is not None:
+            s = replace(s, num_experts=min(count, s.num_experts))
+            paths = paths[: s.num_experts]
         for level in range(1, len(stage_sets) + 1):
             union = stage_sets[:level]
             x, y = (torch.cat(t) for t in zip(*(u.training_set() for u in union)))

@@ -166,3 +166,14 @@ def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, acc
     assert calls["n"] == 15  # resumed at iteration 10
     assert torch.equal(full.stages[0].images, resumed.stages[0].images)
     assert full.stages[0].lr == resumed.stages[0].lr
+
+
+def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, accelerator, tmp_path):
+    from .conftest import tiny_mtt
+
+    tiny["method"] = tiny_mtt(iterations=3, num_experts=2, transition_experts=1, transition_epochs=2)
+    tiny["stages"] = {"count": 3, "ipc": 1, "scheme": "pdd"}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    hf_condense.run(load_recipe(tiny), accelerator)
+    folders = {p.parent for p in (tmp_path / "cache").glob("experts/*/expert_*.safetensors")}
+    assert sorted(len(list(f.glob("expert_*.safetensors"))) for f in folders) == [1, 1, 2]

@@ -46,6 +46,9 @@ class MTTConfig(MethodConfig):
         help="PDD transition: epochs on the earlier stages before "
         "the real epochs of a stage's experts (default: evaluation.epochs).",
     )
+    transition_experts: int | None = opt(
+        None, min=1, help="PDD transition: experts retrained for each later stage (default: num_experts)."
+    )
     memory: Literal["plain", "checkpoint"] = opt(
         "plain",
         help="checkpoint: recompute the unroll in segments (memory of one segment, same gradients, ~1.3x time).",
@@ -94,7 +97,9 @@ class MTTDistiller:
         ev = ctx.recipe.evaluation
         settings = expert_settings(cfg)
         earlier = task.previous if (task.transition and task.previous) else []
-        key, paths = self.store.stage_experts(settings, earlier, cfg.transition_epochs or ev.epochs, ev)
+        key, paths = self.store.stage_experts(
+            settings, earlier, cfg.transition_epochs or ev.epochs, ev, cfg.transition_experts
+        )
 
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
