@@ -157,6 +157,10 @@ class EvalConfig:
     whole_data_epochs: int = opt(30, min=1, help="Epochs for the whole-data reference.")
     models: list[str] = opt(default_factory=list, help="Extra timm names to evaluate on (cross-architecture).")
     test_batch_size: int = opt(1024, min=1, help="Batch size for test-set inference.")
+    every: int = opt(
+        0, min=0, help="During distillation, test the images every this many iterations (0: never); logged."
+    )
+    every_epochs: int = opt(100, min=1, help="Epochs of that periodic test (one network on the union so far).")
 
 
 @dataclass
@@ -168,6 +172,9 @@ class OutputConfig:
     repo_id: str | None = opt(None, help="Hub dataset repo, e.g. org/cifar10-pdd.")
     private: bool = opt(False, help="Create the Hub repo as private.")
     cache_dir: str | None = opt(None, help="Cache for experts, ZCA and scores (default ~/.cache/hf_condense).")
+    log_with: list[str] = opt(
+        default_factory=list, help="Accelerate trackers for losses and periodic tests: tensorboard, wandb, ..."
+    )
 
 
 @dataclass
@@ -359,6 +366,22 @@ def apply_overrides(data: dict, overrides: typing.Sequence[str]) -> dict:
     return data
 
 
+def tracker_errors(names: list[str]) -> list[str]:
+    """Each tracker must be one Accelerate knows and whose package is installed."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    errors = []
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            errors.append(
+                f"output.log_with: {name!r} is not an Accelerate tracker{_suggest(name, LOGGER_TYPE_TO_CLASS)}"
+            )
+        elif name not in available:
+            errors.append(f"output.log_with: {name!r} is not installed here (pip install {name})")
+    return errors
+
+
 def check_recipe(recipe: Recipe) -> list[str]:
     """Cross-field checks that need no data."""
     errors = []
@@ -381,6 +404,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         from .push import repo_id_errors
 
         errors += repo_id_errors(recipe.output.repo_id)
+    errors += tracker_errors(recipe.output.log_with)
     if st.scheme == "boost" and st.boost_beta > 0 and not st.use_conditioning:
         errors.append("stages.boost_beta: > 0 needs conditioning (earlier blocks must be in the student's set)")
     from .augment import parse_strategy

@@ -123,14 +123,29 @@ def write_card(ctx: RunContext, folder: Path, results: dict | None) -> None:
     )
 
 
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A nested recipe dict as the flat scalar `section.key` values that trackers accept."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        elif isinstance(v, int | float | str | bool):
+            out[f"{prefix}{k}"] = v
+        elif v is not None:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
 def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     """Distil, evaluate and report one recipe; returns the stages and their scores."""
-    accelerator = accelerator or Accelerator()
+    out = recipe.output
+    accelerator = accelerator or Accelerator(log_with=out.log_with or None, project_dir=Path(out.dir) / "logs")
     t0 = time.perf_counter()
     ctx = prepare(recipe, accelerator)
     ev = recipe.evaluation
+    if out.log_with:
+        accelerator.init_trackers(Path(out.dir).name, config=flat_config(recipe.to_dict()))
 
-    out = recipe.output
     pusher = Pusher(out.dir, out.repo_id, out.private) if out.push_to_hub and accelerator.is_main_process else None
     rewrites = recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0  # boosting moves earlier stages
 
@@ -150,6 +165,9 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     if ev.whole_data:
         result.whole_data = whole_data_reference(ctx)
     result.seconds = time.perf_counter() - t0
+    for k, (mean, _) in enumerate(result.distilled, start=1):
+        accelerator.log({"test_accuracy": mean}, step=k)
+    accelerator.end_training()
     finish(ctx, result)
     if pusher is not None and pusher.push_final():
         ctx.print(f"uploaded to https://huggingface.co/datasets/{pusher.repo_id}")

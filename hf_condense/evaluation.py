@@ -21,8 +21,8 @@ def _mean_std(values: Sequence[float]) -> Score:
     return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _run_seeds(ctx: RunContext, salt: int) -> list[int]:
-    return [10_000 * (salt + 1) + 97 * ctx.recipe.seed + r for r in range(ctx.recipe.evaluation.runs)]
+def _run_seeds(ctx: RunContext, salt: int, runs: int | None = None) -> list[int]:
+    return [10_000 * (salt + 1) + 97 * ctx.recipe.seed + r for r in range(runs or ctx.recipe.evaluation.runs)]
 
 
 def _per_process(ctx: RunContext, seeds: list[int], fn) -> list:
@@ -40,9 +40,14 @@ def stage_data(ctx: RunContext, synsets: Sequence[SynSet]) -> list[StageData]:
 
 
 def evaluate_synsets(
-    ctx: RunContext, synsets: Sequence[SynSet], mode: str | None = None, model: str | None = None, salt: int = 0
+    ctx: RunContext,
+    synsets: Sequence[SynSet],
+    mode: str | None = None,
+    model: str | None = None,
+    salt: int = 0,
+    runs: int | None = None,
 ) -> list[Score]:
-    """Mean and std test accuracy after each stage over `evaluation.runs` fresh networks."""
+    """Mean and std test accuracy after each stage over `runs` (default `evaluation.runs`) fresh networks."""
     ev = ctx.recipe.evaluation
     data = stage_data(ctx, synsets)
 
@@ -60,8 +65,8 @@ def evaluate_synsets(
             ctx.num_classes,
         )
 
-    runs = _per_process(ctx, _run_seeds(ctx, salt), one)
-    return [_mean_std([r[k] for r in runs]) for k in range(len(synsets))]
+    scores = _per_process(ctx, _run_seeds(ctx, salt, runs), one)
+    return [_mean_std([r[k] for r in scores]) for k in range(len(synsets))]
 
 
 def random_real_stages(ctx: RunContext, ipcs: Sequence[int], epochs: Sequence[int]) -> list[SynSet]:

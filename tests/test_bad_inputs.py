@@ -136,6 +136,12 @@ CASES = [
     Case("per-stage IPC list of the wrong length", _set("stages", ipc=[1, 2, 3]), RecipeError, "has 3 entries"),
     Case("timm name that does not exist", _set("model", name="resnet181"), RecipeError, "is not a timm model"),
     Case("unknown augmentation", _set("augment", strategy="color_blur"), RecipeError, "augment.strategy"),
+    Case(
+        "unknown tracker",
+        _set("output", log_with=["tensorbord"]),
+        RecipeError,
+        "'tensorbord' is not an Accelerate tracker (did you mean 'tensorboard'?)",
+    ),
     Case("bad override", lambda e: load_recipe(e.tiny, ["method.iterations"]), RecipeError, "expected key.path=value"),
     # data
     Case(

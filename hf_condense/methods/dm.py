@@ -81,6 +81,7 @@ class DMDistiller:
             g,
             step,
             hint="lower method.lr_img",
+            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
         )
         return ws.output(task, ctx.recipe.evaluation.lr, loss_log(losses, iterations=cfg.iterations))
 

@@ -132,6 +132,7 @@ class GradientMatchingDistiller:
             g,
             step,
             hint="lower method.lr_img",
+            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
         )
         log = loss_log(losses, outer_loop=outer, inner_loop=inner, iterations=cfg.iterations)
         return ws.output(task, ctx.recipe.evaluation.lr, log)

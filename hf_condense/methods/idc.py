@@ -152,6 +152,7 @@ class IDCDistiller:
             g,
             step,
             hint="lower method.lr_img",
+            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
         )
         log = loss_log(losses, iterations=cfg.iterations, inner_loop=cfg.inner_loop, factor=cfg.factor)
         return ws.output(task, ctx.recipe.evaluation.lr, log)

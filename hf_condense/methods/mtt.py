@@ -142,7 +142,8 @@ class MTTDistiller:
             step,
             identity={"key": key},
             check=alpha_in_range,
-            postfix=lambda: {"alpha": f"{float(alpha.detach()):.4g}"},
+            postfix=lambda: {"alpha": float(alpha.detach())},
+            snapshot=lambda: ws.output(task, float(alpha.detach()), {}).stage,
             hint="lower method.lr_img or method.lr_lr",
         )
         log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)

@@ -128,6 +128,9 @@ class RaTBPTTDistiller:
                 ema.copy_(norm if first else cfg.clip_ema * ema + (1 - cfg.clip_ema) * norm)
             return float(loss.detach())
 
+        def soft_labels():
+            return torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
+
         tensors = {**ws.tensors(), "logits": logits, "ema": ema}
         losses = run_loop(
             ctx,
@@ -140,10 +143,10 @@ class RaTBPTTDistiller:
             g,
             step,
             hint="lower method.lr_img or method.inner_lr",
+            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}, soft_labels=soft_labels()).stage,
         )
-        soft = torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
         log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema))
-        return ws.output(task, ctx.recipe.evaluation.lr, log, soft_labels=soft)
+        return ws.output(task, ctx.recipe.evaluation.lr, log, soft_labels=soft_labels())
 
 
 def check(recipe) -> list[str]:

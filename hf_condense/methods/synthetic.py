@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -133,8 +133,12 @@ def run_loop(
     check: Callable[[], str | None] | None = None,
     postfix: Callable[[], dict] | None = None,
     hint: str = "lower the learning rates",
+    snapshot: Callable[[], SynSet] | None = None,
 ) -> list[float]:
     """Run `step(it)` (forward + backward, returning the loss) then the optimisers, `iterations` times.
+
+    Each loss goes to the run's Accelerate trackers; every `evaluation.every` iterations, `snapshot()` (the stage's
+    current images) is tested with `periodic_test`.
 
     Resumes from the stage's last checkpoint. A non-finite loss or gradient, or a `check()` that returns a reason
     after the update, restores the tensors as they were before it, saves them, and raises DivergenceError.
@@ -174,11 +178,28 @@ def run_loop(
                 f"{where}; {hint}"
             )
         losses.append(loss)
+        values = {"loss": loss, **(postfix() if postfix else {})}
+        ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in values.items()}, step=it)
+        every = ctx.recipe.evaluation.every
+        if snapshot is not None and every and (it + 1) % every == 0:
+            acc = periodic_test(ctx, task, snapshot())
+            ctx.accelerator.log({f"stage_{task.stage}/test_accuracy": acc}, step=it)
+            ctx.print(f"stage {task.stage} iteration {it + 1}: test accuracy {100 * acc:.2f}% (periodic test)")
         if it % 10 == 0:
-            bar.set_postfix(loss=f"{loss:.4f}", **(postfix() if postfix else {}))
+            bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in (postfix() if postfix else {}).items()})
         if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
             state.save(tensors, optimizers, g, it + 1)
     return losses
+
+
+def periodic_test(ctx, task: StageTask, current: SynSet) -> float:
+    """Test accuracy of one network trained `evaluation.every_epochs` epochs on the earlier stages plus the stage's
+    current images (their union): a cheap progress signal during long stages, not the final protocol."""
+    from ..evaluation import evaluate_synsets
+
+    epochs = ctx.recipe.evaluation.every_epochs
+    sets = [replace(s, meta={**s.meta, "epochs": epochs}) for s in [*task.previous, current]]
+    return evaluate_synsets(ctx, sets, mode="union", salt=2, runs=1)[-1][0]
 
 
 def loss_log(losses: list[float], **extra) -> dict:
