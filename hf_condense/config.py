@@ -147,6 +147,9 @@ class EvalConfig:
     momentum: float = opt(0.9, min=0, max=1, help="SGD momentum.")
     weight_decay: float = opt(5e-4, min=0, help="SGD weight decay.")
     augment: bool = opt(True, help="DSA on every batch.")
+    vectorize: bool = opt(
+        False, help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU)."
+    )
     mode: Literal["progressive", "union", "sequential"] = opt(
         "progressive",
         help="progressive: S1, then S1 u S2, ... carrying weights and optimiser state; "

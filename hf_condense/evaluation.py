@@ -12,7 +12,7 @@ from accelerate.utils import gather_object
 from .context import RunContext
 from .methods import METHODS
 from .methods.base import StageTask, SynSet
-from .training import StageData, evaluate_run, fit, make_optimizer, test_accuracy
+from .training import StageData, evaluate_runs, fit, make_optimizer, test_accuracy
 
 Score = tuple[float, float]  # mean, std of test accuracy in [0, 1]
 
@@ -25,11 +25,15 @@ def _run_seeds(ctx: RunContext, salt: int, runs: int | None = None) -> list[int]
     return [10_000 * (salt + 1) + 97 * ctx.recipe.seed + r for r in range(runs or ctx.recipe.evaluation.runs)]
 
 
-def _per_process(ctx: RunContext, seeds: list[int], fn) -> list:
-    """Run fn(seed) for this process's share of the seeds; every process gets all results, in seed order."""
+def _per_process(ctx: RunContext, seeds: list[int], fn, batched: bool = False) -> list:
+    """Run fn(seed) (`batched`: fn(list of seeds) -> results) on this process's share of the seeds; every process
+    gets all results, in seed order."""
     acc = ctx.accelerator
     with acc.split_between_processes(list(enumerate(seeds))) as mine:
-        local = [(i, fn(s)) for i, s in mine]
+        if batched:
+            local = list(zip([i for i, _ in mine], fn([s for _, s in mine]))) if mine else []
+        else:
+            local = [(i, fn(s)) for i, s in mine]
     merged = gather_object(local) if acc.num_processes > 1 else local
     return [r for _, r in sorted(merged, key=lambda t: t[0])]
 
@@ -51,8 +55,8 @@ def evaluate_synsets(
     ev = ctx.recipe.evaluation
     data = stage_data(ctx, synsets)
 
-    def one(seed: int) -> list[float]:
-        return evaluate_run(
+    def mine(seeds: list[int]) -> list[list[float]]:
+        return evaluate_runs(
             data,
             lambda: ctx.make_model(model),
             ctx.test_x,
@@ -60,12 +64,12 @@ def evaluate_synsets(
             ev,
             ctx.dsa,
             mode or ev.mode,
-            seed,
+            seeds,
             ctx.device,
             ctx.num_classes,
         )
 
-    scores = _per_process(ctx, _run_seeds(ctx, salt, runs), one)
+    scores = _per_process(ctx, _run_seeds(ctx, salt, runs), mine, batched=True)
     return [_mean_std([r[k] for r in scores]) for k in range(len(synsets))]
 
 

@@ -8,7 +8,7 @@ Staged sets are trained progressively (S1, then S1 u S2, ... carrying weights an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +76,17 @@ def test_accuracy(
     return correct / max(len(x), 1)
 
 
+def scheduled_epochs(opt: torch.optim.Optimizer, lr: float, epochs: int) -> Iterator[int]:
+    """Yield the epochs at `lr`, dropping it x 0.1 once at half (the standard protocol)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    for epoch in range(epochs):
+        if epoch == epochs // 2 and epochs > 1:
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.1
+        yield epoch
+
+
 def fit(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -88,13 +99,8 @@ def fit(
     generator: torch.Generator,
     device: torch.device,
 ) -> None:
-    """Train for `epochs` at `lr`, dropping it x 0.1 once at half (the standard protocol)."""
-    for group in opt.param_groups:
-        group["lr"] = lr
-    for epoch in range(epochs):
-        if epoch == epochs // 2 and epochs > 1:
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.1
+    """Train for `epochs` on the standard schedule."""
+    for _ in scheduled_epochs(opt, lr, epochs):
         train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
 
 
@@ -110,7 +116,22 @@ def _concat(stages: Sequence[StageData], num_classes: int) -> tuple[torch.Tensor
     return torch.cat([s.images for s in stages]), torch.cat(soft)
 
 
-def evaluate_run(
+class NetGroup:
+    """Networks trained side by side, one per evaluation seed, each with its own optimiser state (one at a time)."""
+
+    def __init__(self, models: Sequence[nn.Module], cfg: EvalConfig, lr: float):
+        self.models = list(models)
+        self.opts = [make_optimizer(m, cfg, lr) for m in self.models]
+
+    def fit(self, x, y, epochs: int, lr: float, cfg: EvalConfig, dsa, generators, device) -> None:
+        for model, opt, g in zip(self.models, self.opts, generators):
+            fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device)
+
+    def accuracy(self, x, y, device, batch_size: int) -> list[float]:
+        return [test_accuracy(m, x, y, device, batch_size) for m in self.models]
+
+
+def evaluate_runs(
     stages: Sequence[StageData],
     make_model: Callable[[], nn.Module],
     test_x: torch.Tensor,
@@ -118,21 +139,28 @@ def evaluate_run(
     cfg: EvalConfig,
     dsa: DSA | None,
     mode: str,
-    seed: int,
+    seeds: Sequence[int],
     device: torch.device,
     num_classes: int,
-) -> list[float]:
-    """One evaluation run over all stages; returns the test accuracy after each stage."""
+) -> list[list[float]]:
+    """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
+    `cfg.vectorize` and a buffer-free model the runs train together (`vectorized.StackedNets`), else one by one."""
+    from .vectorized import StackedNets, stackable
+
     dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None
-    generator = torch.Generator().manual_seed(seed)
-    accs = []
-    model = opt = None
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    accs: list[list[float]] = [[] for _ in seeds]
+    group = None
     for k, stage in enumerate(stages):
-        if mode == "union" or model is None:
-            torch.manual_seed(seed)  # union: the same init for every budget of a run; runs differ by seed
-            model = make_model().to(device)
-            opt = make_optimizer(model, cfg, stage.lr)
+        if mode == "union" or group is None:
+            models = []
+            for s in seeds:
+                torch.manual_seed(s)  # union: the same init for every budget of a run; runs differ by seed
+                models.append(make_model().to(device))
+            vectorize = cfg.vectorize and len(models) > 1 and stackable(models[0])
+            group = StackedNets(models, cfg, stage.lr) if vectorize else NetGroup(models, cfg, stage.lr)
         x, y = _concat(stages[: k + 1] if mode != "sequential" else [stage], num_classes)
-        fit(model, opt, x, y, stage.epochs, stage.lr, cfg, dsa, generator, device)
-        accs.append(test_accuracy(model, test_x, test_y, device, cfg.test_batch_size))
+        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device)
+        for r, a in enumerate(group.accuracy(test_x, test_y, device, cfg.test_batch_size)):
+            accs[r].append(a)
     return accs

@@ -1,0 +1,59 @@
+"""Vectorised evaluation runs (torch.func.vmap over stacked parameters) train each network as its own sequential
+run would: same initialisation, shuffles, augmentation draws and SGD state."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hf_condense.augment import DSA
+from hf_condense.config import EvalConfig, ModelConfig
+from hf_condense.models import build_model
+from hf_condense.training import NetGroup
+from hf_condense.vectorized import StackedNets, stackable
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_stacked_networks_follow_their_sequential_runs(digits, augment):
+    x = digits.train_x[:300].float() / 255
+    y = digits.train_y[:300]
+    cfg = EvalConfig(batch_size=64)
+    models = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        models.append(build_model(ModelConfig(name="convnet_d2w16"), 10, 1, 8))
+    assert stackable(models[0])
+    dsa = DSA("color_crop_cutout_scale_rotate") if augment else None
+    sequential = NetGroup([copy.deepcopy(m) for m in models], cfg, 0.05)
+    stacked = StackedNets([copy.deepcopy(m) for m in models], cfg, 0.05)
+    sequential.fit(x, y, 4, 0.05, cfg, dsa, [torch.Generator().manual_seed(s) for s in (1, 2, 3)], "cpu")
+    stacked.fit(x, y, 4, 0.05, cfg, dsa, [torch.Generator().manual_seed(s) for s in (1, 2, 3)], "cpu")
+    for i, model in enumerate(sequential.models):
+        moved = {k: v for k, v in model.state_dict().items()}
+        for name, value in stacked.unstack(i).items():
+            assert torch.allclose(value, moved[name], rtol=1e-4, atol=1e-4), name  # float rounding only
+            assert not torch.equal(value, models[i].state_dict()[name]) or value.ndim == 0  # it trained
+    tx, ty = digits.test_x.float() / 255, digits.test_y
+    assert stacked.accuracy(tx, ty, "cpu", 128) == pytest.approx(sequential.accuracy(tx, ty, "cpu", 128), abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["progressive", "union"])
+def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
+    from hf_condense.training import StageData, evaluate_runs
+
+    x, y = digits.train_x.float() / 255, digits.train_y
+    stages = [StageData(x[i * 50 : (i + 1) * 50], y[i * 50 : (i + 1) * 50], 0.05, 6) for i in range(2)]
+    tx, ty = digits.test_x.float() / 255, digits.test_y
+    dsa = DSA("color_crop_cutout_scale_rotate")
+
+    def model():
+        return build_model(ModelConfig(name="convnet_d2w16"), 10, 1, 8)
+
+    scores = {
+        v: evaluate_runs(stages, model, tx, ty, EvalConfig(vectorize=v), dsa, mode, [5, 6], "cpu", 10)
+        for v in (False, True)
+    }
+    assert torch.tensor(scores[True]).shape == (2, 2)
+    assert torch.allclose(torch.tensor(scores[True]), torch.tensor(scores[False]), atol=0.01)
