@@ -97,7 +97,7 @@ ROWS = [
     (
         "RaT-BPTT",
         10,
-        ["method={name: ratbptt, iterations: 300, window: 10, horizon: 40, lr_img: 0.01, batch_real: 1000}"],
+        ["method={name: ratbptt, iterations: 100, window: 10, horizon: 40, lr_img: 0.01, batch_real: 1000}"],
     ),
 ]
 
