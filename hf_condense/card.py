@@ -11,6 +11,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .data import DIGITS
+from .formation import formation_factor_of
 from .hub_layout import configs_entries, stage_name
 from .io import atomic_path
 
@@ -135,7 +136,7 @@ def render_card(
         method_title=METHOD_TITLES.get(method, method) + (f" with {scheme.upper()}" if scheme else ""),
         image_shape=" x ".join(str(s) for s in image_shape),
         input_space=preprocessor.describe(),
-        formation_factor=max(int(m.get("formation_factor", 1)) for m in stage_metas) if stage_metas else 1,
+        formation_factor=max((formation_factor_of(m) for m in stage_metas), default=1),
         stages=rows,
         eval_runs=recipe.evaluation.runs,
         model_name=recipe.model.name,

@@ -39,10 +39,10 @@ class RunContext:
     def build(
         cls, recipe: Recipe, accelerator: Accelerator, data: RealData, preprocessor: Preprocessor | None = None
     ) -> RunContext:
-        if preprocessor is None:
-            key = content_key({"dataset": data.source, "preprocess": recipe.preprocess.__dict__, "format": 1})
-            preprocessor = Preprocessor.fit_cached(recipe.preprocess, data.train_x, key, cache_dir_of(recipe))
         pre = preprocessor
+        if pre is None:
+            key = content_key({"dataset": data.source, "preprocess": recipe.preprocess.__dict__, "format": 1})
+            pre = Preprocessor.fit_cached(recipe.preprocess, data.train_x, key, cache_dir_of(recipe))
         return cls(recipe, accelerator, data, pre, pre(data.train_x), pre(data.test_x))
 
     @property

@@ -49,21 +49,23 @@ def forgetting_scores(ctx: RunContext, epochs: int) -> torch.Tensor:
         }
     )
     path = ctx.cache_dir / "forgetting" / f"{key}.safetensors"
-    with ctx.accelerator.main_process_first():
-        if ctx.accelerator.is_main_process and load_verified(path, key, "forgetting-score") is None:
-            torch.manual_seed(ctx.recipe.seed)
-            model = ctx.make_model().to(ctx.device)
-            g = torch.Generator().manual_seed(ctx.recipe.seed)
-            sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            counter = ForgettingCounter(ctx.train_y)
-            ctx.print(f"counting forgetting events over {epochs} epoch(s)")
-            for _ in range(epochs):
-                train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device, on_batch=counter)
-            save_verified({"scores": counter.scores()}, path, key)
-    loaded = load_verified(path, key, "forgetting-score")
-    if loaded is None:
-        raise RuntimeError(f"{path}: the forgetting scores just written cannot be read back")
-    return loaded[0]["scores"]
+    with ctx.accelerator.main_process_first():  # the main process counts; the others read its file
+        loaded = load_verified(path, key, "forgetting-score")
+        if loaded is not None:
+            return loaded[0]["scores"]
+        if not ctx.accelerator.is_main_process:
+            raise RuntimeError(f"{path}: the main process's forgetting scores cannot be read")
+        torch.manual_seed(ctx.recipe.seed)
+        model = ctx.make_model().to(ctx.device)
+        g = torch.Generator().manual_seed(ctx.recipe.seed)
+        sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        counter = ForgettingCounter(ctx.train_y)
+        ctx.print(f"counting forgetting events over {epochs} epoch(s)")
+        for _ in range(epochs):
+            train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device, on_batch=counter)
+        scores = counter.scores()
+        save_verified({"scores": scores}, path, key)
+        return scores
 
 
 def band_pools(

@@ -79,7 +79,8 @@ def digits_dataset_dict() -> datasets.DatasetDict:
 def local_cache_dir(folder: Path) -> str:
     """A `datasets` cache folder of its own for a local dataset folder, keyed by its absolute path and its files'
     sizes and times: the shared cache serves a stale copy of another folder with the same name."""
-    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    stats = {str(p.relative_to(folder)): p.stat() for p in folder.rglob("*")}
+    files = sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats.items())
     key = hashlib.sha256(json.dumps([str(folder.absolute()), files]).encode()).hexdigest()[:16]
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_condense_local" / key)
 

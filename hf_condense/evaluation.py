@@ -25,15 +25,12 @@ def _run_seeds(ctx: RunContext, salt: int, runs: int | None = None) -> list[int]
     return [10_000 * (salt + 1) + 97 * ctx.recipe.seed + r for r in range(runs or ctx.recipe.evaluation.runs)]
 
 
-def _per_process(ctx: RunContext, seeds: list[int], fn, batched: bool = False) -> list:
-    """Run fn(seed) (`batched`: fn(list of seeds) -> results) on this process's share of the seeds; every process
-    gets all results, in seed order."""
+def _per_process(ctx: RunContext, seeds: list[int], fn) -> list:
+    """Run fn(this process's share of the seeds) -> one result per seed; every process gets all results, in seed
+    order."""
     acc = ctx.accelerator
     with acc.split_between_processes(list(enumerate(seeds))) as mine:
-        if batched:
-            local = list(zip([i for i, _ in mine], fn([s for _, s in mine]))) if mine else []
-        else:
-            local = [(i, fn(s)) for i, s in mine]
+        local = list(zip([i for i, _ in mine], fn([s for _, s in mine]))) if mine else []
     merged = gather_object(local) if acc.num_processes > 1 else local
     return [r for _, r in sorted(merged, key=lambda t: t[0])]
 
@@ -69,7 +66,7 @@ def evaluate_synsets(
             ctx.num_classes,
         )
 
-    scores = _per_process(ctx, _run_seeds(ctx, salt, runs), mine, batched=True)
+    scores = _per_process(ctx, _run_seeds(ctx, salt, runs), mine)
     return [_mean_std([r[k] for r in scores]) for k in range(len(synsets))]
 
 
@@ -118,4 +115,4 @@ def whole_data_reference(ctx: RunContext) -> Score:
         )
         return test_accuracy(model, ctx.test_x, ctx.test_y, ctx.device, ev.test_batch_size)
 
-    return _mean_std(_per_process(ctx, _run_seeds(ctx, salt=99), one))
+    return _mean_std(_per_process(ctx, _run_seeds(ctx, salt=99), lambda seeds: [one(s) for s in seeds]))

@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 
+def formation_factor_of(meta: dict) -> int:
+    """A stage's multi-formation factor from its metadata (1: stored as trained)."""
+    return int(meta.get("formation_factor", 1))
+
+
 def decode(images: torch.Tensor, labels: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) stored images -> (N x factor^2, C, H, W) decoded images, tile by tile; labels (ids or soft)
     repeat to match. Sizes that factor does not divide are zero-padded at the bottom and right first."""

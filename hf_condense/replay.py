@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 import yaml
 
+from .formation import formation_factor_of
 from .hub_layout import (
     StageDataError,
     list_stages,
@@ -51,7 +52,7 @@ class Stage:
 
     @property
     def formation_factor(self) -> int:
-        return int(self.meta.get("formation_factor", 1))
+        return formation_factor_of(self.meta)
 
     @property
     def soft_labels(self) -> bool:

@@ -23,6 +23,7 @@ from .config import EvalConfig
 from .context import RunContext, content_key
 from .functional import FlatParams
 from .io import load_verified, save_verified
+from .methods.base import training_union
 from .training import fit, make_optimizer, train_epoch
 
 logger = logging.getLogger("hf_condense.experts")
@@ -169,7 +170,7 @@ class ExpertStore:
             paths = paths[: s.num_experts]
         for level in range(1, len(stage_sets) + 1):
             union = stage_sets[:level]
-            x, y = (torch.cat(t) for t in zip(*(u.training_set() for u in union)))
+            x, y = training_union(union)
             lr = float(union[-1].lr)
             starts = [self.trajectory(p, key, 0)[0] for p in paths]
             syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]

@@ -110,7 +110,8 @@ def _full_disk(env: Env):
 
 
 def _foreign_folder(env: Env):
-    _file(env, "out/mine.txt") if (env.tmp_path / "out").mkdir() is None else None
+    (env.tmp_path / "out").mkdir()
+    _file(env, "out/mine.txt")
     return env.run()
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from ..config import MethodConfig
-from ..formation import decode
+from ..formation import decode, formation_factor_of
 from ..io import save_safetensors
 
 if TYPE_CHECKING:
@@ -49,11 +49,17 @@ class SynSet:
     @property
     def formation_factor(self) -> int:
         """IDC multi-formation: each stored image decodes into factor^2 training images (1: stored as trained)."""
-        return int(self.meta.get("formation_factor", 1))
+        return formation_factor_of(self.meta)
 
     def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and (soft) labels a network trains on: multi-formation stages decoded."""
         return decode(self.images, self.training_labels(), self.formation_factor)
+
+
+def training_union(synsets: list[SynSet]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training sets of several stages, concatenated."""
+    xs, ys = zip(*(s.training_set() for s in synsets))
+    return torch.cat(xs), torch.cat(ys)
 
 
 @dataclass

@@ -16,10 +16,9 @@ from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
     SampledNetworkConfig,
     Workspace,
-    loss_log,
     network_matching_setup,
     real_batch,
-    run_loop,
+    run_image_loop,
     sample_network,
 )
 
@@ -70,20 +69,7 @@ class DMDistiller:
             loss.backward()
             return float(loss.detach())
 
-        losses = run_loop(
-            ctx,
-            task,
-            "dm",
-            cfg.iterations,
-            cfg.checkpoint_every,
-            ws.tensors(),
-            {"img": opt_img},
-            g,
-            step,
-            hint="lower method.lr_img",
-            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
-        )
-        return ws.output(task, ctx.recipe.evaluation.lr, loss_log(losses, iterations=cfg.iterations))
+        return run_image_loop(ctx, task, "dm", cfg, g, ws, opt_img, step)
 
 
 SPEC = MethodSpec(DMConfig, DMDistiller, Capabilities())

@@ -9,6 +9,7 @@ differentiable augmentation to the real and the synthetic batch (siamese) and au
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,10 +21,9 @@ from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
     SampledNetworkConfig,
     Workspace,
-    loss_log,
     network_matching_setup,
     real_batch,
-    run_loop,
+    run_image_loop,
     sample_network,
 )
 
@@ -54,22 +54,37 @@ def class_gradients(net, params, x, y, create_graph: bool) -> list[torch.Tensor]
     return list(grads) if create_graph else [g.detach() for g in grads]
 
 
+def class_match(
+    ctx,
+    net,
+    params: list[torch.Tensor],
+    ws: Workspace,
+    task: StageTask,
+    c: int,
+    batch_real: int,
+    siamese: bool,
+    g,
+    distance: Callable[[list[torch.Tensor], list[torch.Tensor]], torch.Tensor] = gradient_distance,
+    max_syn: int | None = None,
+) -> torch.Tensor:
+    """`distance` between the gradients of a real batch of class c and of its synthetic images (at most `max_syn`
+    of them, drawn at random), both under one siamese DSA draw when `siamese`."""
+    xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
+    if max_syn is not None:
+        xs = xs[torch.randperm(len(xs), generator=g)[:max_syn].to(xs.device)]
+    if siamese and ctx.dsa.enabled:
+        p = ctx.dsa.sample(1, tuple(ws.images.shape[-2:]), g)
+        xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+    yr = torch.full((len(xr),), c, device=xr.device)
+    ys = torch.full((len(xs),), c, device=xs.device)
+    gr = class_gradients(net, params, xr, yr, create_graph=False)
+    return distance(gr, class_gradients(net, params, xs, ys, create_graph=True))
+
+
 def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, siamese: bool, g) -> torch.Tensor:
     """Sum over classes of the gradient distance between a real class batch and the synthetic class images."""
     params = [p for p in net.parameters() if p.requires_grad]
-    size = tuple(ws.images.shape[-2:])
-    loss = ws.images.new_zeros(())
-    for c in range(ctx.num_classes):
-        xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
-        if siamese and ctx.dsa.enabled:
-            p = ctx.dsa.sample(1, size, g)
-            xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
-        yr = torch.full((len(xr),), c, device=xr.device)
-        ys = torch.full((len(xs),), c, device=xs.device)
-        gr = class_gradients(net, params, xr, yr, create_graph=False)
-        gs = class_gradients(net, params, xs, ys, create_graph=True)
-        loss = loss + gradient_distance(gr, gs)
-    return loss
+    return sum(class_match(ctx, net, params, ws, task, c, batch_real, siamese, g) for c in range(ctx.num_classes))
 
 
 @dataclass
@@ -121,21 +136,7 @@ class GradientMatchingDistiller:
                     train_epoch(net, net_opt, x, y, cfg.batch_train, ctx.dsa if siamese else None, g, ctx.device)
             return total / outer
 
-        losses = run_loop(
-            ctx,
-            task,
-            cfg.name,
-            cfg.iterations,
-            cfg.checkpoint_every,
-            ws.tensors(),
-            {"img": opt_img},
-            g,
-            step,
-            hint="lower method.lr_img",
-            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
-        )
-        log = loss_log(losses, outer_loop=outer, inner_loop=inner, iterations=cfg.iterations)
-        return ws.output(task, ctx.recipe.evaluation.lr, log)
+        return run_image_loop(ctx, task, cfg.name, cfg, g, ws, opt_img, step, outer_loop=outer, inner_loop=inner)
 
 
 SPECS = {

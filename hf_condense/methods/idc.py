@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -20,14 +21,12 @@ import torch.nn.functional as F
 from ..augment import DSA
 from ..config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .gradient_matching import class_gradients, gradient_distance
+from .gradient_matching import class_match, gradient_distance
 from .synthetic import (
     SampledNetworkConfig,
-    loss_log,
     network_matching_setup,
     per_stage_errors,
-    real_batch,
-    run_loop,
+    run_image_loop,
     sample_network,
 )
 
@@ -107,19 +106,8 @@ class IDCDistiller:
         g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg, cfg.factor)
         net_aug = DSA("_".join(f for f in ctx.dsa.families if f != "cutout") or "none")
         pool = torch.cat(task.pool)
-        size = tuple(ws.images.shape[-2:])
         pre = ctx.preprocessor
-
-        def match(net, params, c: int) -> torch.Tensor:
-            xr, xs = real_batch(ctx, task.pool[c], cfg.batch_real, g), ws.class_x(c)
-            xs = xs[torch.randperm(len(xs), generator=g)[: cfg.batch_syn_max].to(xs.device)]
-            if ctx.dsa.enabled:  # one draw for the real and the synthetic batch
-                p = ctx.dsa.sample(1, size, g)
-                xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
-            yr = torch.full((len(xr),), c, device=xr.device)
-            ys = torch.full((len(xs),), c, device=xs.device)
-            gr = class_gradients(net, params, xr, yr, create_graph=False)
-            return idc_distance(gr, class_gradients(net, params, xs, ys, create_graph=True), cfg.metric)
+        distance = partial(idc_distance, metric=cfg.metric)
 
         def step(it: int) -> float:
             with torch.no_grad():  # back into the pixel range
@@ -132,7 +120,9 @@ class IDCDistiller:
             for r in range(cfg.inner_loop):
                 for c in range(ctx.num_classes):
                     opt_img.zero_grad(set_to_none=True)
-                    loss = match(net, params, c)
+                    loss = class_match(
+                        ctx, net, params, ws, task, c, cfg.batch_real, True, g, distance, cfg.batch_syn_max
+                    )
                     loss.backward(inputs=ws.learnable())
                     total += float(loss.detach())
                     if r < cfg.inner_loop - 1 or c < ctx.num_classes - 1:  # run_loop takes the last step
@@ -141,21 +131,9 @@ class IDCDistiller:
                     self.train_on_real(net, net_opt, pool, cfg, net_aug, g)
             return total / (cfg.inner_loop * ctx.num_classes)
 
-        losses = run_loop(
-            ctx,
-            task,
-            "idc",
-            cfg.iterations,
-            cfg.checkpoint_every,
-            ws.tensors(),
-            {"img": opt_img},
-            g,
-            step,
-            hint="lower method.lr_img",
-            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}).stage,
+        return run_image_loop(
+            ctx, task, "idc", cfg, g, ws, opt_img, step, inner_loop=cfg.inner_loop, factor=cfg.factor
         )
-        log = loss_log(losses, iterations=cfg.iterations, inner_loop=cfg.inner_loop, factor=cfg.factor)
-        return ws.output(task, ctx.recipe.evaluation.lr, log)
 
 
 def check(recipe) -> list[str]:

@@ -16,7 +16,7 @@ from accelerate.utils import tqdm
 from ..config import MethodConfig, opt
 from ..formation import decode, encode
 from ..training import fit, make_optimizer
-from .base import DivergenceError, StageOutput, StageTask, StateFile, SynSet
+from .base import DivergenceError, StageOutput, StageTask, StateFile, SynSet, training_union
 
 
 @dataclass
@@ -62,9 +62,7 @@ class Workspace:
         dev = ctx.device
         images, labels = init_images(ctx, task, init, g, factor)
         context = task.context_set
-        boosting = task.boost_beta > 0 and bool(context)
-        if boosting and any(s.formation_factor > 1 for s in context):
-            raise ValueError("stages.scheme: boost cannot keep training multi-formation stages; use pdd")
+        boosting = task.boost_beta > 0 and bool(context)  # idc.check refuses boosting multi-formation stages
         pairs = [(s.images, s.labels) if boosting else decode(s.images, s.labels, s.formation_factor) for s in context]
         ctx_x = torch.cat([x for x, _ in pairs]) if pairs else images.new_zeros((0, *images.shape[1:]))
         ctx_y = torch.cat([y for _, y in pairs]) if pairs else labels.new_zeros(0)
@@ -178,15 +176,15 @@ def run_loop(
                 f"{where}; {hint}"
             )
         losses.append(loss)
-        values = {"loss": loss, **(postfix() if postfix else {})}
-        ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in values.items()}, step=it)
+        extra = postfix() if postfix else {}
+        ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
         every = ctx.recipe.evaluation.every
         if snapshot is not None and every and (it + 1) % every == 0:
             acc = periodic_test(ctx, task, snapshot())
             ctx.accelerator.log({f"stage_{task.stage}/test_accuracy": acc}, step=it)
             ctx.print(f"stage {task.stage} iteration {it + 1}: test accuracy {100 * acc:.2f}% (periodic test)")
         if it % 10 == 0:
-            bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in (postfix() if postfix else {}).items()})
+            bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in extra.items()})
         if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
             state.save(tensors, optimizers, g, it + 1)
     return losses
@@ -219,7 +217,7 @@ def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dic
     if not (task.transition and task.previous):
         return None
     ev = ctx.recipe.evaluation
-    x, y = (torch.cat(t) for t in zip(*(s.training_set() for s in task.previous)))
+    x, y = training_union(task.previous)
     lr = task.previous[-1].lr
     starts = []
     for i in range(count):
@@ -255,6 +253,26 @@ def network_matching_setup(ctx, task: StageTask, cfg, factor: int = 1):
     opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
     starts = transition_starts(ctx, task, cfg.transition_nets, cfg.transition_epochs or ctx.recipe.evaluation.epochs)
     return g, ws, opt_img, starts
+
+
+def run_image_loop(ctx, task: StageTask, name: str, cfg, g, ws: Workspace, opt_img, step, **log) -> StageOutput:
+    """Shared end of the methods that match under sampled networks (DC, DSA, IDC, DM): `run_loop` over the images'
+    optimiser, then the stage at the protocol's lr, with the loss summary and `log` in its metadata."""
+    lr = ctx.recipe.evaluation.lr
+    losses = run_loop(
+        ctx,
+        task,
+        name,
+        cfg.iterations,
+        cfg.checkpoint_every,
+        ws.tensors(),
+        {"img": opt_img},
+        g,
+        step,
+        hint="lower method.lr_img",
+        snapshot=lambda: ws.output(task, lr, {}).stage,
+    )
+    return ws.output(task, lr, loss_log(losses, iterations=cfg.iterations, **log))
 
 
 def per_stage_errors(recipe, check: Callable[[MethodConfig], list[str]]) -> list[str]:
