@@ -20,6 +20,13 @@ from .models import build_model
 from .preprocess import Preprocessor
 
 
+def make_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator that also goes multi-process on CPU-only machines under torchrun or `accelerate launch`
+    without `--cpu` (Accelerate otherwise runs every process alone there, each redoing the whole job)."""
+    launched = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return Accelerator(cpu=launched and not torch.cuda.is_available(), **kwargs)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HF_CONDENSE_CACHE", Path.home() / ".cache" / "hf_condense"))
 

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 
 from .card import render_card
 from .config import Recipe, RecipeError, load_recipe
-from .context import RunContext
+from .context import RunContext, make_accelerator
 from .data import check_against_data, load_real_data
 from .engine import StageEngine, check_output_folder, versions
 from .evaluation import Score, evaluate_synsets, random_real_stages, whole_data_reference
@@ -100,6 +100,7 @@ def finish(ctx: RunContext, result: RunResult) -> None:
         "eval_mode": rec.evaluation.mode,
         "eval_runs": rec.evaluation.runs,
         "model": rec.model.name,
+        "processes": ctx.accelerator.num_processes,
         "seconds": round(result.seconds, 1),
     }
     write_json(folder / "results.json", results)
@@ -139,7 +140,7 @@ def flat_config(d: dict, prefix: str = "") -> dict:
 def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     """Distil, evaluate and report one recipe; returns the stages and their scores."""
     out = recipe.output
-    accelerator = accelerator or Accelerator(log_with=out.log_with or None, project_dir=Path(out.dir) / "logs")
+    accelerator = accelerator or make_accelerator(log_with=out.log_with or None, project_dir=Path(out.dir) / "logs")
     t0 = time.perf_counter()
     ctx = prepare(recipe, accelerator)
     ev = recipe.evaluation

@@ -13,7 +13,7 @@ import sys
 from accelerate import Accelerator
 
 from .config import RecipeError, load_recipe
-from .context import RunContext
+from .context import RunContext, make_accelerator
 from .data import load_real_data
 from .distill import RunResult
 from .evaluation import Score, evaluate_synsets, random_real_stages
@@ -31,7 +31,7 @@ def evaluate_progressive(
     """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs`
     replaces every stage's own epochs."""
     recipe = load_recipe(ps.recipe, list(overrides))
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or make_accelerator()
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     synsets = ps.synsets()
     if epochs is not None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from accelerate import Accelerator
-
 from .config import Recipe, RecipeError
+from .context import make_accelerator
 
 
 def build_experts(recipe: Recipe) -> None:
@@ -20,7 +19,7 @@ def build_experts(recipe: Recipe) -> None:
     settings = getattr(METHODS[recipe.method.name].distiller, "expert_settings", None)
     if settings is None:
         raise RecipeError([f"method.name: {recipe.method.name!r} does not use expert trajectories"])
-    ctx = prepare(recipe, Accelerator())
+    ctx = prepare(recipe, make_accelerator())
     store = ExpertStore(ctx)
     paths = store.build(settings(recipe.method), store.base_key(settings(recipe.method)))
     ctx.print(f"{len(paths)} expert(s) ready in {paths[0].parent}")

@@ -41,9 +41,10 @@ RECIPE = {
 }
 
 
-def write_recipe(folder: Path, name: str) -> Path:
+def write_recipe(folder: Path, name: str, eval_runs: int = 1) -> Path:
     """The fault recipe writing into folder/name, with its own expert cache."""
     recipe = {**RECIPE, "output": {"dir": str(folder / name), "cache_dir": str(folder / f"{name}_cache")}}
+    recipe["evaluation"] = {**RECIPE["evaluation"], "runs": eval_runs}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -53,11 +54,17 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def run_cli(recipe: Path, kill_when: Callable[[float], bool] | None = None, timeout: float = 600) -> bool:
-    """Run `python -m hf_condense.distill recipe`; SIGKILL it as soon as `kill_when(elapsed)` holds (polled every
-    20 ms). Returns True when it was killed, False when it finished (a failure raises)."""
+def run_cli(
+    recipe: Path, kill_when: Callable[[float], bool] | None = None, timeout: float = 600, processes: int = 1
+) -> bool:
+    """Run `python -m hf_condense.distill recipe` (under torchrun when processes > 1); SIGKILL it as soon as
+    `kill_when(elapsed)` holds (polled every 20 ms). Returns True when it was killed, False when it finished (a
+    failure raises)."""
+    launcher = (
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hf_condense.distill", str(recipe)],
+        [sys.executable, *launcher, "-m", "hf_condense.distill", str(recipe)],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
