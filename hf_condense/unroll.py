@@ -56,9 +56,11 @@ def unroll_backward(
     batch: Batch,
     steps: int,
     segments: int = 1,
+    scale: float = 1.0,
 ) -> float:
-    """Unroll `steps` student steps from `start`, backpropagate the matching loss into every leaf that `batch` and
-    `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module doc)."""
+    """Unroll `steps` student steps from `start`, backpropagate `scale` x the matching loss into every leaf that
+    `batch` and `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module
+    doc)."""
     bounds = segment_bounds(steps, segments)
     starts = [start.detach()]
     with torch.enable_grad():
@@ -73,7 +75,7 @@ def unroll_backward(
             if s == len(bounds) - 1:
                 loss = matching_loss(theta_end, start, target)
                 loss_value = float(loss.detach())
-                loss.backward()  # into the images, alpha and theta0 (all leaves)
+                (loss * scale).backward()  # into the images, alpha and theta0 (all leaves)
             else:
                 theta_end.backward(adjoint)
             adjoint = theta0.grad

@@ -41,10 +41,11 @@ RECIPE = {
 }
 
 
-def write_recipe(folder: Path, name: str, eval_runs: int = 1) -> Path:
-    """The fault recipe writing into folder/name, with its own expert cache."""
+def write_recipe(folder: Path, name: str, eval_runs: int = 1, method: dict | None = None) -> Path:
+    """The fault recipe (or another `method` section) writing into folder/name, with its own expert cache."""
     recipe = {**RECIPE, "output": {"dir": str(folder / name), "cache_dir": str(folder / f"{name}_cache")}}
     recipe["evaluation"] = {**RECIPE["evaluation"], "runs": eval_runs}
+    recipe["method"] = method or RECIPE["method"]
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -55,16 +56,20 @@ def _env() -> dict:
 
 
 def run_cli(
-    recipe: Path, kill_when: Callable[[float], bool] | None = None, timeout: float = 600, processes: int = 1
+    recipe: Path,
+    kill_when: Callable[[float], bool] | None = None,
+    timeout: float = 600,
+    processes: int = 1,
+    module: str = "hf_condense.distill",
 ) -> bool:
-    """Run `python -m hf_condense.distill recipe` (under torchrun when processes > 1); SIGKILL it as soon as
+    """Run `python -m <module> recipe` (under torchrun when processes > 1); SIGKILL it as soon as
     `kill_when(elapsed)` holds (polled every 20 ms). Returns True when it was killed, False when it finished (a
     failure raises)."""
     launcher = (
         ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     )
     proc = subprocess.Popen(
-        [sys.executable, *launcher, "-m", "hf_condense.distill", str(recipe)],
+        [sys.executable, *launcher, "-m", module, str(recipe)],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -87,15 +92,16 @@ def run_cli(
     return False
 
 
-def same_stages(a: Path, b: Path) -> list[str]:
-    """Differences between two finished output folders' stages (images bit-exact, labels, lr)."""
+def same_stages(a: Path, b: Path, atol: float = 0.0) -> list[str]:
+    """Differences between two finished output folders' stages (images within atol, bit-exact by default; labels;
+    lr)."""
     problems = []
     if list_stages(a) != list_stages(b):
         return [f"stages {list_stages(a)} vs {list_stages(b)}"]
     for k in list_stages(a):
         x, y = read_stage(a / f"stage_{k}"), read_stage(b / f"stage_{k}")
-        if not torch.equal(x.images, y.images):
+        if not torch.allclose(x.images, y.images, rtol=0, atol=atol):
             problems.append(f"stage_{k}: images differ (max {float((x.images - y.images).abs().max()):.3g})")
-        if not torch.equal(x.labels, y.labels) or x.lr != y.lr:
+        if not torch.equal(x.labels, y.labels) or abs(x.lr - y.lr) > atol:
             problems.append(f"stage_{k}: labels or lr differ ({x.lr} vs {y.lr})")
     return problems

@@ -14,10 +14,12 @@ import torch
 from ..config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
+    ClassDraw,
     SampledNetworkConfig,
     Workspace,
+    backward_shared,
+    my_share,
     network_matching_setup,
-    real_batch,
     run_image_loop,
     sample_network,
 )
@@ -37,14 +39,12 @@ def embed(net, x: torch.Tensor) -> torch.Tensor:
 
 
 def mean_embedding_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, g) -> torch.Tensor:
-    """Sum over classes of ||mean embed(real class batch) - mean embed(synthetic class images)||^2 (siamese DSA)."""
-    size = tuple(ws.images.shape[-2:])
+    """Sum over this process's classes of ||mean embed(real class batch) - mean embed(synthetic class images)||^2
+    (siamese DSA; every process draws for every class)."""
+    draws = [ClassDraw.draw(ctx, ws, task.pool[c], c, batch_real, True, g) for c in range(ctx.num_classes)]
     loss = ws.images.new_zeros(())
-    for c in range(ctx.num_classes):
-        xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
-        if ctx.dsa.enabled:
-            p = ctx.dsa.sample(1, size, g)
-            xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+    for c in my_share(ctx, ctx.num_classes):
+        xr, xs = draws[c].inputs(ctx, ws, c)
         with torch.no_grad():
             mr = embed(net, xr).mean(0)
         loss = loss + ((mr - embed(net, xs).mean(0)) ** 2).sum()
@@ -66,8 +66,7 @@ class DMDistiller:
             for p in net.parameters():
                 p.requires_grad_(False)
             loss = mean_embedding_loss(ctx, net, ws, task, cfg.batch_real, g)
-            loss.backward()
-            return float(loss.detach())
+            return backward_shared(ctx, loss, ws.learnable())
 
         return run_image_loop(ctx, task, "dm", cfg, g, ws, opt_img, step)
 

@@ -19,10 +19,12 @@ from ..config import opt
 from ..training import train_epoch
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
+    ClassDraw,
     SampledNetworkConfig,
     Workspace,
+    backward_shared,
+    my_share,
     network_matching_setup,
-    real_batch,
     run_image_loop,
     sample_network,
 )
@@ -59,22 +61,12 @@ def class_match(
     net,
     params: list[torch.Tensor],
     ws: Workspace,
-    task: StageTask,
     c: int,
-    batch_real: int,
-    siamese: bool,
-    g,
+    draw: ClassDraw,
     distance: Callable[[list[torch.Tensor], list[torch.Tensor]], torch.Tensor] = gradient_distance,
-    max_syn: int | None = None,
 ) -> torch.Tensor:
-    """`distance` between the gradients of a real batch of class c and of its synthetic images (at most `max_syn`
-    of them, drawn at random), both under one siamese DSA draw when `siamese`."""
-    xr, xs = real_batch(ctx, task.pool[c], batch_real, g), ws.class_x(c)
-    if max_syn is not None:
-        xs = xs[torch.randperm(len(xs), generator=g)[:max_syn].to(xs.device)]
-    if siamese and ctx.dsa.enabled:
-        p = ctx.dsa.sample(1, tuple(ws.images.shape[-2:]), g)
-        xr, xs = ctx.dsa.apply(xr, p), ctx.dsa.apply(xs, p)
+    """`distance` between the gradients of class c's real batch and of its synthetic images, as `draw` chose them."""
+    xr, xs = draw.inputs(ctx, ws, c)
     yr = torch.full((len(xr),), c, device=xr.device)
     ys = torch.full((len(xs),), c, device=xs.device)
     gr = class_gradients(net, params, xr, yr, create_graph=False)
@@ -82,9 +74,12 @@ def class_match(
 
 
 def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, siamese: bool, g) -> torch.Tensor:
-    """Sum over classes of the gradient distance between a real class batch and the synthetic class images."""
+    """Sum over this process's classes of the gradient distance between a real class batch and the synthetic class
+    images (every process draws for every class)."""
     params = [p for p in net.parameters() if p.requires_grad]
-    return sum(class_match(ctx, net, params, ws, task, c, batch_real, siamese, g) for c in range(ctx.num_classes))
+    draws = [ClassDraw.draw(ctx, ws, task.pool[c], c, batch_real, siamese, g) for c in range(ctx.num_classes)]
+    mine = (class_match(ctx, net, params, ws, c, draws[c]) for c in my_share(ctx, ctx.num_classes))
+    return sum(mine, ws.images.new_zeros(()))
 
 
 @dataclass
@@ -125,8 +120,7 @@ class GradientMatchingDistiller:
             total = 0.0
             for ol in range(outer):
                 loss = matching_loss(ctx, net, ws, task, cfg.batch_real, siamese, g)
-                loss.backward(inputs=ws.learnable())  # the images only, not the network
-                total += float(loss.detach())
+                total += backward_shared(ctx, loss, ws.learnable())  # the images only, not the network
                 if ol == outer - 1:
                     break
                 opt_img.step()

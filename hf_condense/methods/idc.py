@@ -23,6 +23,7 @@ from ..config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .gradient_matching import class_match, gradient_distance
 from .synthetic import (
+    ClassDraw,
     SampledNetworkConfig,
     network_matching_setup,
     per_stage_errors,
@@ -120,9 +121,8 @@ class IDCDistiller:
             for r in range(cfg.inner_loop):
                 for c in range(ctx.num_classes):
                     opt_img.zero_grad(set_to_none=True)
-                    loss = class_match(
-                        ctx, net, params, ws, task, c, cfg.batch_real, True, g, distance, cfg.batch_syn_max
-                    )
+                    draw = ClassDraw.draw(ctx, ws, task.pool[c], c, cfg.batch_real, True, g, cfg.batch_syn_max)
+                    loss = class_match(ctx, net, params, ws, c, draw, distance)
                     loss.backward(inputs=ws.learnable())
                     total += float(loss.detach())
                     if r < cfg.inner_loop - 1 or c < ctx.num_classes - 1:  # run_loop takes the last step

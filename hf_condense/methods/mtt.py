@@ -4,6 +4,8 @@ Each iteration picks an expert and a start epoch t <= max_start_epoch; a student
 syn_steps SGD steps with a learnable step size alpha on augmented (non-siamese DSA) minibatches of the synthetic set;
 the loss is ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 (M = expert_epochs), backpropagated through
 the unroll into the images and alpha, each updated by SGD with momentum 0.5. Images start as random real images.
+With `trajectories` > 1 an iteration matches several (expert, start) pairs and averages their gradients; under
+several processes each computes its share and the gradients are summed across them.
 In a stage engine run the student also trains on the earlier stages (conditioning), the experts start from weights
 trained on them (transition), and boosting lets earlier blocks move at lr_img x beta.
 """
@@ -21,7 +23,15 @@ from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .synthetic import Workspace, functional_norm_errors, loss_log, per_stage_errors, run_loop
+from .synthetic import (
+    Workspace,
+    functional_norm_errors,
+    loss_log,
+    my_share,
+    per_stage_errors,
+    reduce_shared,
+    run_loop,
+)
 
 
 @dataclass
@@ -36,6 +46,9 @@ class MTTConfig(MethodConfig):
     lr_lr: float = opt(1e-5, min=0, help="SGD lr (momentum 0.5) of the learnable step size alpha.")
     lr_teacher: float = opt(0.01, gt=0, help="Experts' SGD lr, and alpha's initial value.")
     batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per student step (default: all images).")
+    trajectories: int = opt(
+        1, min=1, help="Expert trajectories matched per iteration, gradients averaged; split across processes."
+    )
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
     expert_augment: bool = opt(True, help="DSA while training experts.")
@@ -112,19 +125,28 @@ class MTTDistiller:
         size = tuple(ws.images.shape[-2:])
         batch_syn = cfg.batch_syn or len(all_y)
 
-        def step(it: int) -> float:
+        def draw() -> tuple:
+            """One trajectory's random choices (expert, start epoch, minibatches, augmentations)."""
             e = int(torch.randint(len(paths), (1,), generator=g))
             t = int(torch.randint(cfg.min_start_epoch, cfg.max_start_epoch + 1, (1,), generator=g))
+            idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
+            return e, t, idx, [ctx.dsa.sample(len(ix), size, g) for ix in idx]
+
+        def match(e: int, t: int, idx: list[torch.Tensor], augs: list) -> float:
             traj = self.store.trajectory(paths[e], key, settings.epochs)
             start, target = traj[t].to(dev), traj[t + cfg.expert_epochs].to(dev)
-            idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
-            augs = [ctx.dsa.sample(len(ix), size, g) for ix in idx]
             all_x = ws.all_x
 
             def batch(j):
                 return ctx.dsa.apply(all_x[idx[j].to(dev)], augs[j]), all_y[idx[j].to(dev)]
 
-            return unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments)
+            k = cfg.trajectories
+            return unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k) / k
+
+        def step(it: int) -> float:
+            draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
+            local = sum(match(*draws[i]) for i in my_share(ctx, cfg.trajectories))
+            return reduce_shared(ctx, [*ws.learnable(), alpha], local)
 
         def alpha_in_range() -> str | None:
             a, top = float(alpha.detach()), cfg.lr_teacher * cfg.max_alpha_factor

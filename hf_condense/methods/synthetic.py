@@ -238,10 +238,59 @@ def sample_network(ctx, starts: list[dict] | None, g: torch.Generator) -> torch.
     return model
 
 
-def real_batch(ctx, pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
-    """n random real images (in input space) from one class's pool, on the run's device."""
-    idx = pool[torch.randperm(len(pool), generator=g)[:n]]
-    return ctx.train_x[idx].to(ctx.device, non_blocking=True)
+@dataclass
+class ClassDraw:
+    """The random choices of one class match: real images (indices into the train set), a subset of the class's
+    synthetic images (None: all), and one siamese augmentation (None: none)."""
+
+    real: torch.Tensor
+    syn: torch.Tensor | None
+    aug: object | None
+
+    @classmethod
+    def draw(cls, ctx, ws: Workspace, pool: torch.Tensor, c: int, batch_real: int, siamese: bool, g, max_syn=None):
+        """Drawn for every class by every process in one order, whichever classes the process computes."""
+        real = pool[torch.randperm(len(pool), generator=g)[:batch_real]]
+        syn = torch.randperm(len(ws.class_x(c)), generator=g)[:max_syn] if max_syn is not None else None
+        aug = ctx.dsa.sample(1, tuple(ws.images.shape[-2:]), g) if siamese and ctx.dsa.enabled else None
+        return cls(real, syn, aug)
+
+    def inputs(self, ctx, ws: Workspace, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real and the synthetic batch of class c (differentiable in the synthetic images), augmented alike."""
+        xr, xs = ctx.train_x[self.real].to(ctx.device, non_blocking=True), ws.class_x(c)
+        if self.syn is not None:
+            xs = xs[self.syn.to(xs.device)]
+        if self.aug is not None:
+            xr, xs = ctx.dsa.apply(xr, self.aug), ctx.dsa.apply(xs, self.aug)
+        return xr, xs
+
+
+def my_share(ctx, units: int) -> range:
+    """The units of an iteration's independent work (classes, trajectories) this process computes: i mod processes."""
+    acc = ctx.accelerator
+    return range(acc.process_index, units, acc.num_processes)
+
+
+def reduce_shared(ctx, learnable: list[torch.Tensor], loss: float) -> float:
+    """Sum over processes of the gradients each accumulated into `learnable` from its share of the work, and of their
+    losses; every process then takes the same step. One process: unchanged."""
+    acc = ctx.accelerator
+    if acc.num_processes == 1:
+        return loss
+    grads = [t.grad if t.grad is not None else torch.zeros_like(t) for t in learnable]
+    flat = acc.reduce(torch.cat([*(gr.reshape(-1) for gr in grads), grads[0].new_tensor([loss])]), reduction="sum")
+    offset = 0
+    for t in learnable:
+        t.grad = flat[offset : offset + t.numel()].view_as(t).clone()
+        offset += t.numel()
+    return float(flat[-1])
+
+
+def backward_shared(ctx, loss: torch.Tensor, learnable: list[torch.Tensor]) -> float:
+    """Backpropagate this process's share of the loss into `learnable`, then `reduce_shared`."""
+    if loss.requires_grad:
+        loss.backward(inputs=learnable)
+    return reduce_shared(ctx, learnable, float(loss.detach()))
 
 
 def network_matching_setup(ctx, task: StageTask, cfg, factor: int = 1):
