@@ -3,7 +3,8 @@
 `hf_condense.experts` builds them ahead of time; `hf_condense.distill` builds the missing ones itself.
 Trajectories are cached as safetensors under a key of everything that changes them, each file
 with its parameter names/shapes, key and checksum; a truncated, stale or foreign file is rebuilt, never used.
-With several processes, each trains its share of the experts.
+With several processes, each trains its share of the experts; with `stack` > 1 a process trains its experts in
+groups as one vmapped network (vectorized.StackedNets), each with its own initialisation, shuffles and augmentation.
 
 PDD transitions: the experts of stage i start where the stage-(i-1) experts started, trained on the cumulative
 synthetic set S1 u ... u S(i-1) at the latest stage's lr, then continue on real data, snapshotting each epoch.
@@ -25,6 +26,7 @@ from .functional import FlatParams
 from .io import load_verified, save_verified
 from .methods.base import training_union
 from .training import fit, make_optimizer, train_epoch
+from .vectorized import StackedNets, stackable
 
 logger = logging.getLogger("hf_condense.experts")
 FORMAT = "hf_condense.trajectory.v1"
@@ -39,6 +41,7 @@ class ExpertSettings:
     lr: float
     batch_size: int
     augment: bool
+    stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
 
 
 def save_trajectory(path: Path, traj: torch.Tensor, flat: FlatParams, key: str, extra: dict | None = None) -> None:
@@ -106,22 +109,32 @@ class ExpertStore:
         mine = todo[acc.process_index :: acc.num_processes]
         if todo and acc.is_main_process:
             self.ctx.print(f"training {len(todo)} expert(s) x {s.epochs} epoch(s) into {folder}")
-        for e in mine:
-            start = starts[e] if starts is not None else None
-            save_trajectory(paths[e], self.train_one(e, s, key, start, pretrain), self.flat, key)
+        stack = s.stack if stackable(self.flat.model) else 1
+        for i in range(0, len(mine), stack):
+            group = mine[i : i + stack]
+            if len(group) == 1:
+                trajs = [self.train_one(group[0], s, key, starts, pretrain)]
+            else:
+                trajs = self.train_together(group, s, key, starts, pretrain)
+            for e, traj in zip(group, trajs):
+                save_trajectory(paths[e], traj, self.flat, key)
         acc.wait_for_everyone()
         return paths
 
-    def train_one(self, e: int, s: ExpertSettings, key: str, start: torch.Tensor | None, pretrain):
-        """One expert: optional start weights and synthetic pre-training, then real epochs with snapshots."""
-        ctx = self.ctx
+    def init_expert(self, e: int, key: str, starts: list[torch.Tensor] | None):
+        """Expert e's network (its seeded initialisation, or its start weights) and its generator."""
         seed = int(content_key([key, e]), 16) % (2**31)
         torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
-        model = ctx.make_model().to(ctx.device)
+        model = self.ctx.make_model().to(self.ctx.device)
+        if starts is not None:
+            FlatParams(model).load_into(starts[e].to(self.ctx.device))
+        return model, torch.Generator().manual_seed(seed)
+
+    def train_one(self, e: int, s: ExpertSettings, key: str, starts, pretrain) -> torch.Tensor:
+        """One expert: optional start weights and synthetic pre-training, then real epochs with snapshots."""
+        ctx = self.ctx
+        model, g = self.init_expert(e, key, starts)
         flat = FlatParams(model)
-        if start is not None:
-            flat.load_into(start.to(ctx.device))
         if pretrain is not None:  # PDD transition: train on the earlier synthetic stages first
             x, y, lr, epochs, ev = pretrain
             fit(
@@ -143,6 +156,28 @@ class ExpertStore:
             train_epoch(model, opt, ctx.train_x, ctx.train_y, s.batch_size, dsa, g, ctx.device)
             snaps.append(flat.flatten().cpu())  # a fresh copy: never an alias of the live parameters
         return torch.stack(snaps)
+
+    def train_together(self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain) -> list[torch.Tensor]:
+        """The experts as `train_one` trains each, as one stacked network: the same trajectories up to rounding."""
+        ctx = self.ctx
+        models, gens = zip(*(self.init_expert(e, key, starts) for e in experts))
+        if pretrain is not None:
+            x, y, lr, epochs, ev = pretrain
+            group = StackedNets(models, ev, lr)
+            group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device)
+            for i, m in enumerate(models):
+                m.load_state_dict(group.unstack(i))
+        group = StackedNets(models, EvalConfig(momentum=0.0, weight_decay=0.0), s.lr)
+        dsa = ctx.dsa if s.augment else None
+
+        def snapshot() -> torch.Tensor:  # (experts, parameters), in FlatParams order
+            return torch.cat([group.params[n].detach().flatten(1) for n in self.flat.names], dim=1).cpu()
+
+        snaps = [snapshot()]
+        for _ in range(s.epochs):
+            group.train_epoch(ctx.train_x, ctx.train_y, s.batch_size, dsa, gens, ctx.device)
+            snaps.append(snapshot())
+        return list(torch.stack(snaps, dim=1))
 
     def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:
         if path not in self._loaded:

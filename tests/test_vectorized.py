@@ -57,3 +57,30 @@ def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
     }
     assert torch.tensor(scores[True]).shape == (2, 2)
     assert torch.allclose(torch.tensor(scores[True]), torch.tensor(scores[False]), atol=0.01)
+
+
+@pytest.mark.parametrize("transition", [False, True])
+def test_stacked_experts_follow_their_sequential_trajectories(tiny, accelerator, tmp_path, transition):
+    """`method.expert_stack` trains a process's experts as one vmapped network: the same trajectories (PDD transition
+    pre-training included) as one by one, up to float rounding."""
+    import hf_condense
+    from hf_condense.distill import prepare
+    from hf_condense.methods.base import SynSet
+    from hf_condense.methods.mtt import expert_settings
+    from hf_condense.trajectories import ExpertStore
+
+    from .conftest import tiny_mtt
+
+    trajectories = {}
+    for stack in (1, 3):
+        tiny["method"] = tiny_mtt(num_experts=3, expert_stack=stack)
+        tiny["output"] = {"dir": str(tmp_path / f"out{stack}"), "cache_dir": str(tmp_path / f"cache{stack}")}
+        ctx = prepare(hf_condense.load_recipe(tiny), accelerator)
+        store = ExpertStore(ctx)
+        earlier = [SynSet(ctx.train_x[:20].clone(), ctx.train_y[:20].clone(), lr=0.02)] if transition else []
+        key, paths = store.stage_experts(expert_settings(ctx.recipe.method), earlier, 3, ctx.recipe.evaluation)
+        trajectories[stack] = torch.stack([store.trajectory(p, key, 3) for p in paths])
+    one, stacked = trajectories[1], trajectories[3]
+    assert one.shape == stacked.shape and one.shape[0] == 3
+    assert not torch.equal(one[:, 0], one[:, -1])  # the experts trained
+    assert torch.allclose(one, stacked, rtol=1e-4, atol=1e-4)  # float rounding only

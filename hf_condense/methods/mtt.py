@@ -52,6 +52,9 @@ class MTTConfig(MethodConfig):
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
     expert_augment: bool = opt(True, help="DSA while training experts.")
+    expert_stack: int = opt(
+        1, min=1, help="Experts trained together as one vmapped network (1: one by one; slower on CPU, see README)."
+    )
     expert_extra_epochs: int = opt(0, min=0, help="Train experts this many epochs beyond what matching needs.")
     transition_epochs: int | None = opt(
         None,
@@ -79,6 +82,7 @@ def expert_settings(cfg: MTTConfig) -> ExpertSettings:
         lr=cfg.lr_teacher,
         batch_size=cfg.expert_batch_size,
         augment=cfg.expert_augment,
+        stack=cfg.expert_stack,
     )
 
 
