@@ -1,4 +1,4 @@
-"""K independent networks trained as one: stacked parameters and torch.func.vmap (evaluation runs).
+"""K independent networks trained as one: stacked parameters and torch.func.vmap (evaluation runs, experts).
 
 Each network keeps its own initialisation, its own shuffles and its own augmentation draws (one generator each,
 consumed in the same order as a sequential run), and SGD acts element-wise, so the K networks end where K sequential
