@@ -46,56 +46,42 @@ def timed_experts(stacked: bool, models, x, y) -> float:
     return time.perf_counter() - t0
 
 
+def networks(k: int) -> list[torch.nn.Module]:
+    """K ConvNet-D3W32 for Fashion shapes, seeded 0..K-1."""
+    out = []
+    for s in range(k):
+        torch.manual_seed(s)
+        out.append(build_model(ModelConfig(name="convnet_d3w32"), 10, 1, 28))
+    return out
+
+
+def row(what: str, ipc, k: int, epochs: int, seq: list[float], vec: list[float]) -> dict:
+    """A result row from alternated timings (best of each)."""
+    s, v = min(seq), min(vec)
+    out = {"what": what, "ipc": ipc, "networks": k, "epochs": epochs, "sequential_s": s, "vectorised_s": v}
+    out["speedup"] = s / v
+    print(out, flush=True)
+    return out
+
+
 def main() -> None:
     cfg, rows = EvalConfig(), []
     for ipc in (10, 50):
         x, y = torch.randn(10 * ipc, 1, 28, 28), torch.arange(10).repeat_interleave(ipc)
         for k in (3, 5):
-            models = []
-            for s in range(k):
-                torch.manual_seed(s)
-                models.append(build_model(ModelConfig(name="convnet_d3w32"), 10, 1, 28))
-            seq, vec = [], []
+            models, seq, vec = networks(k), [], []
             epochs = 200 // ipc
             for _ in range(3):  # alternate, so that load changes hit both alike
                 seq.append(timed(NetGroup, models, x, y, epochs, cfg))
                 vec.append(timed(StackedNets, models, x, y, epochs, cfg))
-            s, v = min(seq), min(vec)
-            rows.append(
-                {
-                    "what": "evaluation runs",
-                    "ipc": ipc,
-                    "networks": k,
-                    "epochs": epochs,
-                    "sequential_s": s,
-                    "vectorised_s": v,
-                    "speedup": s / v,
-                }
-            )
-            print(rows[-1], flush=True)
+            rows.append(row("evaluation runs", ipc, k, epochs, seq, vec))
     x, y = torch.randn(6000, 1, 28, 28), torch.randint(0, 10, (6000,))
     for k in (2, 4):
-        models = []
-        for s in range(k):
-            torch.manual_seed(s)
-            models.append(build_model(ModelConfig(name="convnet_d3w32"), 10, 1, 28))
-        seq, vec = [], []
+        models, seq, vec = networks(k), [], []
         for _ in range(2):
             seq.append(timed_experts(False, models, x, y))
             vec.append(timed_experts(True, models, x, y))
-        s, v = min(seq), min(vec)
-        rows.append(
-            {
-                "what": "experts",
-                "ipc": None,
-                "networks": k,
-                "epochs": 1,
-                "sequential_s": s,
-                "vectorised_s": v,
-                "speedup": s / v,
-            }
-        )
-        print(rows[-1], flush=True)
+        rows.append(row("experts", None, k, 1, seq, vec))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{RESULTS}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
