@@ -18,7 +18,8 @@ import torch
 from hf_condense.augment import DSA
 from hf_condense.config import EvalConfig, ModelConfig
 from hf_condense.models import build_model
-from hf_condense.training import NetGroup, train_epoch
+from hf_condense.training import NetGroup
+from hf_condense.trajectories import EXPERT_SGD
 from hf_condense.vectorized import StackedNets
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vectorized_eval"
@@ -32,17 +33,12 @@ def timed(group_cls, models, x, y, epochs: int, cfg: EvalConfig) -> float:
     return time.perf_counter() - t0
 
 
-def timed_experts(stacked: bool, models, x, y) -> float:
+def timed_experts(group_cls, models, x, y) -> float:
     """One expert epoch of every model (SGD without momentum, batch 256, DSA), stacked or one by one."""
-    models = [copy.deepcopy(m) for m in models]
+    group = group_cls([copy.deepcopy(m) for m in models], EXPERT_SGD, 0.01)
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
-    if stacked:
-        group = StackedNets(models, EvalConfig(momentum=0.0, weight_decay=0.0), 0.01)
-        group.train_epoch(x, y, 256, DSA(), gens, "cpu")
-    else:
-        for m, g in zip(models, gens):
-            train_epoch(m, torch.optim.SGD(m.parameters(), lr=0.01), x, y, 256, DSA(), g, "cpu")
+    group.train_epoch(x, y, 256, DSA(), gens, "cpu")
     return time.perf_counter() - t0
 
 
@@ -79,8 +75,8 @@ def main() -> None:
     for k in (2, 4):
         models, seq, vec = networks(k), [], []
         for _ in range(2):
-            seq.append(timed_experts(False, models, x, y))
-            vec.append(timed_experts(True, models, x, y))
+            seq.append(timed_experts(NetGroup, models, x, y))
+            vec.append(timed_experts(StackedNets, models, x, y))
         rows.append(row("experts", None, k, 1, seq, vec))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{RESULTS}.json").write_text(json.dumps(rows, indent=2) + "\n")

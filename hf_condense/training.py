@@ -17,6 +17,7 @@ from torch import nn
 
 from .augment import DSA
 from .config import EvalConfig
+from .functional import FlatParams
 
 
 @dataclass
@@ -117,15 +118,27 @@ def _concat(stages: Sequence[StageData], num_classes: int) -> tuple[torch.Tensor
 
 
 class NetGroup:
-    """Networks trained side by side, one per evaluation seed, each with its own optimiser state (one at a time)."""
+    """Networks trained side by side (evaluation runs, experts), each with its own optimiser state (one at a time);
+    the sequential counterpart of vectorized.StackedNets, with the same methods."""
 
     def __init__(self, models: Sequence[nn.Module], cfg: EvalConfig, lr: float):
         self.models = list(models)
+        self.set_optimizer(cfg, lr)
+
+    def set_optimizer(self, cfg: EvalConfig, lr: float) -> None:
         self.opts = [make_optimizer(m, cfg, lr) for m in self.models]
 
     def fit(self, x, y, epochs: int, lr: float, cfg: EvalConfig, dsa, generators, device) -> None:
         for model, opt, g in zip(self.models, self.opts, generators):
             fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device)
+
+    def train_epoch(self, x, y, batch_size: int, dsa, generators, device) -> None:
+        for model, opt, g in zip(self.models, self.opts, generators):
+            train_epoch(model, opt, x, y, batch_size, dsa, g, device)
+
+    def flat_params(self) -> torch.Tensor:
+        """(networks, parameters): every network's parameters, flattened in module order, detached."""
+        return torch.stack([FlatParams(m).flatten() for m in self.models])
 
     def accuracy(self, x, y, device, batch_size: int) -> list[float]:
         return [test_accuracy(m, x, y, device, batch_size) for m in self.models]

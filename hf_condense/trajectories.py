@@ -25,11 +25,12 @@ from .context import RunContext, content_key
 from .functional import FlatParams
 from .io import load_verified, save_verified
 from .methods.base import training_union
-from .training import fit, make_optimizer, train_epoch
+from .training import NetGroup
 from .vectorized import StackedNets, stackable
 
 logger = logging.getLogger("hf_condense.experts")
 FORMAT = "hf_condense.trajectory.v1"
+EXPERT_SGD = EvalConfig(momentum=0.0, weight_decay=0.0)  # experts: SGD without momentum or weight decay (MTT)
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,7 @@ class ExpertStore:
         stack = s.stack if stackable(self.flat.model) else 1
         for i in range(0, len(mine), stack):
             group = mine[i : i + stack]
-            if len(group) == 1:
-                trajs = [self.train_one(group[0], s, key, starts, pretrain)]
-            else:
-                trajs = self.train_together(group, s, key, starts, pretrain)
-            for e, traj in zip(group, trajs):
+            for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain)):
                 save_trajectory(paths[e], traj, self.flat, key)
         acc.wait_for_everyone()
         return paths
@@ -130,53 +127,23 @@ class ExpertStore:
             FlatParams(model).load_into(starts[e].to(self.ctx.device))
         return model, torch.Generator().manual_seed(seed)
 
-    def train_one(self, e: int, s: ExpertSettings, key: str, starts, pretrain) -> torch.Tensor:
-        """One expert: optional start weights and synthetic pre-training, then real epochs with snapshots."""
-        ctx = self.ctx
-        model, g = self.init_expert(e, key, starts)
-        flat = FlatParams(model)
-        if pretrain is not None:  # PDD transition: train on the earlier synthetic stages first
-            x, y, lr, epochs, ev = pretrain
-            fit(
-                model,
-                make_optimizer(model, ev, lr),
-                x,
-                y,
-                epochs,
-                lr,
-                ev,
-                ctx.dsa if ev.augment else None,
-                g,
-                ctx.device,
-            )
-        opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=0.0, weight_decay=0.0)
-        snaps = [flat.flatten().cpu()]
-        dsa = ctx.dsa if s.augment else None
-        for _ in range(s.epochs):
-            train_epoch(model, opt, ctx.train_x, ctx.train_y, s.batch_size, dsa, g, ctx.device)
-            snaps.append(flat.flatten().cpu())  # a fresh copy: never an alias of the live parameters
-        return torch.stack(snaps)
-
-    def train_together(self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain) -> list[torch.Tensor]:
-        """The experts as `train_one` trains each, as one stacked network: the same trajectories up to rounding."""
+    def train_group(self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain) -> list[torch.Tensor]:
+        """The experts' trajectories: optional start weights and synthetic pre-training (PDD transition), then real
+        epochs with a snapshot each. One expert trains alone; several as one stacked network (same trajectories up to
+        float rounding)."""
         ctx = self.ctx
         models, gens = zip(*(self.init_expert(e, key, starts) for e in experts))
+        group = (StackedNets if len(models) > 1 else NetGroup)(models, EXPERT_SGD, s.lr)
         if pretrain is not None:
             x, y, lr, epochs, ev = pretrain
-            group = StackedNets(models, ev, lr)
+            group.set_optimizer(ev, lr)
             group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device)
-            for i, m in enumerate(models):
-                m.load_state_dict(group.unstack(i))
-        group = StackedNets(models, EvalConfig(momentum=0.0, weight_decay=0.0), s.lr)
+            group.set_optimizer(EXPERT_SGD, s.lr)
         dsa = ctx.dsa if s.augment else None
-
-        def snapshot() -> torch.Tensor:  # (experts, parameters), in FlatParams order
-            return torch.cat([group.params[n].detach().flatten(1) for n in self.flat.names], dim=1).cpu()
-
-        snaps = [snapshot()]
+        snaps = [group.flat_params().cpu()]
         for _ in range(s.epochs):
             group.train_epoch(ctx.train_x, ctx.train_y, s.batch_size, dsa, gens, ctx.device)
-            snaps.append(snapshot())
+            snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
 
     def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:

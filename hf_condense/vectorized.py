@@ -32,8 +32,15 @@ class StackedNets:
         params, _ = stack_module_state(list(models))
         self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         self.k = len(models)
+        self.set_optimizer(cfg, lr)
+
+    def set_optimizer(self, cfg: EvalConfig, lr: float) -> None:
         # element-wise SGD on stacked tensors is K independent SGDs (momentum, weight decay)
         self.opt = torch.optim.SGD(self.params.values(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    def flat_params(self) -> torch.Tensor:
+        """(networks, parameters): every network's parameters, flattened in module order, detached."""
+        return torch.cat([v.detach().flatten(1) for v in self.params.values()], dim=1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.vmap(lambda p, xb: functional_call(self.base, p, (xb,)))(self.params, x)

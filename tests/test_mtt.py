@@ -112,8 +112,10 @@ def test_expert_cache_is_reused_and_corruption_is_caught(tiny, accelerator, tmp_
     from hf_condense.trajectories import ExpertStore
 
     trained = []
-    original = ExpertStore.train_one
-    monkeypatch.setattr(ExpertStore, "train_one", lambda self, e, *a: (trained.append(e), original(self, e, *a))[1])
+    original = ExpertStore.train_group
+    monkeypatch.setattr(
+        ExpertStore, "train_group", lambda self, es, *a: (trained.extend(es), original(self, es, *a))[1]
+    )
     tiny["evaluation"]["runs"] = 1
     hf_condense.run(mtt_recipe(tiny, iterations=2), accelerator)
     assert trained == [0, 1]

@@ -14,11 +14,10 @@ import torch
 from ..config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
-    ClassDraw,
     SampledNetworkConfig,
     Workspace,
     backward_shared,
-    my_share,
+    my_class_draws,
     network_matching_setup,
     run_image_loop,
     sample_network,
@@ -41,10 +40,9 @@ def embed(net, x: torch.Tensor) -> torch.Tensor:
 def mean_embedding_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, g) -> torch.Tensor:
     """Sum over this process's classes of ||mean embed(real class batch) - mean embed(synthetic class images)||^2
     (siamese DSA; every process draws for every class)."""
-    draws = [ClassDraw.draw(ctx, ws, task.pool[c], c, batch_real, True, g) for c in range(ctx.num_classes)]
     loss = ws.images.new_zeros(())
-    for c in my_share(ctx, ctx.num_classes):
-        xr, xs = draws[c].inputs(ctx, ws, c)
+    for c, draw in my_class_draws(ctx, ws, task, batch_real, True, g):
+        xr, xs = draw.inputs(ctx, ws, c)
         with torch.no_grad():
             mr = embed(net, xr).mean(0)
         loss = loss + ((mr - embed(net, xs).mean(0)) ** 2).sum()

@@ -23,7 +23,7 @@ from .synthetic import (
     SampledNetworkConfig,
     Workspace,
     backward_shared,
-    my_share,
+    my_class_draws,
     network_matching_setup,
     run_image_loop,
     sample_network,
@@ -77,9 +77,8 @@ def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, sia
     """Sum over this process's classes of the gradient distance between a real class batch and the synthetic class
     images (every process draws for every class)."""
     params = [p for p in net.parameters() if p.requires_grad]
-    draws = [ClassDraw.draw(ctx, ws, task.pool[c], c, batch_real, siamese, g) for c in range(ctx.num_classes)]
-    mine = (class_match(ctx, net, params, ws, c, draws[c]) for c in my_share(ctx, ctx.num_classes))
-    return sum(mine, ws.images.new_zeros(()))
+    mine = my_class_draws(ctx, ws, task, batch_real, siamese, g)
+    return sum((class_match(ctx, net, params, ws, c, draw) for c, draw in mine), ws.images.new_zeros(()))
 
 
 @dataclass

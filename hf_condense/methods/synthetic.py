@@ -265,6 +265,13 @@ class ClassDraw:
         return xr, xs
 
 
+def my_class_draws(ctx, ws: Workspace, task: StageTask, batch_real: int, siamese: bool, g) -> list[tuple]:
+    """(class, ClassDraw) for this process's share of the classes; every process draws for every class, in class
+    order, so that the generators stay in step."""
+    draws = [ClassDraw.draw(ctx, ws, task.pool[c], c, batch_real, siamese, g) for c in range(ctx.num_classes)]
+    return [(c, draws[c]) for c in my_share(ctx, ctx.num_classes)]
+
+
 def my_share(ctx, units: int) -> range:
     """The units of an iteration's independent work (classes, trajectories) this process computes: i mod processes."""
     acc = ctx.accelerator
