@@ -40,6 +40,7 @@ ROWS = [
     ("MTT lr_img 1e4", 10, ["method.lr_img=10000"]),
     ("MTT N20 M1", 10, ["method.syn_steps=20", "method.expert_epochs=1", "method.max_start_epoch=5"]),
     ("MTT ZCA", 10, ["preprocess.zca=true"]),
+    ("MTT herding init", 10, ["method.init=herding"]),
     # the other base methods at CPU-profile budgets (DC/DSA: 20 networks x 10 rounds, 10 inner epochs)
     ("DM", 10, ["method={name: dm, iterations: 500}"]),
     ("DC", 10, ["method={name: dc, iterations: 20, inner_loop: 10}"]),
@@ -94,6 +95,22 @@ ROWS = [
             "stages.conditioning=false",
         ],
     ),
+    # PDD at equal distillation compute: 50 student steps on the IPC-2 stages (5 x 80 x 20 images x 50 steps = MTT's
+    # 400 x 100 x 10 image-steps) and lr_lr 1e-7, the published PDD settings for CIFAR-10 IPC-2 stages
+    (
+        "PDD + MTT (5 x 2, 50 steps)",
+        10,
+        [
+            "stages.count=5",
+            "stages.ipc=2",
+            "method.iterations=80",
+            "method.transition_experts=2",
+            "method.syn_steps=50",
+            "method.lr_lr=1e-7",
+        ],
+    ),
+    # MTT at IPC 1 with the published IPC-1 unroll (syn_steps 50, max_start_epoch 2, lr_lr 1e-7)
+    ("MTT 50 steps", 1, ["method.syn_steps=50", "method.max_start_epoch=2", "method.lr_lr=1e-7"]),
     (
         "RaT-BPTT",
         10,

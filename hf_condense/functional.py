@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -30,6 +33,28 @@ class FlatParams:
 
     def __call__(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, self.unflatten(flat), (x,))
+
+    def grad(
+        self,
+        flat: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        create_graph: bool,
+        micro_batch: int | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    ) -> torch.Tensor:
+        """Gradient in `flat` of the batch-mean `loss_fn`. With `micro_batch`, the batch runs in chunks of that
+        many examples whose gradients are summed: the same gradient up to float rounding (per-example norm and
+        augmentation), but each chunk's activations stay in the CPU caches, which makes unrolls ~1.5x faster there."""
+        n = len(x)
+        size = micro_batch or n
+        total = None
+        for i in range(0, n, size):
+            xi, yi = x[i : i + size], y[i : i + size]
+            loss = loss_fn(self(flat, xi), yi) * (len(xi) / n)
+            (g,) = torch.autograd.grad(loss, flat, create_graph=create_graph)
+            total = g if total is None else total + g
+        return total
 
     @torch.no_grad()
     def load_into(self, flat: torch.Tensor) -> None:

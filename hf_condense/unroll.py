@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .functional import FlatParams
 
@@ -28,16 +27,20 @@ def segment_bounds(steps: int, segments: int) -> list[range]:
 
 
 def sgd_steps(
-    net: FlatParams, theta: torch.Tensor, alpha: torch.Tensor, batch: Batch, steps: Sequence[int], keep_graph: bool
+    net: FlatParams,
+    theta: torch.Tensor,
+    alpha: torch.Tensor,
+    batch: Batch,
+    steps: Sequence[int],
+    keep_graph: bool,
+    micro_batch: int | None = None,
 ) -> torch.Tensor:
     """Run student SGD steps from theta. With keep_graph the result stays differentiable in everything; without,
     theta is detached after every step (memory of one step). Both build the same double-backward graph, so a
     replayed segment is bitwise identical to its first pass (the fused first-order kernels differ in round-off)."""
     for j in steps:
         x, y = batch(j)
-        loss = F.cross_entropy(net(theta, x), y)
-        (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
-        theta = theta - alpha * grad
+        theta = theta - alpha * net.grad(theta, x, y, create_graph=True, micro_batch=micro_batch)
         if not keep_graph:
             theta = theta.detach().requires_grad_(True)
     return theta
@@ -57,21 +60,24 @@ def unroll_backward(
     steps: int,
     segments: int = 1,
     scale: float = 1.0,
+    micro_batch: int | None = None,
 ) -> float:
     """Unroll `steps` student steps from `start`, backpropagate `scale` x the matching loss into every leaf that
     `batch` and `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module
-    doc)."""
+    doc); micro_batch chunks each step's batch (`FlatParams.grad`)."""
     bounds = segment_bounds(steps, segments)
     starts = [start.detach()]
     with torch.enable_grad():
         for seg in bounds[:-1]:  # first pass without graph: remember where each segment starts
-            theta = sgd_steps(net, starts[-1].detach().requires_grad_(True), alpha.detach(), batch, seg, False)
+            theta = sgd_steps(
+                net, starts[-1].detach().requires_grad_(True), alpha.detach(), batch, seg, False, micro_batch
+            )
             starts.append(theta.detach())
         adjoint = None
         loss_value = float("nan")
         for s in reversed(range(len(bounds))):
             theta0 = starts[s].detach().clone().requires_grad_(True)
-            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], keep_graph=True)
+            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], True, micro_batch)
             if s == len(bounds) - 1:
                 loss = matching_loss(theta_end, start, target)
                 loss_value = float(loss.detach())

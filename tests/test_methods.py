@@ -216,3 +216,23 @@ def test_boosting_multi_formation_stages_is_refused(tiny):
     tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "boost", "boost_beta": 0.1}
     with pytest.raises(hf_condense.RecipeError, match="boost_beta"):
         hf_condense.load_recipe(tiny)
+
+
+def test_herding_init_starts_from_the_herding_coreset(tiny, accelerator):
+    from hf_condense.context import RunContext
+    from hf_condense.data import load_real_data
+    from hf_condense.methods.base import StageTask
+    from hf_condense.methods.synthetic import init_images
+
+    tiny["method"] = {"name": "herding", "embed_epochs": 1}
+    tiny["stages"] = {"count": 1, "ipc": 3}
+    coreset = hf_condense.run(hf_condense.load_recipe(tiny), accelerator).stages[0]
+    recipe = hf_condense.load_recipe(tiny)
+    ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset))
+    task = StageTask(1, 3, recipe.method, [], True, False, 0.0, ctx.class_indices, seed=5)
+    state = torch.random.get_rng_state()
+    images, labels = init_images(ctx, task, "herding", torch.Generator().manual_seed(0))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the embedding network leaves the global RNG alone
+    assert torch.equal(images, coreset.images) and torch.equal(labels, coreset.labels)
+    randoms, _ = init_images(ctx, task, "real", torch.Generator().manual_seed(0))
+    assert not torch.equal(randoms, images)

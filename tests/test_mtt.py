@@ -12,6 +12,7 @@ import hf_condense
 from hf_condense.config import load_recipe
 from hf_condense.functional import FlatParams
 from hf_condense.methods import DivergenceError
+from hf_condense.training import soft_cross_entropy
 from hf_condense.unroll import matching_loss, sgd_steps, unroll_backward
 
 from .conftest import tiny_mtt
@@ -78,6 +79,29 @@ def test_checkpointed_unroll_gradients_equal_plain(segments):
     assert plain == ckpt  # the replay is bitwise identical
     assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-4
     assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-4
+
+
+@pytest.mark.parametrize("micro_batch, segments", [(1, 1), (3, 1), (3, 3)])
+def test_micro_batched_unroll_gradients_equal_plain(micro_batch, segments):
+    net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=5)
+    plain = unroll_backward(net, start, target, alpha, batch, steps)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    chunked = unroll_backward(net, start, target, alpha, batch, steps, segments=segments, micro_batch=micro_batch)
+    assert abs(chunked - plain) <= 1e-5 * plain
+    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-5
+    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-5
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_micro_batched_gradient_is_the_batch_mean_gradient(soft):
+    net, start, *_ = tiny_problem(dtype=torch.float64)
+    x = torch.randn(7, 1, 8, 8, dtype=torch.float64)
+    y = torch.softmax(torch.randn(7, 3, dtype=torch.float64), 1) if soft else torch.arange(7) % 3
+    theta = start.clone().requires_grad_(True)
+    whole = net.grad(theta, x, y, False, None, soft_cross_entropy)
+    for size in (1, 2, 5, 7, 100):
+        assert torch.allclose(net.grad(theta, x, y, False, size, soft_cross_entropy), whole, rtol=1e-10, atol=1e-12)
 
 
 def mtt_recipe(tiny, **method):

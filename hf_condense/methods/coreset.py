@@ -81,37 +81,33 @@ def kcenter(feats: torch.Tensor, k: int, chosen: torch.Tensor) -> torch.Tensor:
     return torch.tensor(picks, dtype=torch.long)
 
 
+def embedding_features(ctx, epochs: int) -> torch.Tensor:
+    """Penultimate features of every train image under the recipe's network trained `epochs` on the real data;
+    computed once per run (kept on the run context) and without touching the global RNG."""
+    memo = ctx.__dict__.setdefault("_embedding_features", {})
+    if epochs not in memo:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.recipe.seed)
+            model = ctx.make_model().to(ctx.device)
+        g = torch.Generator().manual_seed(ctx.recipe.seed)
+        sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        for _ in range(epochs):
+            train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device)
+        model.eval()
+        with torch.no_grad():
+            chunks = [ctx.train_x[i : i + 1024].to(ctx.device) for i in range(0, len(ctx.train_x), 1024)]
+            memo[epochs] = torch.cat(
+                [model.forward_head(model.forward_features(x), pre_logits=True).flatten(1).cpu() for x in chunks]
+            )
+    return memo[epochs]
+
+
 class CoresetDistiller:
     """Selects real images; the stage's lr is the evaluation lr."""
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self._feats: torch.Tensor | None = None
         self._scores: torch.Tensor | None = None
-
-    def features(self, cfg: HerdingConfig) -> torch.Tensor:
-        """Penultimate features of every train image, computed once per run."""
-        if self._feats is None:
-            ctx = self.ctx
-            torch.manual_seed(ctx.recipe.seed)
-            model = ctx.make_model().to(ctx.device)
-            g = torch.Generator().manual_seed(ctx.recipe.seed)
-            sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            for _ in range(cfg.embed_epochs):
-                train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device)
-            model.eval()
-            with torch.no_grad():
-                self._feats = torch.cat(
-                    [
-                        model.forward_head(
-                            model.forward_features(ctx.train_x[i : i + 1024].to(ctx.device)), pre_logits=True
-                        )
-                        .flatten(1)
-                        .cpu()
-                        for i in range(0, len(ctx.train_x), 1024)
-                    ]
-                )
-        return self._feats
 
     def forgetting(self, cfg: ForgettingConfig) -> torch.Tensor:
         """Forgetting scores of every train example (cached across runs)."""
@@ -136,7 +132,8 @@ class CoresetDistiller:
             else:  # herding / k-center extend the earlier picks in feature space
                 cand = torch.unique(torch.cat([pool, prior]))
                 select = herding if cfg.name == "herding" else kcenter
-                picks.append(cand[select(self.features(cfg)[cand], task.ipc, torch.searchsorted(cand, prior))])
+                feats = embedding_features(self.ctx, cfg.embed_epochs)[cand]
+                picks.append(cand[select(feats, task.ipc, torch.searchsorted(cand, prior))])
         idx = torch.cat(picks)
         stage = SynSet(
             self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=self.ctx.recipe.evaluation.lr, indices=idx

@@ -24,6 +24,8 @@ from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import unroll_backward
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
+    INIT_HELP,
+    InitMode,
     Workspace,
     functional_norm_errors,
     loss_log,
@@ -70,7 +72,12 @@ class MTTConfig(MethodConfig):
         help="checkpoint: recompute the unroll in segments (memory of one segment, same gradients, ~1.3x time).",
     )
     segments: int | None = opt(None, min=1, help="Segments of the checkpointed unroll (default sqrt(syn_steps)).")
-    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
+    micro_batch: int | None = opt(
+        None,
+        min=1,
+        help="Run each student step's batch in chunks of this many images: same gradients, ~1.5x faster on CPU.",
+    )
+    init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")
     checkpoint_every: int = opt(100, min=1, help="Iterations between resumable in-stage checkpoints.")
 
@@ -145,7 +152,8 @@ class MTTDistiller:
                 return ctx.dsa.apply(all_x[idx[j].to(dev)], augs[j]), all_y[idx[j].to(dev)]
 
             k = cfg.trajectories
-            return unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k) / k
+            loss = unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k, cfg.micro_batch)
+            return loss / k
 
         def step(it: int) -> float:
             draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step

@@ -35,6 +35,9 @@ class RaTBPTTConfig(MethodConfig):
     lr_label: float = opt(1e-3, gt=0, help="Adam lr of the label logits (learn_labels).")
     learn_labels: bool = opt(False, help="Learn soft labels (published for CIFAR-100 and Tiny-ImageNet).")
     batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per inner step (default: all images).")
+    micro_batch: int | None = opt(
+        None, min=1, help="Run each inner step's batch in chunks of this many images: same gradients, faster on CPU."
+    )
     batch_real: int = opt(5000, min=1, help="Real images in the meta-loss batch.")
     clip_factor: float = opt(2.0, gt=0, help="Clip the meta-gradient at this x the EMA of its norm.")
     clip_ema: float = opt(0.9, min=0, max=1, help="Decay of the EMA of the meta-gradient norm.")
@@ -42,7 +45,7 @@ class RaTBPTTConfig(MethodConfig):
     checkpoint_every: int = opt(200, min=1, help="Iterations between resumable in-stage checkpoints.")
 
 
-def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_graph: bool):
+def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_graph: bool, micro_batch=None):
     """`steps` Adam steps on the flat parameters p from `state` (m, v, t), step i on `batch(i)` (inputs,
     targets); differentiable when create_graph, otherwise without any graph."""
     m, v, t = state
@@ -50,7 +53,7 @@ def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_g
         x, y = batch(i)
         if not create_graph:  # no graph at all: not through the inputs either
             p, x, y = p.detach().requires_grad_(True), x.detach(), y.detach()
-        g = torch.autograd.grad(soft_cross_entropy(net(p, x), y), p, create_graph=create_graph)[0]
+        g = net.grad(p, x, y, create_graph, micro_batch, soft_cross_entropy)
         t += 1
         m = BETAS[0] * m + (1 - BETAS[0]) * g
         v = BETAS[1] * v + (1 - BETAS[1]) * g * g
@@ -61,10 +64,10 @@ def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_g
     return p, (m, v, t)
 
 
-def truncated_unroll(net: FlatParams, p0, batch, n: int, window: int, lr: float):
+def truncated_unroll(net: FlatParams, p0, batch, n: int, window: int, lr: float, micro_batch: int | None = None):
     """Parameters after n Adam steps from p0 (step i on `batch(i)`), with a graph through the last `window` only."""
     zeros = torch.zeros_like(p0)
-    p, (m, v, t) = adam_steps(net, p0, batch, n - window, lr, (zeros, zeros.clone(), 0), create_graph=False)
+    p, (m, v, t) = adam_steps(net, p0, batch, n - window, lr, (zeros, zeros.clone(), 0), False, micro_batch)
     return adam_steps(
         net,
         p.detach().requires_grad_(True),
@@ -72,7 +75,8 @@ def truncated_unroll(net: FlatParams, p0, batch, n: int, window: int, lr: float)
         window,
         lr,
         (m.detach(), v.detach(), t),
-        create_graph=True,
+        True,
+        micro_batch,
     )[0]
 
 
@@ -113,7 +117,7 @@ class RaTBPTTDistiller:
             def batch(i):
                 return ctx.dsa.apply(x_all[draws[i].to(dev)], augs[i]), y_all[draws[i].to(dev)]
 
-            p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr)
+            p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr, cfg.micro_batch)
             xr_idx = real_pool[torch.randperm(len(real_pool), generator=g)[: cfg.batch_real]]
             xr = ctx.train_x[xr_idx].to(dev)
             loss = F.cross_entropy(net(p, xr), ctx.train_y[xr_idx].to(dev))

@@ -17,6 +17,10 @@ from ..config import MethodConfig, opt
 from ..formation import decode, encode
 from ..training import fit, make_optimizer
 from .base import DivergenceError, StageOutput, StageTask, StateFile, SynSet, training_union
+from .coreset import embedding_features, herding
+
+InitMode = Literal["real", "herding", "noise"]
+INIT_HELP = "Initial images: random real images, herding-selected real images, or Gaussian noise."
 
 
 @dataclass
@@ -24,7 +28,7 @@ class SampledNetworkConfig(MethodConfig):
     """Settings shared by the methods that match under sampled networks (DC, DSA, DM)."""
 
     batch_real: int = opt(256, min=1, help="Real images per class per match.")
-    init: Literal["real", "noise"] = opt("real", help="Initial images: random real images, or Gaussian noise.")
+    init: InitMode = opt("real", help=INIT_HELP)
     transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
     transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
 
@@ -32,8 +36,8 @@ class SampledNetworkConfig(MethodConfig):
 def init_images(
     ctx, task: StageTask, mode: str, g: torch.Generator, factor: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ipc images per class: random real images from the stage's pool (with a multi-formation factor, each made of
-    factor^2 downsampled real images), Gaussian noise, or unit-norm noise."""
+    """ipc images per class: random or herding-selected real images from the stage's pool (with a multi-formation
+    factor, each made of factor^2 downsampled real images), Gaussian noise, or unit-norm noise."""
     labels = torch.arange(ctx.num_classes).repeat_interleave(task.ipc)
     shape = (len(labels), *ctx.train_x.shape[1:])
     if mode == "noise":
@@ -42,7 +46,11 @@ def init_images(
         x = torch.randn(shape, generator=g)
         return x / x.flatten(1).norm(dim=1).view(-1, *[1] * (x.ndim - 1)), labels
     n = task.ipc * factor**2
-    picks = [pool[torch.randperm(len(pool), generator=g)[:n]] for pool in task.pool]
+    if mode == "herding":  # greedy mean matching in the features of a network trained one epoch on real data
+        feats, none = embedding_features(ctx, 1), torch.empty(0, dtype=torch.long)
+        picks = [pool[herding(feats[pool], n, none)] for pool in task.pool]
+    else:
+        picks = [pool[torch.randperm(len(pool), generator=g)[:n]] for pool in task.pool]
     return torch.cat([encode(ctx.train_x[p], factor) for p in picks]), labels
 
 
