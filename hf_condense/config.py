@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             errors.append(f"{path}: expected a mapping, got {value!r}")
             return {}
         return dict(value)
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-7, without a dot, as a string
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -302,6 +305,9 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
         errors.append(f"{path}: expected {_describe(tp)}, got {value!r} ({type(value).__name__})")
         return None
     return float(value) if tp is float else value
+
+
+_EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def parse_dataclass(cls: type, data: Any, path: str, errors: list[str]) -> Any:

@@ -38,6 +38,19 @@ def test_dotted_overrides(tiny):
     assert r.method.iterations == 200 and r.output.dir == "elsewhere" and r.stages.ipc == [1, 2]
 
 
+def test_exponent_floats_without_a_dot_are_floats(tiny):
+    # PyYAML (YAML 1.1) reads 1e-7 as a string; a float field takes it as the number, other strings stay refused
+    tiny["method"] = {"name": "mtt", "lr_img": "1E3"}
+    r = load_recipe(tiny, ["method.lr_lr=1e-7"])
+    assert r.method.lr_lr == 1e-7 and r.method.lr_img == 1000.0
+    tiny["method"] = {"name": "mtt", "lr_lr": "1e-7x"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("method.lr_lr: expected float")
+    tiny["method"] = {"name": "mtt", "iterations": "1e3"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("method.iterations: expected int")
+
+
 def test_unknown_key_suggests_the_right_one(tiny):
     tiny["evaluation"]["epoch"] = 3
     (err,) = errors_of(tiny)
