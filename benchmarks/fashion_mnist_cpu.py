@@ -114,6 +114,20 @@ ROWS = [
             "method.lr_lr=1e-7",
         ],
     ),
+    # the same with ZCA whitening, as the published PDD + MTT settings
+    (
+        "PDD + MTT (5 x 2, 50 steps, ZCA)",
+        10,
+        [
+            "stages.count=5",
+            "stages.ipc=2",
+            "method.iterations=80",
+            "method.transition_experts=2",
+            "method.syn_steps=50",
+            "method.lr_lr=1e-7",
+            "preprocess.zca=true",
+        ],
+    ),
     # PDD without transitions at the same equal-compute settings (transitions cost most of the PDD wall time)
     (
         "PDD w/o transition (50 steps)",
