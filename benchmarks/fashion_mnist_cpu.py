@@ -27,6 +27,9 @@ WORK = ROOT / "outputs" / "bench_fashion_cpu"
 RESULTS = ROOT / "benchmarks" / "results" / "fashion_mnist_cpu"
 RECIPE = ROOT / "recipes" / "fashion_mnist_mtt_cpu.yaml"
 
+# PDD at equal distillation compute: 50 student steps on the IPC-2 stages (5 x 80 x 20 images x 50 steps = MTT's
+# 400 x 100 x 10 image-steps) and lr_lr 1e-7, the published PDD settings for CIFAR-10 IPC-2 stages
+PDD_50_STEPS = ["stages.count=5", "stages.ipc=2", "method.iterations=80", "method.syn_steps=50", "method.lr_lr=1e-7"]
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -100,47 +103,11 @@ ROWS = [
             "stages.conditioning=false",
         ],
     ),
-    # PDD at equal distillation compute: 50 student steps on the IPC-2 stages (5 x 80 x 20 images x 50 steps = MTT's
-    # 400 x 100 x 10 image-steps) and lr_lr 1e-7, the published PDD settings for CIFAR-10 IPC-2 stages
-    (
-        "PDD + MTT (5 x 2, 50 steps)",
-        10,
-        [
-            "stages.count=5",
-            "stages.ipc=2",
-            "method.iterations=80",
-            "method.transition_experts=2",
-            "method.syn_steps=50",
-            "method.lr_lr=1e-7",
-        ],
-    ),
-    # the same with ZCA whitening, as the published PDD + MTT settings
-    (
-        "PDD + MTT (5 x 2, 50 steps, ZCA)",
-        10,
-        [
-            "stages.count=5",
-            "stages.ipc=2",
-            "method.iterations=80",
-            "method.transition_experts=2",
-            "method.syn_steps=50",
-            "method.lr_lr=1e-7",
-            "preprocess.zca=true",
-        ],
-    ),
-    # PDD without transitions at the same equal-compute settings (transitions cost most of the PDD wall time)
-    (
-        "PDD w/o transition (50 steps)",
-        10,
-        [
-            "stages.count=5",
-            "stages.ipc=2",
-            "method.iterations=80",
-            "stages.transition=false",
-            "method.syn_steps=50",
-            "method.lr_lr=1e-7",
-        ],
-    ),
+    # PDD at equal distillation compute (PDD_50_STEPS), with transitions, with ZCA too (the published PDD + MTT
+    # settings), and without transitions (transitions cost most of the PDD wall time)
+    ("PDD + MTT (5 x 2, 50 steps)", 10, [*PDD_50_STEPS, "method.transition_experts=2"]),
+    ("PDD + MTT (5 x 2, 50 steps, ZCA)", 10, [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true"]),
+    ("PDD w/o transition (50 steps)", 10, [*PDD_50_STEPS, "stages.transition=false"]),
     (
         "RaT-BPTT",
         10,
@@ -232,7 +199,7 @@ def write(mine: list[dict], results: Path = RESULTS) -> None:
     path = Path(f"{results}.json")
     keys = {(r["method"], r["ipc"]) for r in mine}
     rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if (r["method"], r["ipc"]) not in keys]
-    order = {(name, ipc): i for i, (name, ipc, _) in reversed(list(enumerate(ROWS)))}
+    order = {(name, ipc): i for i, (name, ipc, _) in enumerate(ROWS)}
 
     def rank(r: dict) -> tuple:
         base = order.get((r["method"], r["ipc"]), order.get((r["method"].rsplit(", ", 1)[0], r["ipc"]), -1))
