@@ -37,6 +37,11 @@ class AugParams:
     family: str
     values: dict[str, torch.Tensor]
 
+    def to(self, device: torch.device | str) -> AugParams:
+        """The parameters on `device`, copied without waiting for queued GPU work (a blocking copy per tensor
+        would drain the queue at every unrolled step)."""
+        return AugParams(self.family, {k: t.to(device, non_blocking=True) for k, t in self.values.items()})
+
 
 def _rand(n: int, g: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=g)
@@ -92,7 +97,7 @@ class DSA:
         """Apply parameters `p` to x (N x C x H x W); parameters of size 1 broadcast to the batch."""
         if p is None:
             return x
-        v = {k: (t.expand(len(x)) if len(t) == 1 else t).to(x.device) for k, t in p.values.items()}
+        v = {k: t.expand(len(x)) if len(t) == 1 else t for k, t in p.to(x.device).values.items()}
         return getattr(self, f"_{p.family}")(x, **v)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -74,3 +74,13 @@ def test_unknown_family_and_none():
         parse_strategy("color_blur")
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(DSA("none")(x), x) and not DSA("none").enabled
+
+
+def test_params_moved_ahead_augment_alike():
+    """MTT moves a trajectory's parameters to the device once (AugParams.to); applying them must not change."""
+    dsa, x = DSA(), torch.randn(6, 3, 16, 16)
+    for seed in range(12):  # every family is drawn within a few seeds
+        p = dsa.sample(len(x), (16, 16), torch.Generator().manual_seed(seed))
+        moved = p.to("cpu")
+        assert moved.family == p.family and moved.values.keys() == p.values.keys()
+        assert torch.equal(dsa.apply(x, moved), dsa.apply(x, p))

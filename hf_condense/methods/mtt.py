@@ -147,9 +147,11 @@ class MTTDistiller:
             traj = self.store.trajectory(paths[e], key, settings.epochs)
             start, target = traj[t].to(dev), traj[t + cfg.expert_epochs].to(dev)
             all_x = ws.all_x
+            idx = [i.to(dev, non_blocking=True) for i in idx]  # all host-to-device copies before the unroll
+            augs = [a if a is None else a.to(dev) for a in augs]
 
             def batch(j):
-                return ctx.dsa.apply(all_x[idx[j].to(dev)], augs[j]), all_y[idx[j].to(dev)]
+                return ctx.dsa.apply(all_x[idx[j]], augs[j]), all_y[idx[j]]
 
             k = cfg.trajectories
             loss = unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k, cfg.micro_batch)

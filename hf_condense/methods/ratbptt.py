@@ -111,11 +111,11 @@ class RaTBPTTDistiller:
             n = int(torch.randint(cfg.window, cfg.horizon + 1, (1,), generator=g))
             x_all, y_all = ws.all_x, targets()
             bs = min(cfg.batch_syn or len(y_all), len(y_all))
-            draws = [torch.randperm(len(y_all), generator=g)[:bs] for _ in range(n)]
+            draws = [torch.randperm(len(y_all), generator=g)[:bs].to(dev, non_blocking=True) for _ in range(n)]
             augs = [ctx.dsa.sample(bs, size, g) for _ in range(n)]
 
             def batch(i):
-                return ctx.dsa.apply(x_all[draws[i].to(dev)], augs[i]), y_all[draws[i].to(dev)]
+                return ctx.dsa.apply(x_all[draws[i]], augs[i]), y_all[draws[i]]
 
             p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr, cfg.micro_batch)
             xr_idx = real_pool[torch.randperm(len(real_pool), generator=g)[: cfg.batch_real]]
