@@ -10,7 +10,9 @@ Every run uses a fresh cache, so expert training is inside MTT's wall time.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import sys
@@ -22,7 +24,8 @@ from accelerate import Accelerator
 import hf_condense
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
+# a copy elsewhere (e.g. on a device machine, where ../shared does not travel) is named by FASHION_MNIST_DIR
+DATA = Path(os.environ.get("FASHION_MNIST_DIR", ROOT.parent / "shared" / "datasets" / "fashion_mnist"))
 WORK = ROOT / "outputs" / "bench_fashion_cpu"
 RESULTS = ROOT / "benchmarks" / "results" / "fashion_mnist_cpu"
 RECIPE = ROOT / "recipes" / "fashion_mnist_mtt_cpu.yaml"
@@ -119,27 +122,30 @@ ROWS = [
 EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
 
 
-def main() -> None:
-    only = set(sys.argv[1:])  # row names to (re)run; their rows replace earlier ones in the results file
+def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, common: tuple = ()) -> None:
+    """Run the rows named on the command line (all when none; their rows replace earlier ones in the results file),
+    each on the MTT CPU recipe with `common` and then the row's overrides."""
+    only = set(sys.argv[1:])
     if not only:
-        shutil.rmtree(WORK, ignore_errors=True)
-        Path(f"{RESULTS}.json").unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        Path(f"{results}.json").unlink(missing_ok=True)
     acc = Accelerator()
     rows: list[dict] = []
     wanted = sys.argv[1:]
-    for name, ipc, overrides in sorted(ROWS, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
+    for name, ipc, overrides in sorted(rows_spec, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
         if only and name not in only:
             continue
         tag = row_tag(name, ipc)
-        shutil.rmtree(WORK / tag, ignore_errors=True)
+        shutil.rmtree(work / tag, ignore_errors=True)
         recipe = hf_condense.load_recipe(
             RECIPE,
             [
                 f"dataset.path={DATA}",
                 f"stages.ipc={ipc}",
-                f"output.dir={WORK / tag}",
-                f"output.cache_dir={WORK / 'cache'}",
+                f"output.dir={work / tag}",
+                f"output.cache_dir={work / 'cache'}",
                 "evaluation.random_real=false",
+                *common,
                 *overrides,
             ],
         )
@@ -160,7 +166,7 @@ def main() -> None:
             }
         )
         for mode in EVAL_MODES.get(name, []):  # the same stages under the other evaluation modes
-            ps = hf_condense.load_progressive(WORK / tag)
+            ps = hf_condense.load_progressive(work / tag)
             t0 = time.perf_counter()
             scores = hf_condense.evaluate_progressive(ps, overrides=[f"evaluation.mode={mode}"], accelerator=acc)
             per_stage = next(iter(scores.values())).distilled
@@ -185,7 +191,7 @@ def main() -> None:
                     "seconds": None,
                 }
             )
-        write(rows)
+        write(rows, results, rows_spec)
 
 
 def row_tag(name: str, ipc: int) -> str:
@@ -193,13 +199,21 @@ def row_tag(name: str, ipc: int) -> str:
     return f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}_ipc{ipc}"
 
 
-def write(mine: list[dict], results: Path = RESULTS) -> None:
-    """Merge this process's rows into the results file as it is now (several row subsets may run at once)."""
+def write(mine: list[dict], results: Path = RESULTS, rows_spec: list = ROWS) -> None:
+    """Merge this process's rows into the results file as it is now (several row subsets may run at once), in the
+    order of `rows_spec`."""
     results.parent.mkdir(parents=True, exist_ok=True)
+    with open(results.parent / ".write.lock", "w") as lock:  # rows running in parallel processes merge in turn
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merge(mine, results, rows_spec)
+
+
+def merge(mine: list[dict], results: Path, rows_spec: list) -> None:
+    """Replace this process's rows in the results files (json and markdown table)."""
     path = Path(f"{results}.json")
     keys = {(r["method"], r["ipc"]) for r in mine}
     rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if (r["method"], r["ipc"]) not in keys]
-    order = {(name, ipc): i for i, (name, ipc, _) in enumerate(ROWS)}
+    order = {(name, ipc): i for i, (name, ipc, _) in enumerate(rows_spec)}
 
     def rank(r: dict) -> tuple:
         base = order.get((r["method"], r["ipc"]), order.get((r["method"].rsplit(", ", 1)[0], r["ipc"]), -1))

@@ -11,6 +11,10 @@ times per image-step, which does not depend on how busy the shared machine is. T
 torch.utils.flop_counter on a one-step unroll and scaled by syn_steps.
 
     python benchmarks/unroll_memory.py            # writes benchmarks/results/unroll_memory.{json,md}
+    python benchmarks/unroll_memory.py cuda       # on a GPU: unroll_memory_cuda.{json,md}, peak = GPU memory allocated
+
+On a GPU the public code's anchor does not apply; the plain mode is its stand-in there (the same unroll, as the
+public code runs it), so the time ratio against plain is the comparison.
 """
 
 from __future__ import annotations
@@ -37,40 +41,55 @@ MODES = [
     ("checkpoint", 20, 50, 0),
     ("micro-batched + checkpoint", 20, 50, 20),
 ]
+# on a GPU the IPC-50 plain graph fits, and micro-batching (a CPU cache measure) is kept for comparison
+CUDA_MODES = [*MODES[:6], ("plain", 1, 50, 0), ("checkpoint", 20, 50, 0)]
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-    """Best float32 GEMM rate of this machine (n x n x n), in GFLOP/s."""
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so that wall-clock timers measure it."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(device: str = "cpu", reps: int = 5) -> float:
+    """Best float32 GEMM rate of this machine (n x n x n; n = 2048 on CPU, 8192 on GPU), in GFLOP/s."""
+    import torch
+
+    n = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     best = float("inf")
     for _ in range(reps):
+        sync(device)
         t0 = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
-def training_images_per_s(model, dsa, g, batch: int = 256, reps: int = 5) -> float:
+def training_images_per_s(model, dsa, g, device: str, batch: int = 256, reps: int = 5) -> float:
     """Plain SGD training rate with DSA at the experts' batch size (best of `reps` after one warm-up step)."""
     import torch
 
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     times = []
     for _ in range(reps + 1):
+        sync(device)
         t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(dsa.apply(x, dsa.sample(batch, (32, 32), g))), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return batch / min(times[1:])
 
 
-def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, iters: int) -> dict:
+def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, iters: int, device: str) -> dict:
     import timm
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -81,20 +100,23 @@ def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, i
     from hf_condense.unroll import unroll_backward
 
     torch.manual_seed(0)
-    net = FlatParams(timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32))
+    net = FlatParams(timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32).to(device))
     start = net.flatten()
     target = start + 0.01 * torch.randn_like(start)
-    images = torch.randn(10 * ipc, 3, 32, 32, requires_grad=True)
-    labels = torch.arange(10).repeat_interleave(ipc)
-    alpha = torch.tensor(0.01, requires_grad=True)
+    images = torch.randn(10 * ipc, 3, 32, 32, device=device, requires_grad=True)
+    labels = torch.arange(10, device=device).repeat_interleave(ipc)
+    alpha = torch.tensor(0.01, device=device, requires_grad=True)
     dsa, g = DSA(), torch.Generator().manual_seed(0)
     augs = [dsa.sample(len(images), (32, 32), g) for _ in range(steps)]
     with FlopCounterMode(display=False) as counter:
         unroll_backward(net, start, target, alpha, lambda j: (dsa.apply(images, augs[0]), labels), 1)
     flops = counter.get_total_flops() * steps
     times = []
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(iters):
         images.grad = alpha.grad = None
+        sync(device)
         t0 = time.perf_counter()
         loss = unroll_backward(
             net,
@@ -106,9 +128,15 @@ def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, i
             segments,
             micro_batch=micro_batch or None,
         )
+        sync(device)
         times.append(time.perf_counter() - t0)
     best = min(times)
-    rate = training_images_per_s(net.model, dsa, g)
+    peak_gb = (
+        torch.cuda.max_memory_allocated() / 1024**3
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    )
+    rate = training_images_per_s(net.model, dsa, g, device)
     image_times = best / (steps * len(images)) * rate
     return {
         "segments": segments,
@@ -120,21 +148,23 @@ def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, i
         "train_images_per_s": rate,
         "training_image_times_per_image_step": image_times,
         "vs_public_code": image_times / PUBLIC_TRAIN_IMAGE_TIMES,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": peak_gb,
         "loss": loss,
         "grad_images": images.grad.flatten()[:4096].tolist(),
         "grad_alpha": float(alpha.grad),
     }
 
 
-def main() -> None:
+def main(device: str = "cpu") -> None:
     width, steps = 128, 20
-    peak = matmul_peak_gflops()
+    results = RESULTS if device == "cpu" else Path(f"{RESULTS}_{device}")
+    peak = matmul_peak_gflops(device)
     rows = []
-    for name, seg, ipc, micro in MODES:
-        iters = 1 if ipc >= 50 else 2
+    for name, seg, ipc, micro in MODES if device == "cpu" else CUDA_MODES:
+        iters = 1 if ipc >= 50 and device == "cpu" else 2 if device == "cpu" else 5
+        args = [str(seg), str(micro), str(width), str(ipc), str(steps), str(iters), device]
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(seg), str(micro), str(width), str(ipc), str(steps), str(iters)],
+            [sys.executable, __file__, "--child", *args],
             capture_output=True,
             text=True,
             check=True,
@@ -143,7 +173,7 @@ def main() -> None:
         row["mode"] = name
         rows.append(row)
         print(name, seg, ipc, micro, f"{row['seconds_per_iteration']:.2f}s", f"{row['peak_rss_gb']:.2f}GB", flush=True)
-    peak = max(peak, matmul_peak_gflops())  # measured before and after the modes: the better of the two
+    peak = max(peak, matmul_peak_gflops(device))  # measured before and after the modes: the better of the two
     import torch
 
     firsts = {}  # per IPC, the first mode measured (plain at IPC 10, checkpointed at IPC 50): the ratios' base
@@ -156,43 +186,51 @@ def main() -> None:
         r["time_ratio_vs_base"] = None if alone else r["seconds_per_iteration"] / base["seconds_per_iteration"]
         r["memory_ratio_vs_base"] = None if alone else r["peak_rss_gb"] / base["peak_rss_gb"]
         r["fraction_of_matmul_peak"] = r["achieved_gflops"] / peak
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{RESULTS}.json").write_text(
+    results.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{results}.json").write_text(
         json.dumps({"width": width, "syn_steps": steps, "matmul_peak_gflops": peak, "rows": rows}, indent=2) + "\n"
     )
 
     def ratio(v, fmt):
         return "–" if v is None else format(v, fmt)
 
+    if device == "cuda":
+        import torch
+
+        machine = f"{torch.cuda.get_device_name()} (torch {torch.__version__}, cuDNN TF32 convolutions as by default)"
+        memory = "peak GPU memory allocated"
+    else:
+        machine, memory = f"{os.cpu_count()}-core CPU", "peak RSS"
     lines = [
-        f"CIFAR-10 shapes, ConvNet-D3W{width}, all images every step, syn_steps {steps}, DSA, {os.cpu_count()}-core "
-        f"CPU; float32 matmul peak measured in the same run: {peak:.0f} GFLOP/s. Ratios vs the first mode of the "
-        "same IPC (plain at IPC 10, checkpointed at 50); cost in training-image times per image-step (training at "
+        f"CIFAR-10 shapes, ConvNet-D3W{width}, all images every step, syn_steps {steps}, DSA, {machine}; float32 "
+        f"matmul peak measured in the same run: {peak:.0f} GFLOP/s. Ratios vs the first mode listed for the same IPC; "
+        f"memory: {memory}; cost in training-image times per image-step (training at "
         "batch 256 with DSA, measured beside each mode); vs public: that cost / the public code's "
-        f"{PUBLIC_TRAIN_IMAGE_TIMES:.2f} (13.7 s at 550 images/s). Grad rel. error is against the first mode in "
-        "float32: micro-batching reorders float32 sums, and a 20-step float32 unroll differs from float64 by about "
-        "1e-2 in either order (in float64 the micro-batched and plain gradients agree to 1e-15).",
+        f"{PUBLIC_TRAIN_IMAGE_TIMES:.2f} (13.7 s at 550 images/s; CPU only). Grad rel. error is against the first "
+        "mode in float32: micro-batching reorders float32 sums, and a 20-step float32 unroll differs from float64 by "
+        "about 1e-2 in either order (in float64 the micro-batched and plain gradients agree to 1e-15).",
         "",
         "| mode | segments | micro-batch | IPC | s / iteration | GFLOP / it | GFLOP/s (% of peak) "
-        "| training-image times per image-step | vs public | peak RSS (GB) | time ratio | memory ratio "
+        "| training-image times per image-step | vs public | peak memory (GB) | time ratio | memory ratio "
         "| grad rel. error |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        public = f"{r['vs_public_code']:.2f}" if device == "cpu" else "–"
         lines.append(
             f"| {r['mode']} | {r['segments']} | {r['micro_batch'] or 'all'} | {r['ipc']} | "
-            f"{r['seconds_per_iteration']:.2f} | {r['gflops_per_iteration']:.0f} | {r['achieved_gflops']:.1f} "
+            f"{r['seconds_per_iteration']:.3g} | {r['gflops_per_iteration']:.0f} | {r['achieved_gflops']:.1f} "
             f"({100 * r['fraction_of_matmul_peak']:.0f}%) | {r['training_image_times_per_image_step']:.2f} | "
-            f"{r['vs_public_code']:.2f} | {r['peak_rss_gb']:.2f} | "
+            f"{public} | {r['peak_rss_gb']:.2f} | "
             f"{ratio(r['time_ratio_vs_base'], '.2f')} | {ratio(r['memory_ratio_vs_base'], '.2f')} | "
             f"{ratio(r['grad_rel_error_vs_base'], '.1e')} |"
         )
-    Path(f"{RESULTS}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{results}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(measure(*map(int, sys.argv[2:]))))
+        print(json.dumps(measure(*map(int, sys.argv[2:-1]), sys.argv[-1])))
     else:
-        main()
+        main(*sys.argv[1:])

@@ -4,12 +4,14 @@ with DSA. Experts (`method.expert_stack`): K ConvNet-D3W32 trained on 6000 real-
 DSA), one epoch.
 
     OMP_NUM_THREADS=1 python benchmarks/vectorized_eval.py
+    python benchmarks/vectorized_eval.py cuda     # on a GPU: vectorized_eval_cuda.{json,md}, 3/5/10 networks
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,20 +27,27 @@ from hf_condense.vectorized import StackedNets
 RESULTS = Path(__file__).resolve().parent / "results" / "vectorized_eval"
 
 
-def timed(group_cls, models, x, y, epochs: int, cfg: EvalConfig) -> float:
-    group = group_cls([copy.deepcopy(m) for m in models], cfg, 0.01)
+def timed(group_cls, models, x, y, epochs: int, cfg: EvalConfig, device: str) -> float:
+    group = group_cls([copy.deepcopy(m).to(device) for m in models], cfg, 0.01)
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
-    group.fit(x, y, epochs, 0.01, cfg, DSA(), gens, "cpu")
-    return time.perf_counter() - t0
+    group.fit(x, y, epochs, 0.01, cfg, DSA(), gens, device)
+    return synced(t0, device)
 
 
-def timed_experts(group_cls, models, x, y) -> float:
+def timed_experts(group_cls, models, x, y, device: str) -> float:
     """One expert epoch of every model (SGD without momentum, batch 256, DSA), stacked or one by one."""
-    group = group_cls([copy.deepcopy(m) for m in models], EXPERT_SGD, 0.01)
+    group = group_cls([copy.deepcopy(m).to(device) for m in models], EXPERT_SGD, 0.01)
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
-    group.train_epoch(x, y, 256, DSA(), gens, "cpu")
+    group.train_epoch(x, y, 256, DSA(), gens, device)
+    return synced(t0, device)
+
+
+def synced(t0: float, device: str) -> float:
+    """Seconds since t0, once queued GPU work is done."""
+    if device == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -60,26 +69,28 @@ def row(what: str, ipc, k: int, epochs: int, seq: list[float], vec: list[float])
     return out
 
 
-def main() -> None:
+def main(device: str = "cpu") -> None:
     cfg, rows = EvalConfig(), []
+    gpu = device == "cuda"
+    results = Path(f"{RESULTS}_{device}") if gpu else RESULTS
     for ipc in (10, 50):
         x, y = torch.randn(10 * ipc, 1, 28, 28), torch.arange(10).repeat_interleave(ipc)
-        for k in (3, 5):
+        for k in (3, 5, 10) if gpu else (3, 5):
             models, seq, vec = networks(k), [], []
             epochs = 200 // ipc
-            for _ in range(3):  # alternate, so that load changes hit both alike
-                seq.append(timed(NetGroup, models, x, y, epochs, cfg))
-                vec.append(timed(StackedNets, models, x, y, epochs, cfg))
+            for _ in range(3):  # alternate, so that load changes hit both alike (on a GPU the first is a warm-up)
+                seq.append(timed(NetGroup, models, x, y, epochs, cfg, device))
+                vec.append(timed(StackedNets, models, x, y, epochs, cfg, device))
             rows.append(row("evaluation runs", ipc, k, epochs, seq, vec))
     x, y = torch.randn(6000, 1, 28, 28), torch.randint(0, 10, (6000,))
-    for k in (2, 4):
+    for k in (2, 4, 10) if gpu else (2, 4):
         models, seq, vec = networks(k), [], []
-        for _ in range(2):
-            seq.append(timed_experts(NetGroup, models, x, y))
-            vec.append(timed_experts(StackedNets, models, x, y))
+        for _ in range(3 if gpu else 2):
+            seq.append(timed_experts(NetGroup, models, x, y, device))
+            vec.append(timed_experts(StackedNets, models, x, y, device))
         rows.append(row("experts", None, k, 1, seq, vec))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{RESULTS}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{results}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
         "| networks trained | IPC | networks | epochs | sequential (s) | vectorised (s) | speedup |",
         "|---|---|---|---|---|---|---|",
@@ -89,8 +100,8 @@ def main() -> None:
         f"{r['vectorised_s']:.2f} | {r['speedup']:.2f}x |"
         for r in rows
     ]
-    Path(f"{RESULTS}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{results}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:])
