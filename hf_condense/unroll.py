@@ -5,6 +5,8 @@ keeps the whole graph (memory grows with N x batch). The checkpointed unroll sto
 first pass without graph, then replays each segment with graph from last to first, carrying the adjoint of theta
 across segment boundaries: the same gradients, with the memory of one segment and one extra first-order pass.
 Minibatches and augmentation parameters must be fixed per step (`batch(j)`), so the replay is exact.
+The batched unroll runs K students (K trajectories) at once under torch.func.vmap: one batched kernel per layer
+instead of K, which pays where kernel launches, not arithmetic, bound an unroll (small models on GPUs).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch.func import grad, vmap
 
 from .functional import FlatParams
 
@@ -86,3 +90,31 @@ def unroll_backward(
                 theta_end.backward(adjoint)
             adjoint = theta0.grad
     return loss_value
+
+
+def batched_unroll_backward(
+    net: FlatParams,
+    starts: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: torch.Tensor,
+    batches: Batch,
+    steps: int,
+    scale: float = 1.0,
+) -> list[float]:
+    """K plain unrolls at once: student k starts at starts[k] (K x P) and is matched to targets[k]; `batches(j)` gives
+    step j's inputs (K x B x C x H x W) and labels (K x B). Backpropagates `scale` x the sum of the K matching losses
+    (accumulating .grad, as K calls of `unroll_backward` would) and returns the K losses."""
+
+    def student_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(net(theta, x), y)
+
+    student_grads = vmap(grad(student_loss))
+    starts, targets = starts.detach(), targets.detach()
+    with torch.enable_grad():
+        theta = starts
+        for j in range(steps):
+            x, y = batches(j)
+            theta = theta - alpha * student_grads(theta, x, y)
+        losses = ((theta - targets) ** 2).sum(1) / ((starts - targets) ** 2).sum(1)
+        (losses.sum() * scale).backward()
+    return losses.detach().tolist()

@@ -13,7 +13,7 @@ from hf_condense.config import load_recipe
 from hf_condense.functional import FlatParams
 from hf_condense.methods import DivergenceError
 from hf_condense.training import soft_cross_entropy
-from hf_condense.unroll import matching_loss, sgd_steps, unroll_backward
+from hf_condense.unroll import batched_unroll_backward, matching_loss, sgd_steps, unroll_backward
 
 from .conftest import tiny_mtt
 
@@ -102,6 +102,66 @@ def test_micro_batched_gradient_is_the_batch_mean_gradient(soft):
     whole = net.grad(theta, x, y, False, None, soft_cross_entropy)
     for size in (1, 2, 5, 7, 100):
         assert torch.allclose(net.grad(theta, x, y, False, size, soft_cross_entropy), whole, rtol=1e-10, atol=1e-12)
+
+
+def test_batched_unroll_equals_separate_unrolls():
+    """K students under vmap give the K plain unrolls' losses and summed gradients (different starts, batches and
+    augmentation per student)."""
+    from hf_condense.augment import DSA
+
+    net, start, target, images, alpha, _, steps = tiny_problem()
+    k, dsa, g = 3, DSA(), torch.Generator().manual_seed(1)
+    starts = start + 0.05 * torch.randn(k, len(start), dtype=start.dtype)
+    targets = starts + 0.05 * torch.randn_like(starts)
+    idx = [[torch.randperm(6, generator=g)[:4] for _ in range(steps)] for _ in range(k)]
+    augs = [[dsa.sample(4, (8, 8), g) for _ in range(steps)] for _ in range(k)]
+    labels = torch.arange(6) % 3
+
+    def one(i):
+        return lambda j: (dsa.apply(images[idx[i][j]], augs[i][j]), labels[idx[i][j]])
+
+    separate = [unroll_backward(net, starts[i], targets[i], alpha, one(i), steps, scale=0.5) for i in range(k)]
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+
+    def batches(j):
+        xs, ys = zip(*(one(i)(j) for i in range(k)))
+        return torch.stack(xs), torch.stack(ys)
+
+    together = batched_unroll_backward(net, starts, targets, alpha, batches, steps, scale=0.5)
+    assert together == pytest.approx(separate, rel=1e-10)
+    assert torch.allclose(images.grad, g_img, rtol=1e-9, atol=1e-14)
+    assert torch.allclose(alpha.grad, g_alpha, rtol=1e-9)
+
+
+def test_vectorized_trajectories_distil_the_same_images(tiny, accelerator, tmp_path, monkeypatch):
+    import copy
+
+    from hf_condense.methods import mtt
+
+    calls = []
+    original = mtt.batched_unroll_backward
+    monkeypatch.setattr(mtt, "batched_unroll_backward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    runs = []
+    for vec in (False, True):
+        recipe = copy.deepcopy(tiny)
+        recipe["output"]["dir"] = str(tmp_path / f"vec_{vec}")
+        recipe["evaluation"]["epochs"] = 1
+        result = hf_condense.run(
+            mtt_recipe(recipe, iterations=4, trajectories=3, vectorize_trajectories=vec), accelerator
+        )
+        runs.append((result.stages[0].images, result.stages[0].lr))
+    (a, lr_a), (b, lr_b) = runs
+    assert len(calls) == 4  # one vmapped unroll per iteration, only when asked for
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5) and not torch.equal(a, a.new_zeros(a.shape))
+    assert lr_a == pytest.approx(lr_b, rel=1e-5)
+
+
+def test_vectorized_trajectories_refuse_memory_bounded_modes(tiny):
+    from hf_condense.config import RecipeError
+
+    with pytest.raises(RecipeError, match="method.vectorize_trajectories"):
+        mtt_recipe(tiny, vectorize_trajectories=True, memory="checkpoint")
 
 
 def mtt_recipe(tiny, **method):

@@ -21,7 +21,7 @@ import torch
 from ..config import MethodConfig, opt
 from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
-from ..unroll import unroll_backward
+from ..unroll import batched_unroll_backward, unroll_backward
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
     INIT_HELP,
@@ -50,6 +50,9 @@ class MTTConfig(MethodConfig):
     batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per student step (default: all images).")
     trajectories: int = opt(
         1, min=1, help="Expert trajectories matched per iteration, gradients averaged; split across processes."
+    )
+    vectorize_trajectories: bool = opt(
+        False, help="Unroll a process's trajectories together under vmap (plain memory only; for GPUs, see README)."
     )
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
@@ -157,9 +160,29 @@ class MTTDistiller:
             loss = unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k, cfg.micro_batch)
             return loss / k
 
+        def match_together(draws: list[tuple]) -> float:
+            """`match` for several trajectories in one vmapped unroll."""
+            trajs = [self.store.trajectory(paths[e], key, settings.epochs) for e, *_ in draws]
+            starts = torch.stack([tr[t] for tr, (_, t, *_) in zip(trajs, draws)]).to(dev)
+            targets = torch.stack([tr[t + cfg.expert_epochs] for tr, (_, t, *_) in zip(trajs, draws)]).to(dev)
+            all_x = ws.all_x
+            idx = [[i.to(dev, non_blocking=True) for i in d[2]] for d in draws]
+            augs = [[a if a is None else a.to(dev) for a in d[3]] for d in draws]
+
+            def batches(j):
+                xs = [ctx.dsa.apply(all_x[ix[j]], au[j]) for ix, au in zip(idx, augs)]
+                return torch.stack(xs), torch.stack([all_y[ix[j]] for ix in idx])
+
+            k = cfg.trajectories
+            return sum(batched_unroll_backward(net, starts, targets, alpha, batches, cfg.syn_steps, 1 / k)) / k
+
         def step(it: int) -> float:
             draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
-            local = sum(match(*draws[i]) for i in my_share(ctx, cfg.trajectories))
+            mine = [draws[i] for i in my_share(ctx, cfg.trajectories)]
+            if cfg.vectorize_trajectories and mine:
+                local = match_together(mine)
+            else:
+                local = sum(match(*d) for d in mine)
             return reduce_shared(ctx, [*ws.learnable(), alpha], local)
 
         def alpha_in_range() -> str | None:
@@ -188,9 +211,17 @@ class MTTDistiller:
 
 def check(recipe) -> list[str]:
     def starts(cfg: MTTConfig) -> list[str]:
+        errors = []
         if cfg.min_start_epoch > cfg.max_start_epoch:
-            return [f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}"]
-        return []
+            errors.append(
+                f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}"
+            )
+        if cfg.vectorize_trajectories and (cfg.memory != "plain" or cfg.micro_batch):
+            errors.append(
+                "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
+                f"unroll keeps the whole graph); got memory {cfg.memory!r}, micro_batch {cfg.micro_batch}"
+            )
+        return errors
 
     return per_stage_errors(recipe, starts) + functional_norm_errors(recipe, "mtt")
 
