@@ -5,7 +5,8 @@ syn_steps SGD steps with a learnable step size alpha on augmented (non-siamese D
 the loss is ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 (M = expert_epochs), backpropagated through
 the unroll into the images and alpha, each updated by SGD with momentum 0.5. Images start as random real images.
 With `trajectories` > 1 an iteration matches several (expert, start) pairs and averages their gradients; under
-several processes each computes its share and the gradients are summed across them.
+several processes each computes its share and the gradients are summed across them; `vectorize_trajectories` unrolls
+a process's share together under vmap (fewer, larger kernels: faster on GPUs).
 In a stage engine run the student also trains on the earlier stages (conditioning), the experts start from weights
 trained on them (transition), and boosting lets earlier blocks move at lr_img x beta.
 """
