@@ -111,6 +111,7 @@ ROWS = [
     ("PDD + MTT (5 x 2, 50 steps)", 10, [*PDD_50_STEPS, "method.transition_experts=2"]),
     ("PDD + MTT (5 x 2, 50 steps, ZCA)", 10, [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true"]),
     ("PDD w/o transition (50 steps)", 10, [*PDD_50_STEPS, "stages.transition=false"]),
+    ("PDD w/o transition (50 steps, ZCA)", 10, [*PDD_50_STEPS, "stages.transition=false", "preprocess.zca=true"]),
     (
         "RaT-BPTT",
         10,
