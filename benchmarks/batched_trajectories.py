@@ -10,31 +10,22 @@ one plain unroll (the public code matches one trajectory per iteration).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import timm
 import torch
+from timing import seconds_since, sync
 
 import hf_condense  # noqa: F401  (registers the ConvNets with timm)
 from hf_condense.augment import DSA
 from hf_condense.functional import FlatParams
+from hf_condense.io import write_json, write_text
 from hf_condense.unroll import batched_unroll_backward, unroll_backward
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batched_trajectories"
 WIDTH, IPC, STEPS = 128, 10, 20
-
-
-def timed(fn, device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def measure(k: int, device: str, reps: int = 3) -> dict:
@@ -50,30 +41,30 @@ def measure(k: int, device: str, reps: int = 3) -> dict:
     dsa, g = DSA(), torch.Generator().manual_seed(0)
     augs = [[dsa.sample(len(images), (32, 32), g).to(device) for _ in range(STEPS)] for _ in range(k)]
 
-    def student(i):
-        return lambda j: (dsa.apply(images, augs[i][j]), labels)
-
     def sequential():
-        for i in range(k):
-            unroll_backward(net, starts[i], targets[i], alpha, student(i), STEPS)
+        for start, target, aug in zip(starts, targets, augs):
+            unroll_backward(net, start, target, alpha, lambda j, a=aug: (dsa.apply(images, a[j]), labels), STEPS)
 
     def batches(j):
-        return torch.stack([student(i)(j)[0] for i in range(k)]), labels.expand(k, -1)
+        return torch.stack([dsa.apply(images, augs[i][j]) for i in range(k)]), labels.expand(k, -1)
 
     def together():
         batched_unroll_backward(net, starts, targets, alpha, batches, STEPS)
 
-    seq, vec, grads = [], [], {}
+    times, grads, peak_gb = {"sequential": [], "vmapped": []}, {}, {}
     for _ in range(reps + 1):  # the first of each is a warm-up
-        for name, fn, out in (("sequential", sequential, seq), ("vmapped", together, vec)):
+        for name, fn in (("sequential", sequential), ("vmapped", together)):
             images.grad = alpha.grad = None
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            out.append(timed(fn, device))
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(seconds_since(t0, device))
             grads[name] = images.grad.clone()
             if device == "cuda":
-                grads[f"{name}_gb"] = torch.cuda.max_memory_allocated() / 1024**3
-    s, v = min(seq[1:]), min(vec[1:])
+                peak_gb[name] = torch.cuda.max_memory_allocated() / 1024**3
+    s, v = min(times["sequential"][1:]), min(times["vmapped"][1:])
     row = {
         "trajectories": k,
         "sequential_s": s,
@@ -81,8 +72,8 @@ def measure(k: int, device: str, reps: int = 3) -> dict:
         "speedup": s / v,
         "vmapped_s_per_trajectory": v / k,
         "grad_rel_error": float((grads["vmapped"] - grads["sequential"]).norm() / grads["sequential"].norm()),
-        "sequential_peak_gb": grads.get("sequential_gb"),
-        "vmapped_peak_gb": grads.get("vmapped_gb"),
+        "sequential_peak_gb": peak_gb.get("sequential"),
+        "vmapped_peak_gb": peak_gb.get("vmapped"),
     }
     print(row, flush=True)
     return row
@@ -95,10 +86,9 @@ def main(device: str = "cpu") -> None:
         r["per_trajectory_vs_one_plain"] = r["vmapped_s_per_trajectory"] / one
     machine = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     results = Path(f"{RESULTS}_{device}")
-    results.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{results}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(f"{results}.json", rows)
     lines = [
-        f"ConvNet-D{3}W{WIDTH}, CIFAR-10 shapes, IPC {IPC}, syn_steps {STEPS}, DSA, {machine}; best of 3 after a "
+        f"ConvNet-D3W{WIDTH}, CIFAR-10 shapes, IPC {IPC}, syn_steps {STEPS}, DSA, {machine}; best of 3 after a "
         "warm-up, alternated. Memory: peak GPU memory allocated.",
         "",
         "| trajectories | K sequential plain unrolls (s) | one vmapped unroll (s) | speedup "
@@ -115,7 +105,7 @@ def main(device: str = "cpu") -> None:
             f"{r['vmapped_s_per_trajectory']:.3f} | {r['per_trajectory_vs_one_plain']:.2f} | {mem} | "
             f"{r['grad_rel_error']:.1e} |"
         )
-    Path(f"{results}.md").write_text("\n".join(lines) + "\n")
+    write_text(f"{results}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -27,6 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+import timm
+import torch
+from timing import seconds_since, sync
+from torch.utils.flop_counter import FlopCounterMode
+
+import hf_condense  # noqa: F401  (registers the ConvNets with timm)
+from hf_condense.augment import DSA
+from hf_condense.functional import FlatParams
+from hf_condense.io import write_json, write_text
+from hf_condense.unroll import unroll_backward
+
 RESULTS = Path(__file__).resolve().parent / "results" / "unroll_memory"
 PUBLIC_TRAIN_IMAGE_TIMES = 13.7 / (2000 / 550)  # the public code's unroll, in training-image times per image-step
 # (mode, segments, IPC, micro_batch; 0 = whole batch). IPC 50 only checkpointed: its plain graph (~35 GB) does not
@@ -45,18 +56,8 @@ MODES = [
 CUDA_MODES = [*MODES[:6], ("plain", 1, 50, 0), ("checkpoint", 20, 50, 0)]
 
 
-def sync(device: str) -> None:
-    """Wait for queued GPU work, so that wall-clock timers measure it."""
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def matmul_peak_gflops(device: str = "cpu", reps: int = 5) -> float:
     """Best float32 GEMM rate of this machine (n x n x n; n = 2048 on CPU, 8192 on GPU), in GFLOP/s."""
-    import torch
-
     n = 8192 if device == "cuda" else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
@@ -65,15 +66,12 @@ def matmul_peak_gflops(device: str = "cpu", reps: int = 5) -> float:
         sync(device)
         t0 = time.perf_counter()
         a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, seconds_since(t0, device))
     return 2 * n**3 / best / 1e9
 
 
 def training_images_per_s(model, dsa, g, device: str, batch: int = 256, reps: int = 5) -> float:
     """Plain SGD training rate with DSA at the experts' batch size (best of `reps` after one warm-up step)."""
-    import torch
-
     x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     times = []
@@ -84,21 +82,11 @@ def training_images_per_s(model, dsa, g, device: str, batch: int = 256, reps: in
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(seconds_since(t0, device))
     return batch / min(times[1:])
 
 
 def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, iters: int, device: str) -> dict:
-    import timm
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    import hf_condense  # noqa: F401
-    from hf_condense.augment import DSA
-    from hf_condense.functional import FlatParams
-    from hf_condense.unroll import unroll_backward
-
     torch.manual_seed(0)
     net = FlatParams(timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32).to(device))
     start = net.flatten()
@@ -128,8 +116,7 @@ def measure(segments: int, micro_batch: int, width: int, ipc: int, steps: int, i
             segments,
             micro_batch=micro_batch or None,
         )
-        sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(seconds_since(t0, device))
     best = min(times)
     peak_gb = (
         torch.cuda.max_memory_allocated() / 1024**3
@@ -161,7 +148,7 @@ def main(device: str = "cpu") -> None:
     peak = matmul_peak_gflops(device)
     rows = []
     for name, seg, ipc, micro in MODES if device == "cpu" else CUDA_MODES:
-        iters = 1 if ipc >= 50 and device == "cpu" else 2 if device == "cpu" else 5
+        iters = 5 if device == "cuda" else 1 if ipc >= 50 else 2
         args = [str(seg), str(micro), str(width), str(ipc), str(steps), str(iters), device]
         out = subprocess.run(
             [sys.executable, __file__, "--child", *args],
@@ -174,7 +161,6 @@ def main(device: str = "cpu") -> None:
         rows.append(row)
         print(name, seg, ipc, micro, f"{row['seconds_per_iteration']:.2f}s", f"{row['peak_rss_gb']:.2f}GB", flush=True)
     peak = max(peak, matmul_peak_gflops(device))  # measured before and after the modes: the better of the two
-    import torch
 
     firsts = {}  # per IPC, the first mode measured (plain at IPC 10, checkpointed at IPC 50): the ratios' base
     for r in rows:
@@ -186,17 +172,12 @@ def main(device: str = "cpu") -> None:
         r["time_ratio_vs_base"] = None if alone else r["seconds_per_iteration"] / base["seconds_per_iteration"]
         r["memory_ratio_vs_base"] = None if alone else r["peak_rss_gb"] / base["peak_rss_gb"]
         r["fraction_of_matmul_peak"] = r["achieved_gflops"] / peak
-    results.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{results}.json").write_text(
-        json.dumps({"width": width, "syn_steps": steps, "matmul_peak_gflops": peak, "rows": rows}, indent=2) + "\n"
-    )
+    write_json(f"{results}.json", {"width": width, "syn_steps": steps, "matmul_peak_gflops": peak, "rows": rows})
 
     def ratio(v, fmt):
         return "–" if v is None else format(v, fmt)
 
     if device == "cuda":
-        import torch
-
         machine = f"{torch.cuda.get_device_name()} (torch {torch.__version__}, cuDNN TF32 convolutions as by default)"
         memory = "peak GPU memory allocated"
     else:
@@ -225,7 +206,7 @@ def main(device: str = "cpu") -> None:
             f"{ratio(r['time_ratio_vs_base'], '.2f')} | {ratio(r['memory_ratio_vs_base'], '.2f')} | "
             f"{ratio(r['grad_rel_error_vs_base'], '.1e')} |"
         )
-    Path(f"{results}.md").write_text("\n".join(lines) + "\n")
+    write_text(f"{results}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

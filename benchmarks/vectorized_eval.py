@@ -10,15 +10,16 @@ DSA), one epoch.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+from timing import seconds_since
 
 from hf_condense.augment import DSA
 from hf_condense.config import EvalConfig, ModelConfig
+from hf_condense.io import write_json, write_text
 from hf_condense.models import build_model
 from hf_condense.training import NetGroup
 from hf_condense.trajectories import EXPERT_SGD
@@ -32,7 +33,7 @@ def timed(group_cls, models, x, y, epochs: int, cfg: EvalConfig, device: str) ->
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
     group.fit(x, y, epochs, 0.01, cfg, DSA(), gens, device)
-    return synced(t0, device)
+    return seconds_since(t0, device)
 
 
 def timed_experts(group_cls, models, x, y, device: str) -> float:
@@ -41,14 +42,7 @@ def timed_experts(group_cls, models, x, y, device: str) -> float:
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
     group.train_epoch(x, y, 256, DSA(), gens, device)
-    return synced(t0, device)
-
-
-def synced(t0: float, device: str) -> float:
-    """Seconds since t0, once queued GPU work is done."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return seconds_since(t0, device)
 
 
 def networks(k: int) -> list[torch.nn.Module]:
@@ -89,8 +83,7 @@ def main(device: str = "cpu") -> None:
             seq.append(timed_experts(NetGroup, models, x, y, device))
             vec.append(timed_experts(StackedNets, models, x, y, device))
         rows.append(row("experts", None, k, 1, seq, vec))
-    results.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{results}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(f"{results}.json", rows)
     lines = [
         "| networks trained | IPC | networks | epochs | sequential (s) | vectorised (s) | speedup |",
         "|---|---|---|---|---|---|---|",
@@ -100,7 +93,7 @@ def main(device: str = "cpu") -> None:
         f"{r['vectorised_s']:.2f} | {r['speedup']:.2f}x |"
         for r in rows
     ]
-    Path(f"{results}.md").write_text("\n".join(lines) + "\n")
+    write_text(f"{results}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -147,43 +147,41 @@ class MTTDistiller:
             idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
             return e, t, idx, [ctx.dsa.sample(len(ix), size, g) for ix in idx]
 
-        def match(e: int, t: int, idx: list[torch.Tensor], augs: list) -> float:
+        def student(all_x: torch.Tensor, e: int, t: int, idx: list[torch.Tensor], augs: list) -> tuple:
+            """One drawn trajectory on the device: its start, its target and its step-j batch. Indices and
+            augmentation parameters are copied once, before the unroll, without blocking."""
             traj = self.store.trajectory(paths[e], key, settings.epochs)
-            start, target = traj[t].to(dev), traj[t + cfg.expert_epochs].to(dev)
-            all_x = ws.all_x
-            idx = [i.to(dev, non_blocking=True) for i in idx]  # all host-to-device copies before the unroll
+            idx = [i.to(dev, non_blocking=True) for i in idx]
             augs = [a if a is None else a.to(dev) for a in augs]
 
             def batch(j):
                 return ctx.dsa.apply(all_x[idx[j]], augs[j]), all_y[idx[j]]
 
-            k = cfg.trajectories
-            loss = unroll_backward(net, start, target, alpha, batch, cfg.syn_steps, segments, 1 / k, cfg.micro_batch)
-            return loss / k
+            return traj[t].to(dev), traj[t + cfg.expert_epochs].to(dev), batch
 
-        def match_together(draws: list[tuple]) -> float:
-            """`match` for several trajectories in one vmapped unroll."""
-            trajs = [self.store.trajectory(paths[e], key, settings.epochs) for e, *_ in draws]
-            starts = torch.stack([tr[t] for tr, (_, t, *_) in zip(trajs, draws)]).to(dev)
-            targets = torch.stack([tr[t + cfg.expert_epochs] for tr, (_, t, *_) in zip(trajs, draws)]).to(dev)
-            all_x = ws.all_x
-            idx = [[i.to(dev, non_blocking=True) for i in d[2]] for d in draws]
-            augs = [[a if a is None else a.to(dev) for a in d[3]] for d in draws]
+        def match(draws: list[tuple]) -> float:
+            """Backpropagate the mean matching loss of the drawn trajectories (1 / trajectories each); return it."""
+            k, all_x = cfg.trajectories, ws.all_x
+            students = [student(all_x, *d) for d in draws]
+            if cfg.vectorize_trajectories and students:
+                starts, targets, batches = zip(*students)
 
-            def batches(j):
-                xs = [ctx.dsa.apply(all_x[ix[j]], au[j]) for ix, au in zip(idx, augs)]
-                return torch.stack(xs), torch.stack([all_y[ix[j]] for ix in idx])
+                def stacked(j):
+                    xs, ys = zip(*(b(j) for b in batches))
+                    return torch.stack(xs), torch.stack(ys)
 
-            k = cfg.trajectories
-            return sum(batched_unroll_backward(net, starts, targets, alpha, batches, cfg.syn_steps, 1 / k)) / k
+                losses = batched_unroll_backward(
+                    net, torch.stack(starts), torch.stack(targets), alpha, stacked, cfg.syn_steps, 1 / k
+                )
+                return sum(losses) / k
+            return sum(
+                unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, cfg.micro_batch) / k
+                for s, t, b in students
+            )
 
         def step(it: int) -> float:
             draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
-            mine = [draws[i] for i in my_share(ctx, cfg.trajectories)]
-            if cfg.vectorize_trajectories and mine:
-                local = match_together(mine)
-            else:
-                local = sum(match(*d) for d in mine)
+            local = match([draws[i] for i in my_share(ctx, cfg.trajectories)])
             return reduce_shared(ctx, [*ws.learnable(), alpha], local)
 
         def alpha_in_range() -> str | None:
