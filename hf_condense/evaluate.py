@@ -27,22 +27,28 @@ def evaluate_progressive(
     random_real: bool = False,
     epochs: int | None = None,
     accelerator: Accelerator | None = None,
+    lr: float | None = None,
 ) -> dict[str, RunResult]:
-    """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs`
-    replaces every stage's own epochs."""
+    """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs` and
+    `lr` replace every stage's own epochs and learned lr (to compare sets at one schedule)."""
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     synsets = ps.synsets()
-    if epochs is not None:
-        for s in synsets:
+    for s in synsets:
+        if epochs is not None:
             s.meta["epochs"] = epochs
+        if lr is not None:
+            s.lr = lr
     out = {}
     for name in models or [recipe.model.name]:
         result = RunResult(ps.folder, synsets)
         result.distilled = evaluate_synsets(ctx, synsets, model=name)
         if random_real:
             rand = random_real_stages(ctx, [s.meta["ipc"] for s in synsets], [s.meta["epochs"] for s in synsets])
+            if lr is not None:
+                for s in rand:
+                    s.lr = lr
             result.random_real = evaluate_synsets(ctx, rand, model=name, salt=1)
         out[name] = result
     return out
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="networks per architecture")
     parser.add_argument("--mode", choices=["progressive", "union", "sequential"], help="how stages are replayed")
     parser.add_argument("--epochs", type=int, help="epochs per stage (default: each stage's own)")
+    parser.add_argument("--lr", type=float, help="initial lr of every stage (default: each stage's learned lr)")
     parser.add_argument("--dataset", help="real data to test on (default: the recipe's dataset.path)")
     parser.add_argument("--random-real", action="store_true", help="also train on random real images")
     args = parser.parse_args(argv)
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"{key}={value}")
     try:
         ps = load_progressive(args.source, args.revision)
-        results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs)
+        results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs, lr=args.lr)
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -151,6 +151,9 @@ def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
     assert evaluate_cli.main([str(result.folder), "--runs", "2", "--models", "convnet_d1w16"]) == 0
     out = capsys.readouterr().out
     assert "convnet_d1w16" in out and "recorded at distillation" in out
+    # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
+    frozen = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, lr=0.0)["convnet_d2w16"].distilled
+    assert frozen[0] == frozen[1] and frozen[0][0] < min(m for m, _ in again) - 0.2
 
 
 @pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="opt-in: needs HF_TOKEN with write access and network")
