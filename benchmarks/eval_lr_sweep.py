@@ -7,10 +7,9 @@ learned lr, as rows "<row>, eval lr <lr>" of the same results table (is a stage 
 from __future__ import annotations
 
 import sys
-import time
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import ROWS, WORK, row_tag, write
+from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, write
 
 import hf_condense
 
@@ -21,19 +20,7 @@ def main(name: str, lrs: list[float]) -> None:
     acc = Accelerator()
     rows = []
     for lr in lrs:
-        t0 = time.perf_counter()
-        per_stage = next(iter(hf_condense.evaluate_progressive(ps, accelerator=acc, lr=lr).values())).distilled
-        rows.append(
-            {
-                "method": f"{name}, eval lr {lr:g}",
-                "ipc": ipc,
-                "acc": per_stage[-1][0],
-                "std": per_stage[-1][1],
-                "seconds": time.perf_counter() - t0,
-                "lr": lr,
-                "per_stage": [[s.ipc, m, sd] for s, (m, sd) in zip(ps.stages, per_stage)],
-            }
-        )
+        rows.append(replay_row(f"{name}, eval lr {lr:g}", ipc, ps, acc, lr=lr))
         write(rows)
 
 

@@ -201,20 +201,7 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
         )
         for mode in EVAL_MODES.get(name, []):  # the same stages under the other evaluation modes
             ps = hf_condense.load_progressive(work / tag)
-            t0 = time.perf_counter()
-            scores = hf_condense.evaluate_progressive(ps, overrides=[f"evaluation.mode={mode}"], accelerator=acc)
-            per_stage = next(iter(scores.values())).distilled
-            rows.append(
-                {
-                    "method": f"{name}, {mode} evaluation",
-                    "ipc": ipc,
-                    "acc": per_stage[-1][0],
-                    "std": per_stage[-1][1],
-                    "seconds": time.perf_counter() - t0,
-                    "lr": result.stages[-1].lr,
-                    "per_stage": [[s.meta["ipc"], m, sd] for s, (m, sd) in zip(result.stages, per_stage)],
-                }
-            )
+            rows.append(replay_row(f"{name}, {mode} evaluation", ipc, ps, acc, overrides=[f"evaluation.mode={mode}"]))
         if result.whole_data:
             rows.append(
                 {
@@ -226,6 +213,21 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
                 }
             )
         write(rows, results, rows_spec)
+
+
+def replay_row(method: str, ipc: int, ps: hf_condense.ProgressiveSet, acc: Accelerator, **replay) -> dict:
+    """A results row for saved stages replayed by `hf_condense.evaluate_progressive(**replay)`, timed."""
+    t0 = time.perf_counter()
+    per_stage = next(iter(hf_condense.evaluate_progressive(ps, accelerator=acc, **replay).values())).distilled
+    return {
+        "method": method,
+        "ipc": ipc,
+        "acc": per_stage[-1][0],
+        "std": per_stage[-1][1],
+        "seconds": time.perf_counter() - t0,
+        "lr": replay["lr"] if replay.get("lr") is not None else ps.stages[-1].lr,
+        "per_stage": [[s.ipc, m, sd] for s, (m, sd) in zip(ps.stages, per_stage)],
+    }
 
 
 def row_tag(name: str, ipc: int) -> str:

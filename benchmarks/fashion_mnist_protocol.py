@@ -10,10 +10,9 @@ evaluates them that way, so distilled sets and baselines are compared under the 
 from __future__ import annotations
 
 import sys
-import time
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import ROOT, ROWS, WORK, row_tag, write
+from fashion_mnist_cpu import ROOT, ROWS, WORK, replay_row, row_tag, write
 
 import hf_condense
 
@@ -30,23 +29,7 @@ def main() -> None:
         if (wanted and name not in wanted) or not folder.is_dir():
             continue
         ps = hf_condense.load_progressive(folder)
-        t0 = time.perf_counter()
-        scores = hf_condense.evaluate_progressive(
-            ps, overrides=[f"evaluation.runs={RUNS}"], epochs=EPOCHS, accelerator=acc
-        )
-        per_stage = next(iter(scores.values())).distilled
-        synsets = ps.synsets()
-        rows.append(
-            {
-                "method": name,
-                "ipc": ipc,
-                "acc": per_stage[-1][0],
-                "std": per_stage[-1][1],
-                "seconds": time.perf_counter() - t0,
-                "lr": synsets[-1].lr,
-                "per_stage": [[s.meta["ipc"], m, sd] for s, (m, sd) in zip(synsets, per_stage)],
-            }
-        )
+        rows.append(replay_row(name, ipc, ps, acc, overrides=[f"evaluation.runs={RUNS}"], epochs=EPOCHS))
         write(rows, RESULTS)
 
 

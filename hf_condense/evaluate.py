@@ -17,6 +17,7 @@ from .context import RunContext, make_accelerator
 from .data import load_real_data
 from .distill import RunResult
 from .evaluation import Score, evaluate_synsets, random_real_stages
+from .methods.base import SynSet
 from .replay import ProgressiveSet, load_progressive
 
 
@@ -34,24 +35,27 @@ def evaluate_progressive(
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
-    synsets = ps.synsets()
-    for s in synsets:
-        if epochs is not None:
-            s.meta["epochs"] = epochs
-        if lr is not None:
-            s.lr = lr
+    synsets = _scheduled(ps.synsets(), epochs, lr)
     out = {}
     for name in models or [recipe.model.name]:
         result = RunResult(ps.folder, synsets)
         result.distilled = evaluate_synsets(ctx, synsets, model=name)
         if random_real:
             rand = random_real_stages(ctx, [s.meta["ipc"] for s in synsets], [s.meta["epochs"] for s in synsets])
-            if lr is not None:
-                for s in rand:
-                    s.lr = lr
+            rand = _scheduled(rand, None, lr)
             result.random_real = evaluate_synsets(ctx, rand, model=name, salt=1)
         out[name] = result
     return out
+
+
+def _scheduled(synsets: list[SynSet], epochs: int | None, lr: float | None) -> list[SynSet]:
+    """The stages with every stage's epochs and initial lr replaced where given."""
+    for s in synsets:
+        if epochs is not None:
+            s.meta["epochs"] = epochs
+        if lr is not None:
+            s.lr = lr
+    return synsets
 
 
 def _recorded(ps: ProgressiveSet) -> list[Score]:
