@@ -34,6 +34,7 @@ RECIPE = ROOT / "recipes" / "fashion_mnist_mtt_cpu.yaml"
 # the union S1..Si, so 80 iterations per stage cost 80 x 50 x (20 + 40 + ... + 100) = 1.2M image-steps, the 30-step
 # MTT's 400 x 100 x 30
 PDD_50_STEPS = ["stages.count=5", "stages.ipc=2", "method.iterations=80", "method.syn_steps=50", "method.lr_lr=1e-7"]
+LATER_STAGES_M4 = "stages.overrides=[{}" + ", {expert_epochs: 4, max_start_epoch: 2}" * 4 + "]"
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -142,6 +143,18 @@ ROWS = [
         "PDD + MTT (5 x 2, 50 steps, ZCA, lr_lr 1e-5)",
         10,
         [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true", "method.lr_lr=1e-5"],
+    ),
+    # later stages match 4 expert epochs instead of 2 (their transition trajectories move 2-4x less per epoch than
+    # the base experts'), from start epochs 0..2 (the same 6-epoch trajectories); and that with all 4 experts retrained
+    (
+        "PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)",
+        10,
+        [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true", LATER_STAGES_M4],
+    ),
+    (
+        "PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4, 4 transition experts)",
+        10,
+        [*PDD_50_STEPS, "preprocess.zca=true", LATER_STAGES_M4],
     ),
     ("PDD w/o transition (50 steps)", 10, [*PDD_50_STEPS, "stages.transition=false"]),
     ("PDD w/o transition (50 steps, ZCA)", 10, [*PDD_50_STEPS, "stages.transition=false", "preprocess.zca=true"]),

@@ -74,10 +74,12 @@ def load_trajectory(path: Path, key: str, epochs: int, size: int) -> torch.Tenso
 
 
 class ExpertStore:
-    """Trains, caches and serves expert trajectories for a run."""
+    """Trains, caches and serves expert trajectories for a run (train=False: serves cached ones only, for inspecting
+    a finished run without retraining anything)."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, train: bool = True):
         self.ctx = ctx
+        self.train = train
         self.flat = FlatParams(ctx.make_model())
         self._loaded: dict[Path, torch.Tensor] = {}
 
@@ -107,6 +109,8 @@ class ExpertStore:
         paths = [folder / f"expert_{e:04d}.safetensors" for e in range(s.num_experts)]
         acc = self.ctx.accelerator
         todo = [e for e in range(s.num_experts) if load_trajectory(paths[e], key, s.epochs, self.flat.size) is None]
+        if todo and not self.train:
+            raise FileNotFoundError(f"{folder}: {len(todo)} of {s.num_experts} expert trajectories are not cached")
         mine = todo[acc.process_index :: acc.num_processes]
         if todo and acc.is_main_process:
             self.ctx.print(f"training {len(todo)} expert(s) x {s.epochs} epoch(s) into {folder}")

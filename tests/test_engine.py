@@ -51,6 +51,11 @@ def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, a
     base_start = store.trajectory(base[0], base_key, 0)[0]
     moved_start = store.trajectory(moved[0], key, 0)[0]
     assert fit_on_s1(moved_start) >= 0.8 and fit_on_s1(base_start) < 0.5
+    # a read-only store (inspecting a finished run) serves the cached chain and never trains a missing one
+    reader = ExpertStore(ctx, train=False)
+    assert reader.stage_experts(s, result.stages[:1], 150, recipe.evaluation) == (key, moved)
+    with pytest.raises(FileNotFoundError, match="not cached"):
+        reader.stage_experts(s, result.stages[:1], 149, recipe.evaluation)
     # without transition the second stage matches the base experts
     recipe_nt = staged(tiny, tmp_path, "nt", transition=False)
     assert store.stage_experts(s, [], 20, recipe_nt.evaluation)[0] == base_key

@@ -1,0 +1,70 @@
+"""Per-stage trajectory-matching diagnostics of finished PDD + MTT rows of the Fashion CPU benchmark.
+
+For each stage: the experts it matched, how far they move in M expert epochs (mean ||theta*_{t+M} - theta*_t|| over
+experts and start epochs: the distance the student must cover), the matching loss over the first and last tenth of
+its iterations, its learned lr and its cumulative accuracy. Reads the rows' output folders and the expert cache
+only (nothing is retrained); run after the rows themselves.
+
+    python benchmarks/stage_matching.py "PDD + MTT (5 x 2, 50 steps, ZCA, lr_lr 1e-5)" ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from accelerate import Accelerator
+from fashion_mnist_cpu import RESULTS, ROWS, WORK, row_tag
+
+import hf_condense
+from hf_condense.config import load_recipe
+from hf_condense.context import RunContext
+from hf_condense.data import load_real_data
+from hf_condense.methods.mtt import expert_settings
+from hf_condense.trajectories import ExpertStore
+
+OUT = RESULTS.with_name("fashion_mnist_stage_matching.md")
+
+
+def stage_rows(name: str, acc: Accelerator) -> list[str]:
+    """The table rows of one finished benchmark row, one per stage."""
+    ipc = next(i for n, i, _ in ROWS if n == name)
+    ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
+    recipe = load_recipe(ps.recipe)
+    ctx = RunContext.build(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
+    store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation
+    accuracy = ps.results["distilled"] if ps.results else [[float("nan")]] * len(synsets)
+    out = []
+    for i, syn in enumerate(synsets, start=1):
+        cfg = recipe.stage_method(i)
+        s = expert_settings(cfg)
+        earlier = synsets[: i - 1] if recipe.stages.use_transition else []
+        key, paths = store.stage_experts(s, earlier, cfg.transition_epochs or ev.epochs, ev, cfg.transition_experts)
+        starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
+        trajs = [store.trajectory(p, key, s.epochs) for p in paths]
+        dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)
+        log = syn.meta["log"]
+        out.append(
+            f"| {name} | {i} | {len(paths)} | {cfg.expert_epochs} | {dist / (len(trajs) * len(starts)):.3f} | "
+            f"{log['loss_start']:.3f} | {log['loss_end']:.3f} | {syn.lr:.4f} | {100 * accuracy[i - 1][0]:.2f} |"
+        )
+    return out
+
+
+def main() -> None:
+    acc = Accelerator()
+    head = [
+        "| row | stage | experts | M | expert distance | loss, first 10% | last 10% | learned lr | accuracy (%) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    old = OUT.read_text().splitlines()[2:] if OUT.is_file() else []
+    names = sys.argv[1:]
+    rows = [r for r in old if r.split(" | ")[0].removeprefix("| ") not in names]
+    for name in names:
+        rows += stage_rows(name, acc)
+    OUT.write_text("\n".join(head + rows) + "\n")
+    print(json.dumps({"written": str(OUT), "rows": len(rows)}))
+
+
+if __name__ == "__main__":
+    main()
