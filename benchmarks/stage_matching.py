@@ -20,7 +20,7 @@ import hf_condense
 from hf_condense.config import load_recipe
 from hf_condense.context import RunContext
 from hf_condense.data import load_real_data
-from hf_condense.methods.mtt import expert_settings
+from hf_condense.methods.mtt import expert_settings, stage_experts
 from hf_condense.trajectories import ExpertStore
 
 OUT = RESULTS.with_name("fashion_mnist_stage_matching.md")
@@ -39,7 +39,7 @@ def stage_rows(name: str, acc: Accelerator) -> list[str]:
         cfg = recipe.stage_method(i)
         s = expert_settings(cfg)
         earlier = synsets[: i - 1] if recipe.stages.use_transition else []
-        key, paths = store.stage_experts(s, earlier, cfg.transition_epochs or ev.epochs, ev, cfg.transition_experts)
+        key, paths = stage_experts(store, cfg, earlier, ev)
         starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
         trajs = [store.trajectory(p, key, s.epochs) for p in paths]
         dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)

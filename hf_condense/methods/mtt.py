@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 
-from ..config import MethodConfig, opt
+from ..config import EvalConfig, MethodConfig, opt
 from ..functional import FlatParams
 from ..trajectories import ExpertSettings, ExpertStore
 from ..unroll import batched_unroll_backward, unroll_backward
@@ -97,6 +98,13 @@ def expert_settings(cfg: MTTConfig) -> ExpertSettings:
     )
 
 
+def stage_experts(store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig) -> tuple[str, list[Path]]:
+    """(key, paths) of the experts a stage matches: the base experts, or with `earlier` stages (a PDD transition)
+    experts retrained on them first. Shared by distillation and by tools that inspect a finished run."""
+    epochs = cfg.transition_epochs or ev.epochs
+    return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts)
+
+
 def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch.Tensor]:
     """Per-step index batches drawn from successive random permutations of range(n) (as the reference)."""
     size = min(size, n)
@@ -125,9 +133,7 @@ class MTTDistiller:
         ev = ctx.recipe.evaluation
         settings = expert_settings(cfg)
         earlier = task.previous if (task.transition and task.previous) else []
-        key, paths = self.store.stage_experts(
-            settings, earlier, cfg.transition_epochs or ev.epochs, ev, cfg.transition_experts
-        )
+        key, paths = stage_experts(self.store, cfg, earlier, ev)
 
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
