@@ -167,6 +167,10 @@ class EvalConfig:
     every_epochs: int = opt(100, min=1, help="Epochs of that periodic test (one network on the union so far).")
 
 
+# The evaluation settings that distillation itself uses to train networks (PDD transitions, inner loops).
+DISTILL_EVAL_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "augment")
+
+
 @dataclass
 class OutputConfig:
     """Where results go."""
@@ -198,11 +202,21 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def distill_hash(self) -> str:
-        """Hash of everything that changes the distilled images (not evaluation or output settings)."""
+    def distill_hash(self, stages: int | None = None) -> str:
+        """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
+
+        Later stages' settings and the stage count are left out, so a run extended with more stages keeps its
+        earlier ones; of the evaluation settings only those that train networks during distillation (transitions,
+        gradient-matching inner loops) count, so changing `runs`, `mode` or extra models keeps the stages.
+        """
+        k = self.stages.count if stages is None else stages
         d = self.to_dict()
-        for k in ("evaluation", "output"):
-            d.pop(k)
+        d.pop("output")
+        d["evaluation"] = {f: d["evaluation"][f] for f in DISTILL_EVAL_FIELDS}
+        st = d["stages"]
+        st.pop("count")
+        st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
+        st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def stage_method(self, stage: int) -> MethodConfig:

@@ -7,6 +7,7 @@ command resumes at the first unfinished stage; a folder made by a different reci
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -43,26 +44,42 @@ def versions() -> dict[str, str]:
     }
 
 
+def stage_hashes(recipe: Recipe) -> list[str]:
+    return [recipe.distill_hash(k) for k in range(1, recipe.stages.count + 1)]
+
+
 def check_output_folder(recipe: Recipe) -> list[str]:
-    """Refuse an output path that is a file, or a folder holding another recipe's run (checked before compute)."""
+    """Refuse an output path that is a file, or a folder holding another recipe's run (checked before compute).
+
+    A run whose stages agree with this recipe's first stages is resumed, or extended when the recipe asks for
+    more stages (PDD's scaling up), without redoing them.
+    """
     folder = Path(recipe.output.dir)
     if folder.exists() and not folder.is_dir():
         return [f"output.dir: {str(folder)!r} is a file; give a folder path"]
-    if folder.is_dir() and any(folder.iterdir()):
-        run = folder / "run.json"
-        if not run.is_file():
-            return [f"output.dir: {str(folder)!r} is not empty and holds no hf_condense run; choose another folder"]
-        import json
-
-        try:
-            old = json.loads(run.read_text()).get("distill_hash")
-        except ValueError:
-            return [f"output.dir: {run} is corrupt; remove the folder or choose another one"]
-        if old != recipe.distill_hash():
+    if not (folder.is_dir() and any(folder.iterdir())):
+        return []
+    run = folder / "run.json"
+    if not run.is_file():
+        return [f"output.dir: {str(folder)!r} is not empty and holds no hf_condense run; choose another folder"]
+    try:
+        old = json.loads(run.read_text()).get("stage_hashes")
+    except ValueError:
+        return [f"output.dir: {run} is corrupt; remove the folder or choose another one"]
+    if not isinstance(old, list):
+        return [f"output.dir: {run} was written by an older hf_condense (no stage hashes); choose another folder"]
+    for k, (a, b) in enumerate(zip(old, stage_hashes(recipe)), start=1):
+        if a != b:
             return [
-                f"output.dir: {str(folder)!r} holds stages of a different recipe (hash {old}, this recipe "
-                f"{recipe.distill_hash()}); choose another folder or remove it"
+                f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this recipe "
+                f"{b}); choose another folder or remove it"
             ]
+    written = list_stages(folder)
+    if len(written) > recipe.stages.count:
+        return [
+            f"output.dir: {str(folder)!r} holds {len(written)} stages but stages.count is {recipe.stages.count}; "
+            "raise stages.count to extend the run, or choose another folder"
+        ]
     return []
 
 
@@ -100,7 +117,7 @@ class StageEngine:
             write_text(self.folder / "recipe.yaml", recipe_to_yaml(self.recipe))
             write_json(
                 self.folder / "run.json",
-                {"distill_hash": self.recipe.distill_hash(), "versions": versions(), "command": " ".join(sys.argv)},
+                {"stage_hashes": stage_hashes(self.recipe), "versions": versions(), "command": " ".join(sys.argv)},
             )
             self.ctx.preprocessor.save(self.folder / "preprocessing.safetensors")
         self.ctx.accelerator.wait_for_everyone()
@@ -110,12 +127,10 @@ class StageEngine:
         done = []
         for k in list_stages(self.folder):
             meta = read_stage_meta(self.folder / stage_name(k))
-            if k != len(done) + 1 or meta.get("recipe_hash") != self.recipe.distill_hash():
+            if k != len(done) + 1 or meta.get("recipe_hash") != self.recipe.distill_hash(k):
                 raise RecipeError(
                     [f"output.dir: {self.folder / stage_name(k)} does not continue this recipe's stages"]
                 )
-            if k > self.recipe.stages.count:
-                break
             done.append(read_stage(self.folder / stage_name(k)))
         return done
 
@@ -156,7 +171,7 @@ class StageEngine:
             "epochs": self.recipe.evaluation.epochs,
             "method": self.recipe.method.name,
             "scheme": self.recipe.stages.scheme,
-            "recipe_hash": self.recipe.distill_hash(),
+            "recipe_hash": self.recipe.distill_hash(k),
             "seconds": round(seconds, 2),
             "learned_lr": self.spec.capabilities.learns_lr,
             "synthetic": self.spec.capabilities.synthetic,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 import hf_condense
-from hf_condense.config import load_recipe
-from hf_condense.hub_layout import read_stage
+from hf_condense.config import RecipeError, load_recipe
+from hf_condense.hub_layout import list_stages, read_stage
 
 from .conftest import tiny_mtt
 
@@ -59,6 +61,30 @@ def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, a
     # without transition the second stage matches the base experts
     recipe_nt = staged(tiny, tmp_path, "nt", transition=False)
     assert store.stage_experts(s, [], 20, recipe_nt.evaluation)[0] == base_key
+
+
+def test_a_finished_run_extends_with_more_stages_without_redoing_them(tiny, accelerator, tmp_path, monkeypatch):
+    """PDD's scaling up: raising stages.count distils only the new stages, equal to a run made that long from the
+    start; a recipe that changes an earlier stage, or asks for fewer stages, is refused."""
+    from hf_condense.methods import mtt
+
+    whole = hf_condense.run(staged(tiny, tmp_path, "whole", count=3), accelerator)
+    hf_condense.run(staged(tiny, tmp_path, "grown", count=2), accelerator)
+    calls = []
+    original = mtt.MTTDistiller.distill
+    monkeypatch.setattr(mtt.MTTDistiller, "distill", lambda self, t: (calls.append(t.stage), original(self, t))[1])
+    grown = hf_condense.run(staged(tiny, tmp_path, "grown", count=3), accelerator)
+    assert calls == [3]
+    assert all(torch.equal(a.images, b.images) for a, b in zip(whole.stages, grown.stages, strict=True))
+    more_runs = staged(tiny, tmp_path, "grown", count=3)
+    more_runs = dataclasses.replace(more_runs, evaluation=dataclasses.replace(more_runs.evaluation, runs=2))
+    hf_condense.run(more_runs, accelerator)  # evaluation-only settings keep the stages
+    assert calls == [3]
+    with pytest.raises(RecipeError, match="holds 3 stages but stages.count is 2"):
+        hf_condense.run(staged(tiny, tmp_path, "grown", count=2), accelerator)
+    with pytest.raises(RecipeError, match="different recipe \\(stage 2: hash"):
+        hf_condense.run(staged(tiny, tmp_path, "grown", count=3, ipc=[1, 2, 1]), accelerator)
+    assert calls == [3] and list_stages(tmp_path / "grown") == [1, 2, 3]
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5])

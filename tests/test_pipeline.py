@@ -37,7 +37,7 @@ def test_folder_loads_per_config_bit_exact(tiny, accelerator, tmp_path):
     assert [c["config_name"] for c in card.data.configs] == ["stage_1", "stage_2", "stage_3"]
     assert card.data.configs[-1].get("default") is True
     meta = json.loads((out / "stage_2" / "stage.json").read_text())
-    assert meta["ipc"] == 2 and meta["lr"] == 0.01 and meta["recipe_hash"] == load_recipe(tiny).distill_hash()
+    assert meta["ipc"] == 2 and meta["lr"] == 0.01 and meta["recipe_hash"] == load_recipe(tiny).distill_hash(2)
     assert (out / "preprocessing.safetensors").is_file() and (out / "images" / "stage_1.png").is_file()
     assert yaml.safe_load((out / "recipe.yaml").read_text())["method"]["name"] == "herding"
 
