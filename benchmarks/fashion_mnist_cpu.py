@@ -51,6 +51,7 @@ ROWS = [
     # MTT at IPC 10 with the published IPC-10 unroll length (syn_steps 30; 3x the image-steps of the MTT row)
     ("MTT 30 steps", 10, ["method.syn_steps=30", "method.micro_batch=50"]),
     ("random real", 1, ["method={name: random}"]),
+    ("random real", 14, ["method={name: random}"]),  # reference for the 7-stage PDD row
     ("MTT", 1, []),
     # MTT at IPC 1 with the published IPC-1 unroll (syn_steps 50, max_start_epoch 2, lr_lr 1e-7)
     ("MTT 50 steps", 1, ["method.syn_steps=50", "method.max_start_epoch=2", "method.lr_lr=1e-7"]),
@@ -157,6 +158,7 @@ ROWS = [
     ("PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)", 10, [*PDD_M4, later_stages_m4()]),
     # PDD's scaling up: the same run carried on to 7 stages (IPC 14); starts from a copy of the 5-stage row
     ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14, [*PDD_M4, "stages.count=7", later_stages_m4(7)]),
+    ("PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)", 16, [*PDD_M4, "stages.count=8", later_stages_m4(8)]),
     (
         "PDD w/o transition (50 steps, ZCA, later stages M 4)",
         10,
@@ -173,15 +175,18 @@ ROWS = [
 
 # rows that extend a finished row with more stages: its folder is copied and only the new stages are distilled
 # (their wall time counts the new stages and the evaluation only; stage_seconds sums every stage)
-EXTENDS = {"PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)": ("PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)", 10)}
+EXTENDS = {
+    "PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)": ("PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)", 10),
+    "PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)": ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14),
+}
 
 # rows whose stages are also evaluated in the other evaluation modes (the row itself uses the recipe's: progressive)
 EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
 
 
 def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, common: tuple = ()) -> None:
-    """Run the rows named on the command line (all when none; their rows replace earlier ones in the results file),
-    each on the MTT CPU recipe with `common` and then the row's overrides."""
+    """Run the rows named on the command line ("name", or "name@IPC" for one IPC; all when none; their rows replace
+    earlier ones in the results file), each on the MTT CPU recipe with `common` and then the row's overrides."""
     only = set(sys.argv[1:])
     if not only:
         shutil.rmtree(work, ignore_errors=True)
@@ -189,9 +194,8 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
     acc = Accelerator()
     rows: list[dict] = []
     wanted = sys.argv[1:]
-    for name, ipc, overrides in sorted(rows_spec, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
-        if only and name not in only:
-            continue
+    picked = [r for r in rows_spec if not only or r[0] in only or f"{r[0]}@{r[1]}" in only]  # "name@IPC": one row
+    for name, ipc, overrides in sorted(picked, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
         tag = row_tag(name, ipc)
         shutil.rmtree(work / tag, ignore_errors=True)
         if name in EXTENDS:
