@@ -6,6 +6,7 @@ Experts: 4 x 6 epochs. MTT: 400 iterations, syn_steps 10, expert_epochs 2, max_s
 Every run uses a fresh cache, so expert training is inside MTT's wall time.
 
     nohup python benchmarks/fashion_mnist_cpu.py > benchmarks/results/fashion_mnist_cpu.log 2>&1 &
+    python benchmarks/fashion_mnist_cpu.py "MTT ZCA" "random real@14"   # chosen rows only, merged into the results
 """
 
 from __future__ import annotations
