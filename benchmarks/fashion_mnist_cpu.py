@@ -188,15 +188,19 @@ EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
 def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, common: tuple = ()) -> None:
     """Run the rows named on the command line ("name", or "name@IPC" for one IPC; all when none; their rows replace
     earlier ones in the results file), each on the MTT CPU recipe with `common` and then the row's overrides."""
-    only = set(sys.argv[1:])
-    if not only:
+    wanted = sys.argv[1:]
+    if not wanted:
         shutil.rmtree(work, ignore_errors=True)
         Path(f"{results}.json").unlink(missing_ok=True)
+
+    def position(row: tuple) -> int | None:
+        """Where the command line names this row ("name" or "name@IPC"); None when it does not."""
+        return next((i for i, w in enumerate(wanted) if w in (row[0], f"{row[0]}@{row[1]}")), None)
+
+    picked = [r for r in rows_spec if not wanted or position(r) is not None]
     acc = Accelerator()
     rows: list[dict] = []
-    wanted = sys.argv[1:]
-    picked = [r for r in rows_spec if not only or r[0] in only or f"{r[0]}@{r[1]}" in only]  # "name@IPC": one row
-    for name, ipc, overrides in sorted(picked, key=lambda r: wanted.index(r[0]) if r[0] in wanted else 0):
+    for name, ipc, overrides in sorted(picked, key=lambda r: position(r) or 0):
         tag = row_tag(name, ipc)
         shutil.rmtree(work / tag, ignore_errors=True)
         if name in EXTENDS:

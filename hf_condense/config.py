@@ -219,6 +219,10 @@ class Recipe:
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def stage_hashes(self) -> list[str]:
+        """distill_hash of each stage prefix 1..k: what a run folder records to be resumed or extended."""
+        return [self.distill_hash(k) for k in range(1, self.stages.count + 1)]
+
     def stage_method(self, stage: int) -> MethodConfig:
         """The method config of stage `stage` (1-based), with that stage's overrides applied."""
         if stage > len(self.stages.overrides):

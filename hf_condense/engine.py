@@ -44,10 +44,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def stage_hashes(recipe: Recipe) -> list[str]:
-    return [recipe.distill_hash(k) for k in range(1, recipe.stages.count + 1)]
-
-
 def check_output_folder(recipe: Recipe) -> list[str]:
     """Refuse an output path that is a file, or a folder holding another recipe's run (checked before compute).
 
@@ -68,7 +64,7 @@ def check_output_folder(recipe: Recipe) -> list[str]:
         return [f"output.dir: {run} is corrupt; remove the folder or choose another one"]
     if not isinstance(old, list):
         return [f"output.dir: {run} was written by an older hf_condense (no stage hashes); choose another folder"]
-    for k, (a, b) in enumerate(zip(old, stage_hashes(recipe)), start=1):
+    for k, (a, b) in enumerate(zip(old, recipe.stage_hashes()), start=1):
         if a != b:
             return [
                 f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this recipe "
@@ -117,7 +113,7 @@ class StageEngine:
             write_text(self.folder / "recipe.yaml", recipe_to_yaml(self.recipe))
             write_json(
                 self.folder / "run.json",
-                {"stage_hashes": stage_hashes(self.recipe), "versions": versions(), "command": " ".join(sys.argv)},
+                {"stage_hashes": self.recipe.stage_hashes(), "versions": versions(), "command": " ".join(sys.argv)},
             )
             self.ctx.preprocessor.save(self.folder / "preprocessing.safetensors")
         self.ctx.accelerator.wait_for_everyone()
