@@ -160,6 +160,21 @@ ROWS = [
     # PDD's scaling up: the same run carried on to 7 stages (IPC 14); starts from a copy of the 5-stage row
     ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14, [*PDD_M4, "stages.count=7", later_stages_m4(7)]),
     ("PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)", 16, [*PDD_M4, "stages.count=8", later_stages_m4(8)]),
+    # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT (the published IPC-50 stage settings:
+    # 30 steps, lr_lr 1e-5); 267 iterations per stage, 267 x 30 x (50 + 100) = 1.2M image-steps, the single stage's
+    (
+        "PDD + MTT (2 x 5, 30 steps, ZCA)",
+        10,
+        [
+            "stages.count=2",
+            "stages.ipc=5",
+            "method.iterations=267",
+            "method.syn_steps=30",
+            "method.micro_batch=50",
+            "method.transition_experts=4",
+            "preprocess.zca=true",
+        ],
+    ),
     (
         "PDD w/o transition (50 steps, ZCA, later stages M 4)",
         10,
