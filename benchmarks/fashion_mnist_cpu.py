@@ -43,6 +43,15 @@ def later_stages_m4(count: int = 5) -> str:
 
 
 PDD_M4 = [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true"]
+# two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT: 267 x 30 x (50 + 100) = 1.2M image-steps
+PDD_2X5 = [
+    "stages.count=2",
+    "stages.ipc=5",
+    "method.iterations=267",
+    "method.syn_steps=30",
+    "method.micro_batch=50",
+    "preprocess.zca=true",
+]
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -160,21 +169,9 @@ ROWS = [
     # PDD's scaling up: the same run carried on to 7 stages (IPC 14); starts from a copy of the 5-stage row
     ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14, [*PDD_M4, "stages.count=7", later_stages_m4(7)]),
     ("PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)", 16, [*PDD_M4, "stages.count=8", later_stages_m4(8)]),
-    # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT (the published IPC-50 stage settings:
-    # 30 steps, lr_lr 1e-5); 267 iterations per stage, 267 x 30 x (50 + 100) = 1.2M image-steps, the single stage's
-    (
-        "PDD + MTT (2 x 5, 30 steps, ZCA)",
-        10,
-        [
-            "stages.count=2",
-            "stages.ipc=5",
-            "method.iterations=267",
-            "method.syn_steps=30",
-            "method.micro_batch=50",
-            "method.transition_experts=4",
-            "preprocess.zca=true",
-        ],
-    ),
+    # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
+    ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"]),
+    ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
     (
         "PDD w/o transition (50 steps, ZCA, later stages M 4)",
         10,
