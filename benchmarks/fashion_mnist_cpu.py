@@ -43,6 +43,14 @@ def later_stages_m4(count: int = 5) -> str:
 
 
 PDD_M4 = [*PDD_50_STEPS, "method.transition_experts=2", "preprocess.zca=true"]
+
+
+def pdd_m4(count: int) -> tuple[str, int, list[str]]:
+    """The PDD + MTT row of `count` IPC-2 stages whose later stages match 4 expert epochs (PDD's scaling up)."""
+    name = f"PDD + MTT ({count} x 2, 50 steps, ZCA, later stages M 4)"
+    return name, 2 * count, [*PDD_M4, f"stages.count={count}", later_stages_m4(count)]
+
+
 # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT: 267 x 30 x (50 + 100) = 1.2M image-steps
 PDD_2X5 = [
     "stages.count=2",
@@ -165,10 +173,10 @@ ROWS = [
     # later stages match 4 expert epochs instead of 2 (their transition trajectories move 2-4x less per epoch than
     # the base experts'), from start epochs 0..2 (the same 6-epoch trajectories); and, as a control, the same without
     # transitions (later stages match the base experts over 4 epochs)
-    ("PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)", 10, [*PDD_M4, later_stages_m4()]),
-    # PDD's scaling up: the same run carried on to 7 stages (IPC 14); starts from a copy of the 5-stage row
-    ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14, [*PDD_M4, "stages.count=7", later_stages_m4(7)]),
-    ("PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)", 16, [*PDD_M4, "stages.count=8", later_stages_m4(8)]),
+    pdd_m4(5),
+    # PDD's scaling up: the same run carried on to 7 and 8 stages (IPC 14, 16), each from a copy of the shorter row
+    pdd_m4(7),
+    pdd_m4(8),
     # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
     ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"]),
     ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
@@ -188,10 +196,7 @@ ROWS = [
 
 # rows that extend a finished row with more stages: its folder is copied and only the new stages are distilled
 # (their wall time counts the new stages and the evaluation only; stage_seconds sums every stage)
-EXTENDS = {
-    "PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)": ("PDD + MTT (5 x 2, 50 steps, ZCA, later stages M 4)", 10),
-    "PDD + MTT (8 x 2, 50 steps, ZCA, later stages M 4)": ("PDD + MTT (7 x 2, 50 steps, ZCA, later stages M 4)", 14),
-}
+EXTENDS = {pdd_m4(longer)[0]: pdd_m4(shorter)[:2] for shorter, longer in ((5, 7), (7, 8))}
 
 # rows whose stages are also evaluated in the other evaluation modes (the row itself uses the recipe's: progressive)
 EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
