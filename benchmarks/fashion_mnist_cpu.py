@@ -18,11 +18,13 @@ import re
 import shutil
 import sys
 import time
+from itertools import accumulate
 from pathlib import Path
 
 from accelerate import Accelerator
 
 import hf_condense
+from hf_condense.figures import save_accuracy_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 # a copy elsewhere (e.g. on a device machine, where ../shared does not travel) is named by FASHION_MNIST_DIR
@@ -49,6 +51,28 @@ def pdd_m4(count: int) -> tuple[str, int, list[str]]:
     """The PDD + MTT row of `count` IPC-2 stages whose later stages match 4 expert epochs (PDD's scaling up)."""
     name = f"PDD + MTT ({count} x 2, 50 steps, ZCA, later stages M 4)"
     return name, 2 * count, [*PDD_M4, f"stages.count={count}", later_stages_m4(count)]
+
+
+def mtt_zca_30(ipc: int) -> tuple[str, int, list[str]]:
+    """Single-stage ZCA MTT with the published IPC-10 unroll (30 steps) at `ipc`, given the image-steps of the first
+    ipc / 2 stages of a PDD_50_STEPS row: 80 x 50 x 10 x (2 + 4 + ... + ipc) = iterations x 30 x 10 ipc, so
+    iterations = 400 (ipc + 2) / 12 (the recipe's 400 at IPC 10)."""
+    iterations = round(400 * (ipc + 2) / 12)
+    overrides = [
+        "preprocess.zca=true",
+        "method.syn_steps=30",
+        "method.micro_batch=50",
+        f"method.iterations={iterations}",
+    ]
+    return "MTT ZCA 30 steps", ipc, overrides
+
+
+def pdd_30(count: int) -> tuple[str, int, list[str]]:
+    """PDD + MTT in `count` IPC-2 stages, each distilled as the single-stage "MTT ZCA 30 steps" row at IPC 2 (30 steps,
+    lr_lr 1e-5, 133 iterations: stage i costs 133 x 30 x 20 i, the PDD_50_STEPS stage's 80 x 50 x 20 i)."""
+    name = f"PDD + MTT ({count} x 2, 30 steps, ZCA)"
+    overrides = [*mtt_zca_30(2)[2], f"stages.count={count}", "stages.ipc=2", "method.transition_experts=2"]
+    return name, 2 * count, overrides
 
 
 # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT: 267 x 30 x (50 + 100) = 1.2M image-steps
@@ -78,7 +102,8 @@ ROWS = [
     ("MTT lr_img 1e4", 10, ["method.lr_img=10000"]),
     ("MTT N20 M1", 10, ["method.syn_steps=20", "method.expert_epochs=1", "method.max_start_epoch=5"]),
     ("MTT ZCA", 10, ["preprocess.zca=true"]),
-    ("MTT ZCA 30 steps", 10, ["preprocess.zca=true", "method.syn_steps=30", "method.micro_batch=50"]),
+    # the strongest single-stage MTT, also at the smaller IPCs of the PDD 5 x 2 rows' cumulative stages
+    *(mtt_zca_30(ipc) for ipc in (10, 2, 4, 6, 8)),
     ("MTT herding init", 10, ["method.init=herding"]),
     # the other base methods at CPU-profile budgets (DC/DSA: 20 networks x 10 rounds, 10 inner epochs)
     ("DM", 10, ["method={name: dm, iterations: 500}"]),
@@ -177,6 +202,8 @@ ROWS = [
     # PDD's scaling up: the same run carried on to 7 and 8 stages (IPC 14, 16), each from a copy of the shorter row
     pdd_m4(7),
     pdd_m4(8),
+    # PDD whose stages are the strongest single-stage MTT at IPC 2 (the 30-step ZCA row), 2 stages (IPC 4)
+    pdd_30(2),
     # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
     ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"]),
     ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
@@ -325,6 +352,30 @@ def merge(mine: list[dict], results: Path, rows_spec: list) -> None:
                 cells.append(f"{total}: {100 * m:.2f} ± {100 * sd:.2f}")
             lines.append(f"| {r['method']} | {' · '.join(cells)} |")
     Path(f"{results}.md").write_text("\n".join(lines) + "\n")
+    save_curves(rows, Path(f"{results}.png"))
+
+
+# the lines of the accuracy-versus-IPC figure: multi-stage rows (their cumulative stages), then single-stage rows
+# (one point per IPC)
+STAGED_CURVES = {
+    "PDD + MTT, 8 x 2 (50 steps, M 4)": pdd_m4(8)[0],
+    "PDD + MTT, 2 x 2 (30 steps)": pdd_30(2)[0],
+    "PDD + MTT, 2 x 5": "PDD + MTT (2 x 5, 30 steps, ZCA)",
+    "PDD w/o transition, 2 x 5": "PDD w/o transition (2 x 5, 30 steps, ZCA)",
+}
+SINGLE_CURVES = {"MTT ZCA 30 steps (PDD 5 x 2 compute)": "MTT ZCA 30 steps", "random real": "random real"}
+
+
+def save_curves(rows: list[dict], path: Path) -> None:
+    """Accuracy against (cumulative) IPC for the progressive rows and the single-stage rows they compete with."""
+    curves = {}
+    for label, method in STAGED_CURVES.items():
+        stages = next((r["per_stage"] for r in rows if r["method"] == method), [])
+        curves[label] = [(i, m, sd) for i, (_, m, sd) in zip(accumulate(ipc for ipc, _, _ in stages), stages)]
+    for label, method in SINGLE_CURVES.items():
+        curves[label] = sorted((r["ipc"], r["acc"], r["std"]) for r in rows if r["method"] == method)
+    if any(curves.values()):
+        save_accuracy_curve(curves, path, title="Fashion-MNIST, CPU profile")
 
 
 if __name__ == "__main__":

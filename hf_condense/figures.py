@@ -48,7 +48,7 @@ def save_accuracy_curve(curves: dict[str, list[tuple[int, float, float]]], path:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
