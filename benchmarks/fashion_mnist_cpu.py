@@ -53,18 +53,15 @@ def pdd_m4(count: int) -> tuple[str, int, list[str]]:
     return name, 2 * count, [*PDD_M4, f"stages.count={count}", later_stages_m4(count)]
 
 
+# the published IPC-10 MTT settings (ZCA, 30 student steps), in chunks of 50 images per student step
+ZCA_30 = ["preprocess.zca=true", "method.syn_steps=30", "method.micro_batch=50"]
+
+
 def mtt_zca_30(ipc: int) -> tuple[str, int, list[str]]:
     """Single-stage ZCA MTT with the published IPC-10 unroll (30 steps) at `ipc`, given the image-steps of the first
     ipc / 2 stages of a PDD_50_STEPS row: 80 x 50 x 10 x (2 + 4 + ... + ipc) = iterations x 30 x 10 ipc, so
     iterations = 400 (ipc + 2) / 12 (the recipe's 400 at IPC 10)."""
-    iterations = round(400 * (ipc + 2) / 12)
-    overrides = [
-        "preprocess.zca=true",
-        "method.syn_steps=30",
-        "method.micro_batch=50",
-        f"method.iterations={iterations}",
-    ]
-    return "MTT ZCA 30 steps", ipc, overrides
+    return "MTT ZCA 30 steps", ipc, [*ZCA_30, f"method.iterations={round(400 * (ipc + 2) / 12)}"]
 
 
 def pdd_30(count: int) -> tuple[str, int, list[str]]:
@@ -76,14 +73,7 @@ def pdd_30(count: int) -> tuple[str, int, list[str]]:
 
 
 # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT: 267 x 30 x (50 + 100) = 1.2M image-steps
-PDD_2X5 = [
-    "stages.count=2",
-    "stages.ipc=5",
-    "method.iterations=267",
-    "method.syn_steps=30",
-    "method.micro_batch=50",
-    "preprocess.zca=true",
-]
+PDD_2X5 = ["stages.count=2", "stages.ipc=5", "method.iterations=267", *ZCA_30]
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -346,13 +336,15 @@ def merge(mine: list[dict], results: Path, rows_spec: list) -> None:
         lines += ["", "Per-stage test accuracy (%) of the multi-stage rows, at cumulative IPC:", ""]
         lines += ["| method | per stage |", "|---|---|"]
         for r in staged:
-            cells, total = [], 0
-            for ipc, m, sd in r["per_stage"]:
-                total += ipc
-                cells.append(f"{total}: {100 * m:.2f} ± {100 * sd:.2f}")
+            cells = [f"{ipc}: {100 * m:.2f} ± {100 * sd:.2f}" for ipc, m, sd in cumulative(r["per_stage"])]
             lines.append(f"| {r['method']} | {' · '.join(cells)} |")
     Path(f"{results}.md").write_text("\n".join(lines) + "\n")
     save_curves(rows, Path(f"{results}.png"))
+
+
+def cumulative(per_stage: list) -> list[tuple[int, float, float]]:
+    """A row's per-stage [IPC, mean, std] as (cumulative IPC, mean, std)."""
+    return [(total, m, sd) for total, (_, m, sd) in zip(accumulate(ipc for ipc, _, _ in per_stage), per_stage)]
 
 
 # the lines of the accuracy-versus-IPC figure: multi-stage rows (their cumulative stages), then single-stage rows
@@ -370,8 +362,7 @@ def save_curves(rows: list[dict], path: Path) -> None:
     """Accuracy against (cumulative) IPC for the progressive rows and the single-stage rows they compete with."""
     curves = {}
     for label, method in STAGED_CURVES.items():
-        stages = next((r["per_stage"] for r in rows if r["method"] == method), [])
-        curves[label] = [(i, m, sd) for i, (_, m, sd) in zip(accumulate(ipc for ipc, _, _ in stages), stages)]
+        curves[label] = cumulative(next((r["per_stage"] for r in rows if r["method"] == method), []))
     for label, method in SINGLE_CURVES.items():
         curves[label] = sorted((r["ipc"], r["acc"], r["std"]) for r in rows if r["method"] == method)
     if any(curves.values()):
