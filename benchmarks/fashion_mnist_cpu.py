@@ -183,7 +183,7 @@ ROWS = [
         ],
     ),
     # the published IPC-2 lr_lr (1e-7) keeps every stage's learned lr at ~0.01, and the stages evaluate better at a
-    # higher lr (rows ", eval lr ..." of benchmarks/eval_lr_sweep.py); the single-stage MTT's lr_lr 1e-5 learns one
+    # higher lr (rows ", eval lr ..." of benchmarks/replay_eval.py --lr); the single-stage MTT's lr_lr 1e-5 learns one
     (
         "PDD + MTT (5 x 2, 50 steps, ZCA, lr_lr 1e-5)",
         10,
