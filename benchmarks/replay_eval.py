@@ -1,9 +1,15 @@
 """Re-evaluate a finished row of the Fashion-MNIST CPU comparison another way, as rows of the same results table:
-"<row>, eval lr <lr>" (every stage at one fixed lr instead of its learned lr: is a stage set held back by its lr?)
-and "<row>, <mode> evaluation" (the stages replayed as a union or in sequence instead of progressively).
+
+- "<row>, eval epochs 300/30": each stage trained for the given epochs (one per stage) instead of its own;
+- "<row>, stage 1 repeated": every later stage's images replaced by stage 1's, same schedule, which separates what a
+  later stage's images add from what its extra epochs on the union do (`--control`);
+- "..., eval lr <lr>": every stage at one fixed lr instead of its learned lr (is a set held back by its lr?);
+- "..., <mode> evaluation": the stages replayed as a union or in sequence instead of progressively.
 
     python benchmarks/replay_eval.py "PDD + MTT (5 x 2, 50 steps, ZCA, batch 20, 240 it)" --lr 0.03 0.05
     python benchmarks/replay_eval.py "PDD w/o transition (2 x 5, 30 steps, ZCA)" --mode union
+    python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --control --lr 0.04227
+    python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
 """
 
 from __future__ import annotations
@@ -14,25 +20,35 @@ from accelerate import Accelerator
 from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, write
 
 import hf_condense
+from hf_condense.replay import Stage
 
 
-def main(name: str, lrs: list[float], modes: list[str]) -> None:
+def main(name: str, lrs: list[float], modes: list[str], epochs: list[int] | None, control: bool) -> None:
     ipc = next(ipc for row, ipc, _ in ROWS if row == name)
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
+    if control:
+        first = ps.stages[0]
+        ps.stages = [first] + [Stage(s.number, first.dataset, s.meta) for s in ps.stages[1:]]
+    base = name + (", stage 1 repeated" if control else "")
+    base += f", eval epochs {'/'.join(map(str, epochs))}" if epochs else ""
     acc = Accelerator()
     rows = []
-    for lr in lrs:
-        rows.append(replay_row(f"{name}, eval lr {lr:g}", ipc, ps, acc, lr=lr))
-        write(rows)
-    for mode in modes:
-        rows.append(replay_row(f"{name}, {mode} evaluation", ipc, ps, acc, overrides=[f"evaluation.mode={mode}"]))
+    runs = [(base, {})] if base != name else []
+    runs += [(f"{base}, eval lr {lr:g}", {"lr": lr}) for lr in lrs]
+    runs += [(f"{base}, {mode} evaluation", {"overrides": [f"evaluation.mode={mode}"]}) for mode in modes]
+    for method, replay in runs:
+        rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, **replay))
         write(rows)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("row", help="a row name of fashion_mnist_cpu.ROWS whose folder is finished")
+    parser.add_argument("row", choices=sorted({row for row, _, _ in ROWS}), metavar="row", help="a finished row")
     parser.add_argument("--lr", nargs="+", type=float, default=[], help="fixed evaluation lrs, one row each")
     parser.add_argument("--mode", nargs="+", default=[], choices=["progressive", "union", "sequential"])
+    parser.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
+    parser.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
     args = parser.parse_args()
-    main(args.row, args.lr, args.mode)
+    if not (args.lr or args.mode or args.epochs or args.control):
+        parser.error("nothing to replay: give --lr, --mode, --epochs or --control")
+    main(args.row, args.lr, args.mode, args.epochs, args.control)

@@ -26,12 +26,13 @@ def evaluate_progressive(
     models: list[str] | None = None,
     overrides: list[str] = (),
     random_real: bool = False,
-    epochs: int | None = None,
+    epochs: int | list[int] | None = None,
     accelerator: Accelerator | None = None,
     lr: float | None = None,
 ) -> dict[str, RunResult]:
-    """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs` and
-    `lr` replace every stage's own epochs and learned lr (to compare sets at one schedule)."""
+    """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs` (one
+    number, or one per stage) and `lr` replace the stages' own epochs and learned lr (to compare sets at one schedule,
+    or to ask how long a later stage should train)."""
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
     ctx = RunContext.build(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
@@ -48,11 +49,14 @@ def evaluate_progressive(
     return out
 
 
-def _scheduled(synsets: list[SynSet], epochs: int | None, lr: float | None) -> list[SynSet]:
-    """The stages with every stage's epochs and initial lr replaced where given."""
-    for s in synsets:
-        if epochs is not None:
-            s.meta["epochs"] = epochs
+def _scheduled(synsets: list[SynSet], epochs: int | list[int] | None, lr: float | None) -> list[SynSet]:
+    """The stages with their epochs (one number for all, or one per stage) and initial lr replaced where given."""
+    if isinstance(epochs, list) and len(epochs) != len(synsets):
+        raise ValueError(f"epochs: got {len(epochs)} values for {len(synsets)} stages; give one, or one per stage")
+    per_stage = epochs if isinstance(epochs, list) else [epochs] * len(synsets)
+    for s, e in zip(synsets, per_stage):
+        if e is not None:
+            s.meta["epochs"] = e
         if lr is not None:
             s.lr = lr
     return synsets
@@ -70,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="architectures to train (default: the recipe's)")
     parser.add_argument("--runs", type=int, help="networks per architecture")
     parser.add_argument("--mode", choices=["progressive", "union", "sequential"], help="how stages are replayed")
-    parser.add_argument("--epochs", type=int, help="epochs per stage (default: each stage's own)")
+    parser.add_argument(
+        "--epochs", type=int, nargs="+", help="epochs of every stage, or one per stage (default: each stage's own)"
+    )
     parser.add_argument("--lr", type=float, help="initial lr of every stage (default: each stage's learned lr)")
     parser.add_argument("--dataset", help="real data to test on (default: the recipe's dataset.path)")
     parser.add_argument("--random-real", action="store_true", help="also train on random real images")
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"{key}={value}")
     try:
         ps = load_progressive(args.source, args.revision)
-        results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs, lr=args.lr)
+        epochs = args.epochs[0] if args.epochs and len(args.epochs) == 1 else args.epochs
+        results = evaluate_progressive(ps, args.models, overrides, args.random_real, epochs, lr=args.lr)
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -110,7 +110,7 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
         float(meta["lr"]),
         soft_labels=soft,
         indices=torch.tensor(idx, dtype=torch.long) if idx is not None else None,
-        meta=meta,
+        meta=dict(meta),  # a copy: replays that change a schedule leave the stage as loaded
     )
 
 

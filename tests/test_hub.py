@@ -154,6 +154,13 @@ def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
     # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
     frozen = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, lr=0.0)["convnet_d2w16"].distilled
     assert frozen[0] == frozen[1] and frozen[0][0] < min(m for m, _ in again) - 0.2
+    # per-stage epochs: stage 2 given no epochs leaves the progressively carried network as stage 1 left it
+    own = ps.schedule()[0]["epochs"]
+    held = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, epochs=[own, 0])["convnet_d2w16"].distilled
+    assert held[0] == held[1] == pytest.approx(again[0], abs=0.01)
+    assert [s["epochs"] for s in ps.schedule()] == [own, own]  # the loaded stages keep their own schedule
+    with pytest.raises(ValueError, match="epochs: got 3 values for 2 stages"):
+        evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, epochs=[1, 1, 1])
 
 
 @pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="opt-in: needs HF_TOKEN with write access and network")
