@@ -202,6 +202,17 @@ ROWS = [
     # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
     ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"]),
     ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
+    # stage 2's students start only at the transition point (epoch 0 of its experts, where progressive evaluation
+    # starts stage 2), not at epochs 0-4; the 4 extra expert epochs keep the same cached trajectories
+    (
+        "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)",
+        10,
+        [
+            *PDD_2X5,
+            "method.transition_experts=4",
+            "stages.overrides=[{}, {max_start_epoch: 0, expert_extra_epochs: 4}]",
+        ],
+    ),
     (
         "PDD w/o transition (50 steps, ZCA, later stages M 4)",
         10,
@@ -216,9 +227,29 @@ ROWS = [
     ),
 ]
 
-# rows that extend a finished row with more stages: its folder is copied and only the new stages are distilled
-# (their wall time counts the new stages and the evaluation only; stage_seconds sums every stage)
-EXTENDS = {pdd_m4(longer)[0]: pdd_m4(shorter)[:2] for shorter, longer in ((5, 7), (7, 8))}
+# rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
+# stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
+# only; stage_seconds sums every stage): PDD's scaling up, and stage-2 variants of the 2 x 5 row
+EXTENDS = {pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))}
+EXTENDS["PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)"] = (
+    "PDD + MTT (2 x 5, 30 steps, ZCA)",
+    10,
+    1,
+)
+
+
+def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
+    """A finished run folder copied with its first `keep` stages (all when None), as a run of those stages only."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".checkpoints"))
+    if keep is None:
+        return
+    for stage in dst.glob("stage_*"):
+        if int(stage.name.removeprefix("stage_")) > keep:
+            shutil.rmtree(stage)
+    run = json.loads((dst / "run.json").read_text())
+    run["stage_hashes"] = run["stage_hashes"][:keep]
+    (dst / "run.json").write_text(json.dumps(run, indent=2))
+
 
 # rows whose stages are also evaluated in the other evaluation modes (the row itself uses the recipe's: progressive)
 EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
@@ -243,7 +274,8 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
         tag = row_tag(name, ipc)
         shutil.rmtree(work / tag, ignore_errors=True)
         if name in EXTENDS:
-            shutil.copytree(work / row_tag(*EXTENDS[name]), work / tag)
+            source, source_ipc, keep = EXTENDS[name]
+            copy_stages(work / row_tag(source, source_ipc), work / tag, keep)
         recipe = hf_condense.load_recipe(
             RECIPE,
             [
