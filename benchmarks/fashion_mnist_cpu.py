@@ -25,6 +25,7 @@ from accelerate import Accelerator
 
 import hf_condense
 from hf_condense.figures import save_accuracy_curve
+from hf_condense.hub_layout import list_stages, stage_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # a copy elsewhere (e.g. on a device machine, where ../shared does not travel) is named by FASHION_MNIST_DIR
@@ -230,12 +231,10 @@ ROWS = [
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
 # only; stage_seconds sums every stage): PDD's scaling up, and stage-2 variants of the 2 x 5 row
-EXTENDS = {pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))}
-EXTENDS["PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)"] = (
-    "PDD + MTT (2 x 5, 30 steps, ZCA)",
-    10,
-    1,
-)
+EXTENDS = {
+    **{pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))},
+    "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)": ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, 1),
+}
 
 
 def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
@@ -243,9 +242,8 @@ def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".checkpoints"))
     if keep is None:
         return
-    for stage in dst.glob("stage_*"):
-        if int(stage.name.removeprefix("stage_")) > keep:
-            shutil.rmtree(stage)
+    for k in list_stages(dst)[keep:]:
+        shutil.rmtree(dst / stage_name(k))
     run = json.loads((dst / "run.json").read_text())
     run["stage_hashes"] = run["stage_hashes"][:keep]
     (dst / "run.json").write_text(json.dumps(run, indent=2))

@@ -51,9 +51,11 @@ def evaluate_progressive(
 
 def _scheduled(synsets: list[SynSet], epochs: int | list[int] | None, lr: float | None) -> list[SynSet]:
     """The stages with their epochs (one number for all, or one per stage) and initial lr replaced where given."""
-    if isinstance(epochs, list) and len(epochs) != len(synsets):
+    per_stage = epochs if isinstance(epochs, list) else [epochs]
+    if len(per_stage) == 1:
+        per_stage = per_stage * len(synsets)
+    if len(per_stage) != len(synsets):
         raise ValueError(f"epochs: got {len(epochs)} values for {len(synsets)} stages; give one, or one per stage")
-    per_stage = epochs if isinstance(epochs, list) else [epochs] * len(synsets)
     for s, e in zip(synsets, per_stage):
         if e is not None:
             s.meta["epochs"] = e
@@ -91,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"{key}={value}")
     try:
         ps = load_progressive(args.source, args.revision)
-        epochs = args.epochs[0] if args.epochs and len(args.epochs) == 1 else args.epochs
-        results = evaluate_progressive(ps, args.models, overrides, args.random_real, epochs, lr=args.lr)
+        results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs, lr=args.lr)
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
