@@ -76,6 +76,8 @@ def pdd_30(count: int, transition: bool = True) -> tuple[str, int, list[str]]:
 
 # two stages of IPC 5, each distilled as the 30-step ZCA single-stage MTT: 267 x 30 x (50 + 100) = 1.2M image-steps
 PDD_2X5 = ["stages.count=2", "stages.ipc=5", "method.iterations=267", *ZCA_30]
+# PDD_2X5 with 4 transition experts: the PDD + MTT row that the issue's target compares with mtt_zca_30(10)
+PDD_2X5_ROW = ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"])
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -201,18 +203,14 @@ ROWS = [
     pdd_30(2),
     pdd_30(5, transition=False),
     # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
-    ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"]),
+    PDD_2X5_ROW,
     ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
     # stage 2's students start only at the transition point (epoch 0 of its experts, where progressive evaluation
     # starts stage 2), not at epochs 0-4; the 4 extra expert epochs keep the same cached trajectories
     (
         "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)",
         10,
-        [
-            *PDD_2X5,
-            "method.transition_experts=4",
-            "stages.overrides=[{}, {max_start_epoch: 0, expert_extra_epochs: 4}]",
-        ],
+        [*PDD_2X5_ROW[2], "stages.overrides=[{}, {max_start_epoch: 0, expert_extra_epochs: 4}]"],
     ),
     (
         "PDD w/o transition (50 steps, ZCA, later stages M 4)",
@@ -237,19 +235,14 @@ def reseeded(row: tuple[str, int, list[str]], seed: int) -> tuple[str, int, list
 
 
 # the single-stage MTT and the PDD + MTT rows that the issue's target compares, rerun from other seeds
-ROWS += [
-    reseeded(r, seed)
-    for seed in (1, 2)
-    for r in ROWS
-    if r[:2] in (("MTT ZCA 30 steps", 10), ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10))
-]
+ROWS += [reseeded(r, seed) for seed in (1, 2) for r in (mtt_zca_30(10), PDD_2X5_ROW)]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
 # only; stage_seconds sums every stage): PDD's scaling up, and stage-2 variants of the 2 x 5 row
 EXTENDS = {
     **{pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))},
-    "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)": ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, 1),
+    "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)": (*PDD_2X5_ROW[:2], 1),
 }
 
 
@@ -405,7 +398,7 @@ def cumulative(per_stage: list) -> list[tuple[int, float, float]]:
 STAGED_CURVES = {
     "PDD + MTT, 8 x 2 (50 steps, M 4)": pdd_m4(8)[0],
     "PDD + MTT, 2 x 2 (30 steps)": pdd_30(2)[0],
-    "PDD + MTT, 2 x 5": "PDD + MTT (2 x 5, 30 steps, ZCA)",
+    "PDD + MTT, 2 x 5": PDD_2X5_ROW[0],
     "PDD w/o transition, 2 x 5": "PDD w/o transition (2 x 5, 30 steps, ZCA)",
 }
 SINGLE_CURVES = {"MTT ZCA 30 steps (PDD 5 x 2 compute)": "MTT ZCA 30 steps", "random real": "random real"}

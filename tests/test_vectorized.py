@@ -31,7 +31,7 @@ def test_stacked_networks_follow_their_sequential_runs(digits, augment):
     sequential.fit(x, y, 4, 0.05, cfg, dsa, [torch.Generator().manual_seed(s) for s in (1, 2, 3)], "cpu")
     stacked.fit(x, y, 4, 0.05, cfg, dsa, [torch.Generator().manual_seed(s) for s in (1, 2, 3)], "cpu")
     for i, model in enumerate(sequential.models):
-        moved = {k: v for k, v in model.state_dict().items()}
+        moved = model.state_dict()
         for name, value in stacked.unstack(i).items():
             assert torch.allclose(value, moved[name], rtol=1e-3, atol=1e-3), name  # float rounding, grows over epochs
             assert not torch.equal(value, models[i].state_dict()[name]) or value.ndim == 0  # it trained
