@@ -78,6 +78,8 @@ def pdd_30(count: int, transition: bool = True) -> tuple[str, int, list[str]]:
 PDD_2X5 = ["stages.count=2", "stages.ipc=5", "method.iterations=267", *ZCA_30]
 # PDD_2X5 with 4 transition experts: the PDD + MTT row that the issue's target compares with mtt_zca_30(10)
 PDD_2X5_ROW = ("PDD + MTT (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "method.transition_experts=4"])
+# the same without transitions: the multi-stage row closest to single-stage MTT (as a union)
+PDD_2X5_NO_TRANSITION = ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"])
 # (row name, IPC, overrides on top of the MTT CPU recipe)
 ROWS = [
     ("random real", 10, ["method={name: random}", "evaluation.whole_data=true", "evaluation.whole_data_epochs=3"]),
@@ -204,7 +206,7 @@ ROWS = [
     pdd_30(5, transition=False),
     # PDD_2X5 (the published IPC-50 stage settings: 30 steps, lr_lr 1e-5), with 4 transition experts and without
     PDD_2X5_ROW,
-    ("PDD w/o transition (2 x 5, 30 steps, ZCA)", 10, [*PDD_2X5, "stages.transition=false"]),
+    PDD_2X5_NO_TRANSITION,
     # stage 2's students start only at the transition point (epoch 0 of its experts, where progressive evaluation
     # starts stage 2), not at epochs 0-4; the 4 extra expert epochs keep the same cached trajectories
     (
@@ -236,6 +238,7 @@ def reseeded(row: tuple[str, int, list[str]], seed: int) -> tuple[str, int, list
 
 # the single-stage MTT and the PDD + MTT rows that the issue's target compares, rerun from other seeds
 ROWS += [reseeded(r, seed) for seed in (1, 2) for r in (mtt_zca_30(10), PDD_2X5_ROW)]
+ROWS.append(reseeded(PDD_2X5_NO_TRANSITION, 1))
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
