@@ -238,7 +238,7 @@ def reseeded(row: tuple[str, int, list[str]], seed: int) -> tuple[str, int, list
 
 # the single-stage MTT and the PDD + MTT rows that the target compares, rerun from other seeds
 ROWS += [reseeded(r, seed) for seed in (1, 2) for r in (mtt_zca_30(10), PDD_2X5_ROW)]
-ROWS.append(reseeded(PDD_2X5_NO_TRANSITION, 1))
+ROWS += [reseeded(PDD_2X5_NO_TRANSITION, seed) for seed in (1, 2)]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
