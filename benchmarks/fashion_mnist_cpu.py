@@ -236,7 +236,8 @@ def reseeded(row: tuple[str, int, list[str]], seed: int) -> tuple[str, int, list
     return f"{name}, seed {seed}", ipc, [*overrides, f"seed={seed}"]
 
 
-# the single-stage MTT and the PDD + MTT rows that the target compares, rerun from other seeds
+# the single-stage MTT and the PDD + MTT rows that the target compares, and the closest multi-stage row (PDD
+# w/o transition), rerun from other seeds
 ROWS += [reseeded(r, seed) for seed in (1, 2) for r in (mtt_zca_30(10), PDD_2X5_ROW)]
 ROWS += [reseeded(PDD_2X5_NO_TRANSITION, seed) for seed in (1, 2)]
 
@@ -402,7 +403,7 @@ STAGED_CURVES = {
     "PDD + MTT, 8 x 2 (50 steps, M 4)": pdd_m4(8)[0],
     "PDD + MTT, 2 x 2 (30 steps)": pdd_30(2)[0],
     "PDD + MTT, 2 x 5": PDD_2X5_ROW[0],
-    "PDD w/o transition, 2 x 5": "PDD w/o transition (2 x 5, 30 steps, ZCA)",
+    "PDD w/o transition, 2 x 5": PDD_2X5_NO_TRANSITION[0],
 }
 SINGLE_CURVES = {"MTT ZCA 30 steps (PDD 5 x 2 compute)": "MTT ZCA 30 steps", "random real": "random real"}
 
