@@ -14,6 +14,8 @@ import hf_condense
 from hf_condense.config import RecipeError, load_recipe
 from hf_condense.hub_layout import list_stages
 
+from .conftest import ROOT
+
 
 def run(recipe_dict, accelerator, overrides=()):
     return hf_condense.run(load_recipe(recipe_dict, overrides), accelerator)
@@ -93,3 +95,16 @@ def test_cli_reports_bad_recipe_in_one_line(tmp_path, capsys):
     assert main([str(p)]) == 2
     err = capsys.readouterr().err
     assert "stages.count: 0 is too small; must be >= 1" in err
+
+
+@pytest.mark.slow
+def test_quickstart_recipe_beats_random_real_at_every_stage(accelerator, tmp_path):
+    """The README's promise for its main command (about a minute): PDD + MTT on digits, every stage above random real
+    images of the same budget, the stages loadable in order."""
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"output.dir={tmp_path / 'quickstart'}"])
+    result = hf_condense.run(recipe, accelerator)
+    assert len(result.distilled) == len(result.random_real) == 3
+    for k, ((acc, _), (rand, _)) in enumerate(zip(result.distilled, result.random_real), start=1):
+        assert acc > rand + 0.02, f"stage {k}: {acc:.4f} vs random real {rand:.4f}"
+    ps = hf_condense.load_progressive(tmp_path / "quickstart")
+    assert [s.number for s in ps.stages] == [1, 2, 3]
