@@ -4,12 +4,15 @@
 - "<row>, stage 1 repeated": every later stage's images replaced by stage 1's, same schedule, which separates what a
   later stage's images add from what its extra epochs on the union do (`--control`);
 - "..., eval lr <lr>": every stage at one fixed lr instead of its learned lr (is a set held back by its lr?);
-- "..., <mode> evaluation": the stages replayed as a union or in sequence instead of progressively.
+- "..., <mode> evaluation": the stages replayed as a union or in sequence instead of progressively;
+- "<row>, 10 networks": more evaluation networks than the protocol's 3 (`--runs`), to tell rows apart that differ by
+  less than their std over 3 networks.
 
     python benchmarks/replay_eval.py "PDD + MTT (5 x 2, 50 steps, ZCA, batch 20, 240 it)" --lr 0.03 0.05
     python benchmarks/replay_eval.py "PDD w/o transition (2 x 5, 30 steps, ZCA)" --mode union
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --control --lr 0.04227
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
+    python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute)" --runs 10
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import hf_condense
 from hf_condense.replay import Stage
 
 
-def main(name: str, lrs: list[float], modes: list[str], epochs: list[int] | None, control: bool) -> None:
+def main(
+    name: str, lrs: list[float], modes: list[str], epochs: list[int] | None, control: bool, runs: int | None
+) -> None:
     ipc = next(ipc for row, ipc, _ in ROWS if row == name)
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
     if control:
@@ -31,13 +36,15 @@ def main(name: str, lrs: list[float], modes: list[str], epochs: list[int] | None
         ps.stages = [first] + [Stage(s.number, first.dataset, s.meta) for s in ps.stages[1:]]
     base = name + (", stage 1 repeated" if control else "")
     base += f", eval epochs {'/'.join(map(str, epochs))}" if epochs else ""
+    base += f", {runs} networks" if runs else ""
+    nets = [f"evaluation.runs={runs}"] if runs else []
     acc = Accelerator()
     rows = []
-    runs = [(base, {})] if base != name else []
-    runs += [(f"{base}, eval lr {lr:g}", {"lr": lr}) for lr in lrs]
-    runs += [(f"{base}, {mode} evaluation", {"overrides": [f"evaluation.mode={mode}"]}) for mode in modes]
-    for method, replay in runs:
-        rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, **replay))
+    replays = [(base, [], {})] if base != name else []
+    replays += [(f"{base}, eval lr {lr:g}", [], {"lr": lr}) for lr in lrs]
+    replays += [(f"{base}, {mode} evaluation", [f"evaluation.mode={mode}"], {}) for mode in modes]
+    for method, overrides, replay in replays:
+        rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, overrides=overrides + nets, **replay))
         write(rows)
 
 
@@ -48,7 +55,8 @@ if __name__ == "__main__":
     parser.add_argument("--mode", nargs="+", default=[], choices=["progressive", "union", "sequential"])
     parser.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
     parser.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
+    parser.add_argument("--runs", type=int, help="evaluation networks per row (default: the row's own, 3)")
     args = parser.parse_args()
-    if not (args.lr or args.mode or args.epochs or args.control):
-        parser.error("nothing to replay: give --lr, --mode, --epochs or --control")
-    main(args.row, args.lr, args.mode, args.epochs, args.control)
+    if not (args.lr or args.mode or args.epochs or args.control or args.runs):
+        parser.error("nothing to replay: give --lr, --mode, --epochs, --control or --runs")
+    main(args.row, args.lr, args.mode, args.epochs, args.control, args.runs)
