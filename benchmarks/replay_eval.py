@@ -6,13 +6,16 @@
 - "..., eval lr <lr>": every stage at one fixed lr instead of its learned lr (is a set held back by its lr?);
 - "..., <mode> evaluation": the stages replayed as a union or in sequence instead of progressively;
 - "<row>, 10 networks": more evaluation networks than the protocol's 3 (`--runs`), to tell rows apart that differ by
-  less than their std over 3 networks.
+  less than their std over 3 networks;
+- "<row>" itself (`--finish`): the row's own evaluation, for a row whose stages were saved but whose run stopped
+  before its evaluation ended; its wall time is the stages' distillation time plus this evaluation.
 
     python benchmarks/replay_eval.py "PDD + MTT (5 x 2, 50 steps, ZCA, batch 20, 240 it)" --lr 0.03 0.05
     python benchmarks/replay_eval.py "PDD w/o transition (2 x 5, 30 steps, ZCA)" --mode union
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --control --lr 0.04227
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
     python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute)" --runs 10
+    python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute), seed 1" --finish
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from hf_condense.replay import Stage
 
 
 def main(
-    name: str, lrs: list[float], modes: list[str], epochs: list[int] | None, control: bool, runs: int | None
+    name: str,
+    lrs: list[float],
+    modes: list[str],
+    epochs: list[int] | None,
+    control: bool,
+    runs: int | None,
+    finish: bool = False,
 ) -> None:
     ipc = next(ipc for row, ipc, _ in ROWS if row == name)
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
@@ -40,11 +49,14 @@ def main(
     nets = [f"evaluation.runs={runs}"] if runs else []
     acc = Accelerator()
     rows = []
-    replays = [(base, [], {})] if base != name else []
+    replays = [(base, [], {})] if base != name or finish else []
     replays += [(f"{base}, eval lr {lr:g}", [], {"lr": lr}) for lr in lrs]
     replays += [(f"{base}, {mode} evaluation", [f"evaluation.mode={mode}"], {}) for mode in modes]
     for method, overrides, replay in replays:
         rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, overrides=overrides + nets, **replay))
+        if method == name:  # --finish: the row as its own run would have written it
+            distill = sum(s.meta.get("seconds", 0) for s in ps.stages)
+            rows[-1].update(seconds=rows[-1]["seconds"] + distill, stage_seconds=distill)
         write(rows)
 
 
@@ -56,7 +68,8 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
     parser.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
     parser.add_argument("--runs", type=int, help="evaluation networks per row (default: the row's own, 3)")
+    parser.add_argument("--finish", action="store_true", help="write the row's own evaluation (its run stopped)")
     args = parser.parse_args()
-    if not (args.lr or args.mode or args.epochs or args.control or args.runs):
-        parser.error("nothing to replay: give --lr, --mode, --epochs, --control or --runs")
-    main(args.row, args.lr, args.mode, args.epochs, args.control, args.runs)
+    if not (args.lr or args.mode or args.epochs or args.control or args.runs or args.finish):
+        parser.error("nothing to replay: give --lr, --mode, --epochs, --control, --runs or --finish")
+    main(args.row, args.lr, args.mode, args.epochs, args.control, args.runs, args.finish)
