@@ -321,7 +321,7 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
                 "acc": mean,
                 "std": std,
                 "seconds": seconds,
-                "stage_seconds": sum(s.meta.get("seconds", 0) for s in result.stages),
+                "stage_seconds": stage_seconds(result.stages),
                 "lr": result.stages[-1].lr,
                 "per_stage": [[s.meta["ipc"], m, sd] for s, (m, sd) in zip(result.stages, result.distilled)],
             }
@@ -355,6 +355,11 @@ def replay_row(method: str, ipc: int, ps: hf_condense.ProgressiveSet, acc: Accel
         "lr": replay["lr"] if replay.get("lr") is not None else ps.stages[-1].lr,
         "per_stage": [[s.ipc, m, sd] for s, (m, sd) in zip(ps.stages, per_stage)],
     }
+
+
+def stage_seconds(stages: list) -> float:
+    """The stages' distillation time, as each stage's metadata recorded it."""
+    return sum(s.meta.get("seconds", 0) for s in stages)
 
 
 def row_tag(name: str, ipc: int) -> str:

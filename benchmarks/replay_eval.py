@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, write
+from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, stage_seconds, write
 
 import hf_condense
 from hf_condense.replay import Stage
@@ -36,7 +36,7 @@ def main(
     epochs: list[int] | None,
     control: bool,
     runs: int | None,
-    finish: bool = False,
+    finish: bool,
 ) -> None:
     ipc = next(ipc for row, ipc, _ in ROWS if row == name)
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
@@ -54,8 +54,8 @@ def main(
     replays += [(f"{base}, {mode} evaluation", [f"evaluation.mode={mode}"], {}) for mode in modes]
     for method, overrides, replay in replays:
         rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, overrides=overrides + nets, **replay))
-        if method == name:  # --finish: the row as its own run would have written it
-            distill = sum(s.meta.get("seconds", 0) for s in ps.stages)
+        if finish:  # the row as its own run would have written it
+            distill = stage_seconds(ps.stages)
             rows[-1].update(seconds=rows[-1]["seconds"] + distill, stage_seconds=distill)
         write(rows)
 
@@ -70,6 +70,9 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, help="evaluation networks per row (default: the row's own, 3)")
     parser.add_argument("--finish", action="store_true", help="write the row's own evaluation (its run stopped)")
     args = parser.parse_args()
-    if not (args.lr or args.mode or args.epochs or args.control or args.runs or args.finish):
+    replayed = args.lr or args.mode or args.epochs or args.control or args.runs
+    if not (replayed or args.finish):
         parser.error("nothing to replay: give --lr, --mode, --epochs, --control, --runs or --finish")
+    if replayed and args.finish:
+        parser.error("--finish writes the row's own evaluation: give it without the other options")
     main(args.row, args.lr, args.mode, args.epochs, args.control, args.runs, args.finish)
