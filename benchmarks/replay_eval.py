@@ -26,6 +26,7 @@ from accelerate import Accelerator
 from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, stage_seconds, write
 
 import hf_condense
+from hf_condense.config import EVAL_MODES, EvalConfig
 from hf_condense.replay import Stage
 
 
@@ -64,9 +65,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("row", choices=sorted({row for row, _, _ in ROWS}), metavar="row", help="a finished row")
     parser.add_argument("--lr", nargs="+", type=float, default=[], help="fixed evaluation lrs, one row each")
-    parser.add_argument(  # progressive is every row's own mode: the row itself, or its other replays, give it
-        "--mode", nargs="+", default=[], choices=["union", "sequential"], help="other evaluation modes, one row each"
-    )
+    own = EvalConfig().mode  # every row's own mode: the row itself, or its other replays, give it
+    others = [m for m in EVAL_MODES if m != own]
+    parser.add_argument("--mode", nargs="+", default=[], choices=others, help="other evaluation modes, one row each")
     parser.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
     parser.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
     parser.add_argument("--runs", type=int, help="evaluation networks per row (default: the row's own, 3)")

@@ -137,6 +137,10 @@ class StagesConfig:
         return self.conditioning if self.conditioning is not None else self.scheme != "independent"
 
 
+EvalMode = Literal["progressive", "union", "sequential"]
+EVAL_MODES: tuple[str, ...] = typing.get_args(EvalMode)  # for command lines that pick one
+
+
 @dataclass
 class EvalConfig:
     """The standard evaluation protocol (DC/DSA/DM/MTT): fresh networks trained on the distilled set."""
@@ -151,7 +155,7 @@ class EvalConfig:
     vectorize: bool = opt(
         False, help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU)."
     )
-    mode: Literal["progressive", "union", "sequential"] = opt(
+    mode: EvalMode = opt(
         "progressive",
         help="progressive: S1, then S1 u S2, ... carrying weights and optimiser state; "
         "union: fresh network per cumulative union; sequential: S1, then S2 alone, ...",

@@ -12,7 +12,7 @@ import sys
 
 from accelerate import Accelerator
 
-from .config import RecipeError, load_recipe
+from .config import EVAL_MODES, RecipeError, load_recipe
 from .context import RunContext, make_accelerator
 from .data import load_real_data
 from .distill import RunResult
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--models", nargs="+", help="architectures to train (default: the recipe's)")
     parser.add_argument("--runs", type=int, help="networks per architecture")
-    parser.add_argument("--mode", choices=["progressive", "union", "sequential"], help="how stages are replayed")
+    parser.add_argument("--mode", choices=EVAL_MODES, help="how stages are replayed")
     parser.add_argument(
         "--epochs", type=int, nargs="+", help="epochs of every stage, or one per stage (default: each stage's own)"
     )
