@@ -254,12 +254,22 @@ ROWS += [MTT_600, reseeded(MTT_600, 1), reseeded(PDD_400_NO_TRANSITION, 2), rese
 ROWS += [reseeded(row, 3) for row in (PDD_400_NO_TRANSITION, MTT_600)]
 ROWS += [reseeded(PDD_400, seed) for seed in (1, 2)]
 
+
+def three_stages(row: tuple[str, int, list[str]]) -> tuple[str, int, list[str]]:
+    """A 2 x 5 row carried on to a third IPC-5 stage (IPC 15): PDD's scaling up at the paper's per-stage compute."""
+    name, ipc, overrides = row
+    return name.replace("(2 x 5", "(3 x 5"), ipc + 5, [*overrides, "stages.count=3"]
+
+
+ROWS += [three_stages(PDD_400), three_stages(PDD_400_NO_TRANSITION)]
+
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
 # only; stage_seconds sums every stage): PDD's scaling up, and stage-2 variants of the 2 x 5 row
 EXTENDS = {
     **{pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))},
     "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)": (*PDD_2X5_ROW[:2], 1),
+    **{three_stages(row)[0]: (*row[:2], None) for row in (PDD_400, PDD_400_NO_TRANSITION)},
 }
 
 
