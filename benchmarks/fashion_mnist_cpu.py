@@ -432,6 +432,7 @@ STAGED_CURVES = {
     "PDD + MTT, 2 x 2 (30 steps)": pdd_30(2)[0],
     "PDD + MTT, 2 x 5": PDD_2X5_ROW[0],
     "PDD w/o transition, 2 x 5": PDD_2X5_NO_TRANSITION[0],
+    "PDD + MTT, 3 x 5 (400 it per stage)": three_stages(PDD_400)[0],
 }
 SINGLE_CURVES = {"MTT ZCA 30 steps (PDD 5 x 2 compute)": "MTT ZCA 30 steps", "random real": "random real"}
 
