@@ -261,7 +261,8 @@ def three_stages(row: tuple[str, int, list[str]]) -> tuple[str, int, list[str]]:
     return name.replace("(2 x 5", "(3 x 5"), ipc + 5, [*overrides, "stages.count=3"]
 
 
-ROWS += [three_stages(PDD_400), three_stages(PDD_400_NO_TRANSITION)]
+PDD_400_X3, PDD_400_NO_TRANSITION_X3 = three_stages(PDD_400), three_stages(PDD_400_NO_TRANSITION)
+ROWS += [PDD_400_X3, PDD_400_NO_TRANSITION_X3]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
@@ -269,7 +270,8 @@ ROWS += [three_stages(PDD_400), three_stages(PDD_400_NO_TRANSITION)]
 EXTENDS = {
     **{pdd_m4(longer)[0]: (*pdd_m4(shorter)[:2], None) for shorter, longer in ((5, 7), (7, 8))},
     "PDD + MTT (2 x 5, 30 steps, ZCA, stage 2 from the transition point)": (*PDD_2X5_ROW[:2], 1),
-    **{three_stages(row)[0]: (*row[:2], None) for row in (PDD_400, PDD_400_NO_TRANSITION)},
+    PDD_400_X3[0]: (*PDD_400[:2], None),
+    PDD_400_NO_TRANSITION_X3[0]: (*PDD_400_NO_TRANSITION[:2], None),
 }
 
 
@@ -432,7 +434,7 @@ STAGED_CURVES = {
     "PDD + MTT, 2 x 2 (30 steps)": pdd_30(2)[0],
     "PDD + MTT, 2 x 5": PDD_2X5_ROW[0],
     "PDD w/o transition, 2 x 5": PDD_2X5_NO_TRANSITION[0],
-    "PDD + MTT, 3 x 5 (400 it per stage)": three_stages(PDD_400)[0],
+    "PDD + MTT, 3 x 5 (400 it per stage)": PDD_400_X3[0],
 }
 SINGLE_CURVES = {"MTT ZCA 30 steps (PDD 5 x 2 compute)": "MTT ZCA 30 steps", "random real": "random real"}
 
