@@ -262,7 +262,9 @@ def three_stages(row: tuple[str, int, list[str]]) -> tuple[str, int, list[str]]:
 
 
 PDD_400_X3, PDD_400_NO_TRANSITION_X3 = three_stages(PDD_400), three_stages(PDD_400_NO_TRANSITION)
-ROWS += [PDD_400_X3, PDD_400_NO_TRANSITION_X3]
+# single-stage MTT at the 3 x 5 rows' IPC 15 and iterations per run (the paper's comparison: each PDD stage runs the
+# base method's iteration count); equal compute would be 800 iterations, past a CPU session
+ROWS += [PDD_400_X3, PDD_400_NO_TRANSITION_X3, ("MTT ZCA 30 steps", 15, [*ZCA_30, "method.iterations=400"])]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
@@ -291,6 +293,11 @@ def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
 EVAL_MODES = {"PDD + MTT (5 x 2)": ["union", "sequential"]}
 
 
+def row_names(row: tuple[str, int, list[str]]) -> tuple[str, str]:
+    """The names a command line gives a row by: "name" (every IPC of that name), or "name@IPC" (that one)."""
+    return row[0], f"{row[0]}@{row[1]}"
+
+
 def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, common: tuple = ()) -> None:
     """Run the rows named on the command line ("name", or "name@IPC" for one IPC; all when none; their rows replace
     earlier ones in the results file), each on the MTT CPU recipe with `common` and then the row's overrides."""
@@ -301,7 +308,7 @@ def main(rows_spec: list = ROWS, work: Path = WORK, results: Path = RESULTS, com
 
     def position(row: tuple) -> int | None:
         """Where the command line names this row ("name" or "name@IPC"); None when it does not."""
-        return next((i for i, w in enumerate(wanted) if w in (row[0], f"{row[0]}@{row[1]}")), None)
+        return next((i for i, w in enumerate(wanted) if w in row_names(row)), None)
 
     picked = [r for r in rows_spec if not wanted or position(r) is not None]
     acc = Accelerator()

@@ -16,6 +16,7 @@
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
     python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute)" --runs 10
     python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute), seed 1" --finish
+    python benchmarks/replay_eval.py "MTT ZCA 30 steps@15" --runs 10    # "name@IPC": one of the rows of that name
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import ROWS, WORK, replay_row, row_tag, stage_seconds, write
+from fashion_mnist_cpu import ROWS, WORK, replay_row, row_names, row_tag, stage_seconds, write
 
 import hf_condense
 from hf_condense.config import EVAL_MODES, EvalConfig
@@ -31,7 +32,7 @@ from hf_condense.replay import Stage
 
 
 def main(
-    name: str,
+    spec: str,
     lrs: list[float],
     modes: list[str],
     epochs: list[int] | None,
@@ -39,7 +40,7 @@ def main(
     runs: int | None,
     finish: bool,
 ) -> None:
-    ipc = next(ipc for row, ipc, _ in ROWS if row == name)
+    name, ipc = next(row[:2] for row in ROWS if spec in row_names(row))
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
     if control:
         first = ps.stages[0]
@@ -63,7 +64,8 @@ def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("row", choices=sorted({row for row, _, _ in ROWS}), metavar="row", help="a finished row")
+    names = sorted({n for row in ROWS for n in row_names(row)})
+    parser.add_argument("row", choices=names, metavar="row", help='a finished row: "name" or "name@IPC"')
     parser.add_argument("--lr", nargs="+", type=float, default=[], help="fixed evaluation lrs, one row each")
     own = EvalConfig().mode  # every row's own mode: the row itself, or its other replays, give it
     others = [m for m in EVAL_MODES if m != own]
