@@ -16,7 +16,7 @@
     python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
     python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute)" --runs 10
     python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute), seed 1" --finish
-    python benchmarks/replay_eval.py "MTT ZCA 30 steps@15" --runs 10    # "name@IPC": one of the rows of that name
+    python benchmarks/replay_eval.py "MTT ZCA 30 steps@8" --runs 10    # "name@IPC": one of the rows of that name
 """
 
 from __future__ import annotations
