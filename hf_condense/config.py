@@ -116,7 +116,7 @@ class StagesConfig:
     curriculum: Literal["none", "forgetting"] = opt(
         "none",
         help="forgetting: stage i draws only on real examples with forgetting score in "
-        "[band x (i-1), band x i) (PDD section 4.2).",
+        "[band x (i-1), band x i) (PDD section 4.2); for MTT, the stage's experts train on them.",
     )
     forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band.")
     forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")

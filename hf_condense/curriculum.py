@@ -68,6 +68,20 @@ def forgetting_scores(ctx: RunContext, epochs: int) -> torch.Tensor:
         return scores
 
 
+def curriculum_scores(ctx: RunContext) -> torch.Tensor | None:
+    """The forgetting scores a recipe's curriculum bands are cut from (None when it has no curriculum)."""
+    st = ctx.recipe.stages
+    return forgetting_scores(ctx, st.forgetting_epochs) if st.curriculum == "forgetting" else None
+
+
+def stage_pool(ctx: RunContext, stage: int, scores: torch.Tensor | None) -> list[torch.Tensor]:
+    """Per class, the real train examples stage `stage` may use: all without scores, else its band."""
+    if scores is None:
+        return ctx.class_indices
+    st = ctx.recipe.stages
+    return band_pools(scores, ctx.class_indices, stage, st.forgetting_band, st.ipc_of(stage))
+
+
 def band_pools(
     scores: torch.Tensor, class_indices: list[torch.Tensor], stage: int, width: float, need: int
 ) -> list[torch.Tensor]:

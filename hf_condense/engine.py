@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 
 from .config import Recipe, RecipeError, recipe_to_yaml
 from .context import RunContext
-from .curriculum import band_pools, forgetting_scores
+from .curriculum import curriculum_scores, stage_pool
 from .hub_layout import list_stages, read_stage, read_stage_meta, stage_name, write_stage
 from .io import recover_interrupted_writes, save_safetensors, write_json, write_text
 from .methods import METHODS
@@ -143,20 +143,19 @@ class StageEngine:
             pool=self.pool(k),
             seed=seed_of_stage(self.recipe, k),
             checkpoint_dir=self.checkpoints / stage_name(k),
+            earlier_pools=[self.pool(j) for j in range(1, k)],
         )
 
     def pool(self, k: int) -> list[torch.Tensor]:
         """Per class, the real train examples stage k may use (all, or its forgetting-score band)."""
-        st = self.recipe.stages
-        if st.curriculum == "none":
-            return self.ctx.class_indices
-        return band_pools(self.forgetting, self.ctx.class_indices, k, st.forgetting_band, st.ipc_of(k))
+        return stage_pool(self.ctx, k, self.forgetting)
 
     @cached_property
-    def forgetting(self) -> torch.Tensor:
-        """Forgetting scores, counted (or read from the cache) once per run and saved with the output."""
-        scores = forgetting_scores(self.ctx, self.recipe.stages.forgetting_epochs)
-        if self.is_main:
+    def forgetting(self) -> torch.Tensor | None:
+        """The curriculum's forgetting scores (None without one), counted (or read from the cache) once per run and
+        saved with the output."""
+        scores = curriculum_scores(self.ctx)
+        if scores is not None and self.is_main:
             save_safetensors({"scores": scores}, self.folder / "forgetting.safetensors")
         return scores
 

@@ -8,6 +8,7 @@ groups as one vmapped network (vectorized.StackedNets), each with its own initia
 
 PDD transitions: the experts of stage i start where the stage-(i-1) experts started, trained on the cumulative
 synthetic set S1 u ... u S(i-1) at the latest stage's lr, then continue on real data, snapshotting each epoch.
+Under a forgetting-score curriculum each level's real epochs see only its stage's examples (PDD section 4.2).
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ class ExpertSettings:
     batch_size: int
     augment: bool
     stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
+
+
+def real_subset(pool: list[torch.Tensor], n: int) -> torch.Tensor | None:
+    """A stage's per-class pools as sorted train indices, or None when they cover all `n` train examples."""
+    idx = torch.cat(list(pool)).sort().values
+    return None if len(idx) == n else idx
+
+
+def subset_key(key: str, real: torch.Tensor | None) -> str:
+    """`key` for experts whose real epochs see only the examples `real` (unchanged for the whole train split)."""
+    return key if real is None else content_key([key, hashlib.sha256(real.numpy().tobytes()).hexdigest()[:16]])
 
 
 def save_trajectory(path: Path, traj: torch.Tensor, flat: FlatParams, key: str, extra: dict | None = None) -> None:
@@ -102,9 +114,15 @@ class ExpertStore:
         return self.ctx.cache_dir / "experts" / key
 
     def build(
-        self, s: ExpertSettings, key: str, starts: list[torch.Tensor] | None = None, pretrain=None
+        self,
+        s: ExpertSettings,
+        key: str,
+        starts: list[torch.Tensor] | None = None,
+        pretrain=None,
+        real: torch.Tensor | None = None,
     ) -> list[Path]:
-        """Ensure experts 0..n-1 exist under `key`; process p trains experts p, p+P, ...; returns their paths."""
+        """Ensure experts 0..n-1 exist under `key`; process p trains experts p, p+P, ...; returns their paths.
+        `real`: the train indices their real epochs use (None: all)."""
         folder = self.folder(key)
         paths = [folder / f"expert_{e:04d}.safetensors" for e in range(s.num_experts)]
         acc = self.ctx.accelerator
@@ -117,7 +135,7 @@ class ExpertStore:
         stack = s.stack if stackable(self.flat.model) else 1
         for i in range(0, len(mine), stack):
             group = mine[i : i + stack]
-            for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain)):
+            for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain, real)):
                 save_trajectory(paths[e], traj, self.flat, key)
         acc.wait_for_everyone()
         return paths
@@ -131,7 +149,9 @@ class ExpertStore:
             FlatParams(model).load_into(starts[e].to(self.ctx.device))
         return model, torch.Generator().manual_seed(seed)
 
-    def train_group(self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain) -> list[torch.Tensor]:
+    def train_group(
+        self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain, real
+    ) -> list[torch.Tensor]:
         """The experts' trajectories: optional start weights and synthetic pre-training (PDD transition), then real
         epochs with a snapshot each. One expert trains alone; several as one stacked network (same trajectories up to
         float rounding)."""
@@ -144,9 +164,10 @@ class ExpertStore:
             group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device)
             group.set_optimizer(EXPERT_SGD, s.lr)
         dsa = ctx.dsa if s.augment else None
+        x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
         snaps = [group.flat_params().cpu()]
         for _ in range(s.epochs):
-            group.train_epoch(ctx.train_x, ctx.train_y, s.batch_size, dsa, gens, ctx.device)
+            group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device)
             snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
 
@@ -161,16 +182,24 @@ class ExpertStore:
         return self._loaded[path]
 
     def stage_experts(
-        self, s: ExpertSettings, stage_sets: list, transition_epochs: int, ev: EvalConfig, count: int | None = None
+        self,
+        s: ExpertSettings,
+        stage_sets: list,
+        transition_epochs: int,
+        ev: EvalConfig,
+        count: int | None = None,
+        reals: list[torch.Tensor | None] | None = None,
     ):
         """(key, paths) of the experts for a stage whose earlier stages are `stage_sets` (empty for stage 1).
 
         Without earlier stages these are the base experts; otherwise each starts from the previous level's start
         point, trained on the cumulative synthetic set (the chain mirrors progressive evaluation); later levels keep
-        the first `count` experts (default: all).
+        the first `count` experts (default: all). `reals[l]`: the train indices level l's real epochs use (None or
+        missing: all).
         """
-        key = self.base_key(s)
-        paths = self.build(s, key)
+        reals = list(reals or []) + [None] * (len(stage_sets) + 1 - len(reals or []))
+        key = subset_key(self.base_key(s), reals[0])
+        paths = self.build(s, key, real=reals[0])
         if stage_sets and count is not None:
             s = replace(s, num_experts=min(count, s.num_experts))
             paths = paths[: s.num_experts]
@@ -180,6 +209,6 @@ class ExpertStore:
             lr = float(union[-1].lr)
             starts = [self.trajectory(p, key, 0)[0] for p in paths]
             syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
-            key = content_key([key, syn_hash, lr, transition_epochs, ev.__dict__])
-            paths = self.build(s, key, starts=starts, pretrain=(x, y, lr, transition_epochs, ev))
+            key = subset_key(content_key([key, syn_hash, lr, transition_epochs, ev.__dict__]), reals[level])
+            paths = self.build(s, key, starts=starts, pretrain=(x, y, lr, transition_epochs, ev), real=reals[level])
         return key, paths

@@ -263,3 +263,40 @@ def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, ac
     hf_condense.run(load_recipe(tiny), accelerator)
     folders = {p.parent for p in (tmp_path / "cache").glob("experts/*/expert_*.safetensors")}
     assert sorted(len(list(f.glob("expert_*.safetensors"))) for f in folders) == [1, 1, 2]
+
+
+def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, accelerator, tmp_path, monkeypatch):
+    """PDD section 4.2 for MTT: a stage's real data enters only through its experts, so their real epochs (base
+    experts for stage 1, transition experts after) see exactly the stage's forgetting band."""
+    from hf_condense.training import NetGroup
+    from hf_condense.vectorized import StackedNets
+
+    seen = []
+    for cls in (NetGroup, StackedNets):
+        original = cls.train_epoch
+        monkeypatch.setattr(cls, "train_epoch", lambda net, x, *a, _o=original: (seen.append(len(x)), _o(net, x, *a)))
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-7)
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    hf_condense.run(load_recipe(tiny), accelerator)
+    epochs = 2 + 1  # max_start_epoch + expert_epochs
+    sizes = []
+    for k in (1, 2):
+        fraction = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())["real_fraction"]
+        assert 0 < fraction < 1
+        sizes.append(round(fraction * 1437))
+    assert seen == [sizes[0]] * epochs + [sizes[1]] * epochs
+
+
+def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerator, tmp_path):
+    from hf_condense.experts import build_experts
+
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, lr_lr=1e-7)
+    tiny["stages"] = {"count": 1, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    recipe = load_recipe(tiny)
+    build_experts(recipe)
+    built = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("experts/*/*.safetensors")}
+    hf_condense.run(recipe, accelerator)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("experts/*/*.safetensors")}
+    assert len(built) == 1 and after == built  # the run trained nothing: it used the band's prebuilt expert

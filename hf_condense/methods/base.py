@@ -76,6 +76,7 @@ class StageTask:
     pool: list[torch.Tensor]  # per class, the real train indices this stage may draw from
     seed: int
     checkpoint_dir: Path | None = None  # where a long stage keeps its resumable state
+    earlier_pools: list[list[torch.Tensor]] = field(default_factory=list)  # the pools of stages 1..stage-1
 
     @property
     def context_set(self) -> list[SynSet]:

@@ -22,7 +22,7 @@ import torch
 
 from ..config import EvalConfig, MethodConfig, opt
 from ..functional import FlatParams
-from ..trajectories import ExpertSettings, ExpertStore
+from ..trajectories import ExpertSettings, ExpertStore, real_subset
 from ..unroll import batched_unroll_backward, unroll_backward
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .synthetic import (
@@ -98,11 +98,14 @@ def expert_settings(cfg: MTTConfig) -> ExpertSettings:
     )
 
 
-def stage_experts(store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig) -> tuple[str, list[Path]]:
+def stage_experts(
+    store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig, reals: list | None = None
+) -> tuple[str, list[Path]]:
     """(key, paths) of the experts a stage matches: the base experts, or with `earlier` stages (a PDD transition)
-    experts retrained on them first. Shared by distillation and by tools that inspect a finished run."""
+    experts retrained on them first; `reals`: per level, the train indices of its real epochs (None: all).
+    Shared by distillation and by tools that inspect a finished run."""
     epochs = cfg.transition_epochs or ev.epochs
-    return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts)
+    return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts, reals)
 
 
 def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch.Tensor]:
@@ -133,7 +136,9 @@ class MTTDistiller:
         ev = ctx.recipe.evaluation
         settings = expert_settings(cfg)
         earlier = task.previous if (task.transition and task.previous) else []
-        key, paths = stage_experts(self.store, cfg, earlier, ev)
+        own = [*task.earlier_pools, task.pool] if earlier else [task.pool]  # missing earlier pools: all data
+        reals = [None] * (len(earlier) + 1 - len(own)) + [real_subset(p, len(ctx.train_y)) for p in own]
+        key, paths = stage_experts(self.store, cfg, earlier, ev, reals)
 
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
