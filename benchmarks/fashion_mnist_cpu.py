@@ -266,6 +266,14 @@ PDD_400_X3, PDD_400_NO_TRANSITION_X3 = three_stages(PDD_400), three_stages(PDD_4
 # base method's iteration count; named apart from mtt_zca_30's compute-matched rows); equal compute would be 800
 # iterations, past a CPU session
 ROWS += [PDD_400_X3, PDD_400_NO_TRANSITION_X3, ("MTT ZCA 30 steps, 400 it", 15, [*ZCA_30, "method.iterations=400"])]
+# PDD_400 with the paper's forgetting-score curriculum (section 4.2): stage i distils only from real examples whose
+# score lies in [3 (i-1), 3 i), i.e. its experts' real epochs see only that band (each stage.json has the fraction)
+PDD_400_FORGETTING = (
+    PDD_400[0].replace("stage)", "stage, forgetting curriculum)"),
+    10,
+    [*PDD_400[2], "stages.curriculum=forgetting"],
+)
+ROWS += [PDD_400_FORGETTING]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
