@@ -113,10 +113,11 @@ class StagesConfig:
         None, help="Student trains on earlier stages plus the current one (default: on, except for independent)."
     )
     boost_beta: float = opt(0.0, min=0, max=1, help="boost scheme: lr factor for earlier blocks (0 = frozen).")
-    curriculum: Literal["none", "forgetting"] = opt(
+    curriculum: Literal["none", "forgetting", "forgetting_quantile"] = opt(
         "none",
         help="forgetting: stage i draws only on real examples with forgetting score in "
-        "[band x (i-1), band x i) (PDD section 4.2); for MTT, the stage's experts train on them.",
+        "[band x (i-1), band x i) (PDD section 4.2); forgetting_quantile: on the i-th of P equal slices of each "
+        "class ranked by score (for skewed scores); for MTT, the stage's experts train on them.",
     )
     forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band.")
     forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")

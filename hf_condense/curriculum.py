@@ -1,5 +1,7 @@
 """Forgetting-score curricula (PDD section 4.2): stage i draws only on real examples whose forgetting score lies in
-[w (i-1), w i) (w = 3 in the paper), discarding the easy ones for later stages.
+[w (i-1), w i) (w = 3 in the paper), discarding the easy ones for later stages; or, where scores are too skewed for
+fixed bands (most examples of an easy dataset are never forgotten), on the i-th of P equal slices of each class
+ranked by score.
 
 Scores (Toneva et al. 2019): how often an example goes from correctly to wrongly classified between presentations,
 counted in a dedicated training pass of the recipe's network, cached under a key of everything that changes them.
@@ -71,7 +73,7 @@ def forgetting_scores(ctx: RunContext, epochs: int) -> torch.Tensor:
 def curriculum_scores(ctx: RunContext) -> torch.Tensor | None:
     """The forgetting scores a recipe's curriculum bands are cut from (None when it has no curriculum)."""
     st = ctx.recipe.stages
-    return forgetting_scores(ctx, st.forgetting_epochs) if st.curriculum == "forgetting" else None
+    return None if st.curriculum == "none" else forgetting_scores(ctx, st.forgetting_epochs)
 
 
 def stage_pool(ctx: RunContext, stage: int, scores: torch.Tensor | None) -> list[torch.Tensor]:
@@ -79,7 +81,29 @@ def stage_pool(ctx: RunContext, stage: int, scores: torch.Tensor | None) -> list
     if scores is None:
         return ctx.class_indices
     st = ctx.recipe.stages
+    if st.curriculum == "forgetting_quantile":
+        return quantile_pools(scores, ctx.class_indices, stage, st.count, st.ipc_of(stage), ctx.recipe.seed)
     return band_pools(scores, ctx.class_indices, stage, st.forgetting_band, st.ipc_of(stage))
+
+
+def quantile_pools(
+    scores: torch.Tensor, class_indices: list[torch.Tensor], stage: int, count: int, need: int, seed: int
+) -> list[torch.Tensor]:
+    """Per class, the `stage`-th of `count` equal slices of its examples ranked by score, least forgotten first (ties
+    in an order fixed by `seed`, the same for every stage, so the slices partition the class); a slice of fewer than
+    `need` examples is widened to its rank neighbours."""
+    g = torch.Generator().manual_seed(seed)
+    pools = []
+    for idx in class_indices:
+        shuffled = idx[torch.randperm(len(idx), generator=g)]
+        ranked = shuffled[torch.argsort(scores[shuffled], stable=True)]
+        n = len(ranked)
+        lo, hi = (stage - 1) * n // count, stage * n // count
+        if hi - lo < need:
+            hi = min(n, lo + need)
+            lo = max(0, hi - need)
+        pools.append(ranked[lo:hi].sort().values)
+    return pools
 
 
 def band_pools(

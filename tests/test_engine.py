@@ -141,3 +141,31 @@ def test_band_pools_fill_small_bands_with_nearest_scores():
     assert band_pools(scores, idx, 2, 3.0, 1)[0].tolist() == [3]
     assert band_pools(scores, idx, 3, 3.0, 1)[0].tolist() == [4]
     assert sorted(band_pools(scores, idx, 2, 3.0, 2)[0].tolist()) == [3, 4]  # 7 is nearer to [3, 6) than 1
+
+
+def test_quantile_pools_partition_each_class_by_rank():
+    from hf_condense.curriculum import quantile_pools
+
+    scores = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 5.0, float("inf"), 0.0])
+    idx = [torch.arange(6), torch.arange(6, 10)]
+    slices = [quantile_pools(scores, idx, k, 3, 1, seed=0) for k in (1, 2, 3)]
+    assert [len(s[0]) for s in slices] == [2, 2, 2] and [len(s[1]) for s in slices] == [1, 1, 2]
+    for c in range(2):  # disjoint, covering the class, and ordered: no example of slice k scores above slice k+1
+        assert sorted(torch.cat([s[c] for s in slices]).tolist()) == idx[c].tolist()
+        for a, b in zip(slices, slices[1:]):
+            assert scores[a[c]].max() <= scores[b[c]].min()
+    assert slices[2][0].tolist() == [4, 5] and slices[2][1].tolist() == [7, 8]  # the most forgotten last
+    widened = quantile_pools(scores, idx, 3, 3, 3, seed=0)[1].tolist()  # widened to `need` examples
+    assert len(widened) == 3 and widened[1:] == [7, 8]
+
+
+def test_quantile_curriculum_gives_each_stage_an_equal_share(tiny, accelerator, tmp_path):
+    import json
+
+    tiny["method"] = {"name": "random"}
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting_quantile", "forgetting_epochs": 4}
+    result = hf_condense.run(load_recipe(tiny), accelerator)
+    for k in (1, 2):
+        meta = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())
+        assert abs(meta["real_fraction"] - 0.5) < 0.01
+    assert not set(result.stages[0].indices.tolist()) & set(result.stages[1].indices.tolist())
