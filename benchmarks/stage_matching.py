@@ -19,6 +19,7 @@ from fashion_mnist_cpu import RESULTS, ROWS, WORK, row_tag
 import hf_condense
 from hf_condense.config import load_recipe
 from hf_condense.context import RunContext
+from hf_condense.curriculum import curriculum_scores, stage_pool
 from hf_condense.data import load_real_data
 from hf_condense.methods.mtt import expert_settings, stage_experts
 from hf_condense.trajectories import ExpertStore
@@ -33,13 +34,14 @@ def stage_rows(name: str, acc: Accelerator) -> list[str]:
     recipe = load_recipe(ps.recipe)
     ctx = RunContext.build(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation
+    scores = curriculum_scores(ctx)  # a curriculum row's forgetting scores, cached by its run
     accuracy = ps.results["distilled"] if ps.results else [[float("nan")]] * len(synsets)
     out = []
     for i, syn in enumerate(synsets, start=1):
         cfg = recipe.stage_method(i)
         s = expert_settings(cfg)
         earlier = synsets[: i - 1] if recipe.stages.use_transition else []
-        key, paths = stage_experts(store, cfg, earlier, ev)
+        key, paths = stage_experts(store, cfg, earlier, ev, [stage_pool(ctx, j, scores) for j in range(1, i + 1)])
         starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
         trajs = [store.trajectory(p, key, s.epochs) for p in paths]
         dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)

@@ -99,11 +99,14 @@ def expert_settings(cfg: MTTConfig) -> ExpertSettings:
 
 
 def stage_experts(
-    store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig, reals: list | None = None
+    store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig, pools: list | None = None
 ) -> tuple[str, list[Path]]:
     """(key, paths) of the experts a stage matches: the base experts, or with `earlier` stages (a PDD transition)
-    experts retrained on them first; `reals`: per level, the train indices of its real epochs (None: all).
+    experts retrained on them first. `pools`: per stage up to this one, its per-class real train indices (a
+    curriculum's bands; missing stages: all data), which the matching experts' real epochs use.
     Shared by distillation and by tools that inspect a finished run."""
+    levels = (pools or [])[-(len(earlier) + 1) :]
+    reals = [None] * (len(earlier) + 1 - len(levels)) + [real_subset(p, len(store.ctx.train_y)) for p in levels]
     epochs = cfg.transition_epochs or ev.epochs
     return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts, reals)
 
@@ -136,9 +139,7 @@ class MTTDistiller:
         ev = ctx.recipe.evaluation
         settings = expert_settings(cfg)
         earlier = task.previous if (task.transition and task.previous) else []
-        own = [*task.earlier_pools, task.pool] if earlier else [task.pool]  # missing earlier pools: all data
-        reals = [None] * (len(earlier) + 1 - len(own)) + [real_subset(p, len(ctx.train_y)) for p in own]
-        key, paths = stage_experts(self.store, cfg, earlier, ev, reals)
+        key, paths = stage_experts(self.store, cfg, earlier, ev, [*task.earlier_pools, task.pool])
 
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
