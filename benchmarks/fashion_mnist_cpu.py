@@ -273,7 +273,13 @@ PDD_400_FORGETTING = (
     10,
     [*PDD_400[2], "stages.curriculum=forgetting"],
 )
-ROWS += [PDD_400_FORGETTING]
+# the same with equal-size bands: on this profile the fixed bands hold 94% and 3% of the examples (scores 0-2 / 3-5)
+PDD_400_QUANTILE = (
+    PDD_400[0].replace("stage)", "stage, quantile forgetting curriculum)"),
+    10,
+    [*PDD_400[2], "stages.curriculum=forgetting_quantile"],
+)
+ROWS += [PDD_400_FORGETTING, PDD_400_QUANTILE]
 
 # rows that start from the first stages of a finished row, (its name, IPC, how many stages; None: all): those
 # stages are copied and only the later ones are distilled (their wall time counts the new stages and the evaluation
