@@ -300,3 +300,14 @@ def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerat
     hf_condense.run(recipe, accelerator)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("experts/*/*.safetensors")}
     assert len(built) == 1 and after == built  # the run trained nothing: it used the band's prebuilt expert
+
+
+def test_a_stage_diverging_on_a_narrow_band_says_so(tiny, accelerator):
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-4)
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    with pytest.raises(DivergenceError, match=r"lr_lr; this stage's experts trained on \d+ of 1437 real examples"):
+        hf_condense.run(load_recipe(tiny), accelerator)
+    from hf_condense.methods.mtt import band_hint
+
+    assert band_hint([torch.arange(3), torch.arange(3, 5)], 5) == ""  # no band, no extra hint

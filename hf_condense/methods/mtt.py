@@ -111,6 +111,19 @@ def stage_experts(
     return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts, reals)
 
 
+def band_hint(pool: list[torch.Tensor], n: int) -> str:
+    """Why a curriculum stage may diverge: experts trained on a narrow band move little, so the normalised matching
+    loss (divided by their squared movement) and its gradients blow up."""
+    used = sum(len(p) for p in pool)
+    if used == n:
+        return ""
+    return (
+        f"; this stage's experts trained on {used} of {n} real examples (its forgetting band), which move them little "
+        "and inflate the matching loss: a wider stages.forgetting_band or stages.curriculum=forgetting_quantile "
+        "gives them more"
+    )
+
+
 def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch.Tensor]:
     """Per-step index batches drawn from successive random permutations of range(n) (as the reference)."""
     size = min(size, n)
@@ -214,7 +227,7 @@ class MTTDistiller:
             check=alpha_in_range,
             postfix=lambda: {"alpha": float(alpha.detach())},
             snapshot=lambda: ws.output(task, float(alpha.detach()), {}).stage,
-            hint="lower method.lr_img or method.lr_lr",
+            hint="lower method.lr_img or method.lr_lr" + band_hint(task.pool, len(ctx.train_y)),
         )
         log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
         return ws.output(task, float(alpha.detach()), log)
