@@ -35,13 +35,14 @@ def stage_rows(name: str, acc: Accelerator) -> list[str]:
     ctx = RunContext.build(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation
     scores = curriculum_scores(ctx)  # a curriculum row's forgetting scores, cached by its run
+    pools = [stage_pool(ctx, k, scores) for k in range(1, len(synsets) + 1)]
     accuracy = ps.results["distilled"] if ps.results else [[float("nan")]] * len(synsets)
     out = []
     for i, syn in enumerate(synsets, start=1):
         cfg = recipe.stage_method(i)
         s = expert_settings(cfg)
         earlier = synsets[: i - 1] if recipe.stages.use_transition else []
-        key, paths = stage_experts(store, cfg, earlier, ev, [stage_pool(ctx, j, scores) for j in range(1, i + 1)])
+        key, paths = stage_experts(store, cfg, earlier, ev, pools[:i])
         starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
         trajs = [store.trajectory(p, key, s.epochs) for p in paths]
         dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)

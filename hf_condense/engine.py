@@ -140,15 +140,16 @@ class StageEngine:
             conditioning=st.use_conditioning,
             transition=st.use_transition,
             boost_beta=st.boost_beta if st.scheme == "boost" else 0.0,
-            pool=self.pool(k),
+            pool=self.pools[k - 1],
             seed=seed_of_stage(self.recipe, k),
             checkpoint_dir=self.checkpoints / stage_name(k),
-            earlier_pools=[self.pool(j) for j in range(1, k)],
+            earlier_pools=self.pools[: k - 1],
         )
 
-    def pool(self, k: int) -> list[torch.Tensor]:
-        """Per class, the real train examples stage k may use (all, or its forgetting-score band)."""
-        return stage_pool(self.ctx, k, self.forgetting)
+    @cached_property
+    def pools(self) -> list[list[torch.Tensor]]:
+        """Per stage, per class, the real train examples it may use (all, or its forgetting-score band)."""
+        return [stage_pool(self.ctx, k, self.forgetting) for k in range(1, self.recipe.stages.count + 1)]
 
     @cached_property
     def forgetting(self) -> torch.Tensor | None:

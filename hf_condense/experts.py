@@ -17,7 +17,7 @@ def build_experts(recipe: Recipe) -> None:
     from .curriculum import curriculum_scores, stage_pool
     from .distill import prepare
     from .methods import METHODS
-    from .trajectories import ExpertStore, real_subset, subset_key
+    from .trajectories import ExpertStore, real_subset
 
     settings = getattr(METHODS[recipe.method.name].distiller, "expert_settings", None)
     if settings is None:
@@ -26,7 +26,7 @@ def build_experts(recipe: Recipe) -> None:
     store = ExpertStore(ctx)
     s = settings(recipe.stage_method(1))
     real = real_subset(stage_pool(ctx, 1, curriculum_scores(ctx)), len(ctx.train_y))
-    paths = store.build(s, subset_key(store.base_key(s), real), real=real)
+    _, paths = store.base_experts(s, real)
     ctx.print(f"{len(paths)} expert(s) ready in {paths[0].parent}")
 
 

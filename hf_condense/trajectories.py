@@ -181,6 +181,11 @@ class ExpertStore:
             self._loaded[path] = traj
         return self._loaded[path]
 
+    def base_experts(self, s: ExpertSettings, real: torch.Tensor | None = None) -> tuple[str, list[Path]]:
+        """(key, paths) of the experts trained from scratch on real data (`real`: the train indices; None: all)."""
+        key = subset_key(self.base_key(s), real)
+        return key, self.build(s, key, real=real)
+
     def stage_experts(
         self,
         s: ExpertSettings,
@@ -194,12 +199,11 @@ class ExpertStore:
 
         Without earlier stages these are the base experts; otherwise each starts from the previous level's start
         point, trained on the cumulative synthetic set (the chain mirrors progressive evaluation); later levels keep
-        the first `count` experts (default: all). `reals[l]`: the train indices level l's real epochs use (None or
-        missing: all).
+        the first `count` experts (default: all). `reals[l]`: the train indices level l's real epochs use (None: all;
+        one per level, 0..len(stage_sets)).
         """
-        reals = list(reals or []) + [None] * (len(stage_sets) + 1 - len(reals or []))
-        key = subset_key(self.base_key(s), reals[0])
-        paths = self.build(s, key, real=reals[0])
+        reals = reals or [None] * (len(stage_sets) + 1)
+        key, paths = self.base_experts(s, reals[0])
         if stage_sets and count is not None:
             s = replace(s, num_experts=min(count, s.num_experts))
             paths = paths[: s.num_experts]

@@ -114,13 +114,13 @@ def stage_experts(
 def band_hint(pool: list[torch.Tensor], n: int) -> str:
     """Why a curriculum stage may diverge: experts trained on a narrow band move little, so the normalised matching
     loss (divided by their squared movement) and its gradients blow up."""
-    used = sum(len(p) for p in pool)
-    if used == n:
+    real = real_subset(pool, n)
+    if real is None:
         return ""
     return (
-        f"; this stage's experts trained on {used} of {n} real examples (its forgetting band), which move them little "
-        "and inflate the matching loss: a wider stages.forgetting_band or stages.curriculum=forgetting_quantile "
-        "gives them more"
+        f"; this stage's experts trained on {len(real)} of {n} real examples (its forgetting band), which move them "
+        "little and inflate the matching loss: a wider stages.forgetting_band or "
+        "stages.curriculum=forgetting_quantile gives them more"
     )
 
 
