@@ -252,7 +252,7 @@ MTT_600 = ("MTT ZCA 30 steps, 600 it (1.5x compute)", 10, [*ZCA_30, "method.iter
 ROWS += [PDD_400, PDD_400_NO_TRANSITION, reseeded(PDD_400_NO_TRANSITION, 1)]
 ROWS += [MTT_600, reseeded(MTT_600, 1), reseeded(PDD_400_NO_TRANSITION, 2), reseeded(MTT_600, 2)]
 ROWS += [reseeded(row, 3) for row in (PDD_400_NO_TRANSITION, MTT_600)]
-ROWS += [reseeded(PDD_400, seed) for seed in (1, 2)]
+ROWS += [reseeded(PDD_400, seed) for seed in (1, 2, 3)]
 
 
 def three_stages(row: tuple[str, int, list[str]]) -> tuple[str, int, list[str]]:
