@@ -19,7 +19,9 @@ mkdir -p "$out"
 python3 -c "import torch, datasets, kornia, timm; print(torch.__version__, torch.cuda.is_available() and \
 torch.cuda.get_device_name(0), datasets.__version__, kornia.__version__, timm.__version__)" || exit 1
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
-rows=("MTT ZCA 30 steps (1.5x compute)" "PDD + MTT (2 x 5, 30 steps, ZCA)" "PDD w/o transition (2 x 5, 30 steps, ZCA)")
+# the row names come from fashion_mnist_gpu.ROWS, so the two cannot drift apart
+names="from fashion_mnist_gpu import ROWS; print(*(r[0] for r in ROWS), sep=chr(10))"
+mapfile -t rows < <(cd benchmarks && python3 -c "$names")
 start=$(date +%s)
 for i in "${!rows[@]}"; do
   (cd benchmarks && timeout "${GPU_CHECK_SECONDS:-540}" python3 fashion_mnist_gpu.py "${rows[$i]}") \
