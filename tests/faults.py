@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from hf_condense.hub_layout import list_stages, read_stage
+from hf_condense.stages.run_folder import list_stages, read_stage
 
 # PDD + MTT on digits, 2 stages: expert training (2 experts), in-stage checkpoints every 10 iterations, stage writes.
 RECIPE = {

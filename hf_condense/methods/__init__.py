@@ -1,8 +1,23 @@
-"""The method registry: one plain dict from recipe names to method specs."""
+"""The methods layer: one module per base method (its config dataclass, its distiller, its registry entry), the
+method contract (`base`), the run context they work in, and the shared method loop (`loop.DistillLoop`).
+
+The registry is one plain dict from recipe names (`method.name`) to specs; adding a method is one module, one line
+here and a recipe. A method reads only its `StageTask` and the `RunContext`, never the recipe.
+"""
 
 from __future__ import annotations
 
-from .base import Capabilities, Distiller, DivergenceError, MethodSpec, StageOutput, StageTask, SynSet
+from .base import (
+    Capabilities,
+    Distiller,
+    DivergenceError,
+    MethodConfig,
+    MethodSpec,
+    Probe,
+    StageOutput,
+    StageTask,
+    SynSet,
+)
 from .coreset import SPECS as _CORESETS
 from .dm import SPEC as _DM
 from .gradient_matching import SPECS as _GM
@@ -19,13 +34,22 @@ METHODS: dict[str, MethodSpec] = {
     "ratbptt": _RATBPTT,
 }
 
+
+def method_config(name: str, **values) -> MethodConfig:
+    """The config of registered method `name` (its name is its registry key), with `values` set."""
+    return METHODS[name].config_class(name=name, **values)
+
+
 __all__ = [
     "METHODS",
     "Capabilities",
     "Distiller",
     "DivergenceError",
+    "MethodConfig",
     "MethodSpec",
+    "Probe",
     "StageOutput",
     "StageTask",
     "SynSet",
+    "method_config",
 ]

@@ -1,13 +1,13 @@
-"""What every distiller provides, and what the stage engine hands it.
+"""The method contract: what the stage engine hands a distiller (`StageTask`), what it gets back (`StageOutput`),
+and what a registry entry declares (`MethodSpec`, `Capabilities`).
 
-A distiller turns one `StageTask` into one `StageOutput`. The engine reads a method's `Capabilities` as data
-(needs experts, learns lr, learns labels) and never inspects its class.
+A distiller turns one `StageTask` into one `StageOutput` and reads nothing else of the run: not the recipe, only the
+task and the run context's data and devices. The engine reads a method's `Capabilities` as data (needs experts,
+learns lr, learns labels) and never inspects its class.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,21 +15,49 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from ..config import MethodConfig
-from ..formation import decode, formation_factor_of
-from ..io import save_safetensors
+from ..core.config import opt, suggest
+from ..data.formation import decode, formation_factor_of
+from ..models.training import TrainSchedule
 
 if TYPE_CHECKING:
-    from ..context import RunContext
+    from .context import RunContext
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config; `name` picks the method (a key of `hf_condense.METHODS`)."""
+
+    name: str = opt("random", help="Method name (see hf_condense.METHODS).")
+
+    @classmethod
+    def config_for(cls, data: Any, path: str, errors: list[str]) -> type[MethodConfig] | None:
+        """The config class that `data` (a method section) parses into: the registry's entry for its name."""
+        from . import METHODS
+
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            errors.append(f"{path}: expected a mapping with a 'name' key, got {data!r}")
+            return None
+        name = data.get("name", MethodConfig.name)
+        if name not in METHODS:
+            errors.append(
+                f"{path}.name: unknown method {name!r}{suggest(str(name), METHODS)}; "
+                f"allowed: {', '.join(sorted(METHODS))}"
+            )
+            return None
+        return METHODS[name].config_class
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What the engine and the outputs need to know about a method."""
 
+    needs_experts: bool = False  # matches expert trajectories: the engine has `prepare_experts(task)` build them first
     learns_lr: bool = False  # stores a learned evaluation lr with each stage (MTT's alpha)
-    learns_labels: bool = False  # stores soft labels with each stage
+    learns_labels: bool = False  # may store soft labels with each stage
     synthetic: bool = True  # False for coresets, which select real images
+    functional: bool = False  # unrolls the network functionally: needs a model without running statistics
 
 
 @dataclass
@@ -62,9 +90,21 @@ def training_union(synsets: list[SynSet]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Periodic tests during a stage: every `every` iterations one network trains `epochs` epochs on the earlier
+    stages plus the current images (their union) and reports its test accuracy."""
+
+    every: int = 0  # 0: never
+    epochs: int = 100
+    test_batch_size: int = 1024
+
+
 @dataclass
 class StageTask:
-    """Everything stage `stage` (1-based) needs: its budget, config, the earlier stages and the scheme's flags."""
+    """Everything stage `stage` (1-based) may read: its budget, its resolved method config, the earlier stages, the
+    scheme's flags, the training schedule of the protocol, the seeds and the real pool. A method reads nothing else of
+    the recipe; the stage hash is computed from what the task resolves to."""
 
     stage: int
     ipc: int
@@ -75,13 +115,22 @@ class StageTask:
     boost_beta: float  # earlier stages keep training at lr x beta (0: frozen)
     pool: list[torch.Tensor]  # per class, the real train indices this stage may draw from
     seed: int
+    train: TrainSchedule = TrainSchedule()  # the protocol's schedule: transitions, inner trainings, default lr
+    run_seed: int = 0  # the run's seed (cache keys of experts and embeddings)
     checkpoint_dir: Path | None = None  # where a long stage keeps its resumable state
     earlier_pools: list[list[torch.Tensor]] = field(default_factory=list)  # the pools of stages 1..stage-1
+    probe: Probe = Probe()
+    experts: Any = None  # what the distiller's `prepare_experts` built for this stage (methods that need experts)
 
     @property
     def context_set(self) -> list[SynSet]:
         """The earlier stages the student trains on (empty without conditioning)."""
         return self.previous if self.conditioning else []
+
+    @property
+    def default_lr(self) -> float:
+        """The evaluation lr of a stage whose method learns none."""
+        return self.train.lr
 
 
 @dataclass
@@ -95,73 +144,9 @@ class DivergenceError(RuntimeError):
     """A distillation run that diverged (NaN, exploding lr); the message says where the last good state is."""
 
 
-class StateFile:
-    """A resumable in-stage checkpoint: named tensors, optimiser momentum, the generator state and the iteration.
-
-    `identity` (a JSON-able dict) must match on restore; a stale or unreadable file is ignored with a warning.
-    """
-
-    def __init__(self, folder: Path | None, name: str, identity: dict, writable: bool = True):
-        self.path = Path(folder) / f"{name}.safetensors" if folder is not None else None
-        self.identity = json.dumps(identity, sort_keys=True, default=str)
-        self.writable = writable
-
-    @staticmethod
-    def _buffers(optimizers: dict[str, torch.optim.Optimizer]):
-        for name, o in optimizers.items():
-            for gi, group in enumerate(o.param_groups):
-                for pi, p in enumerate(group["params"]):
-                    yield f"opt.{name}.{gi}.{pi}", o, p
-
-    def save(
-        self,
-        tensors: dict[str, torch.Tensor],
-        optimizers: dict[str, torch.optim.Optimizer],
-        g: torch.Generator,
-        iteration: int,
-    ) -> Path | None:
-        if self.path is None or not self.writable:
-            return self.path
-        data = {f"t.{k}": v.detach() for k, v in tensors.items()}
-        for key, o, p in self._buffers(optimizers):
-            for name, value in o.state.get(p, {}).items():  # momentum buffers, Adam moments and step
-                if torch.is_tensor(value):
-                    data[f"{key}.{name}"] = value
-        data["rng"] = g.get_state()
-        save_safetensors(data, self.path, metadata={"identity": self.identity, "iteration": str(iteration)})
-        return self.path
-
-    def restore(
-        self, tensors: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer], g: torch.Generator
-    ) -> int:
-        """Load the checkpoint into the given tensors/optimisers/generator; returns the iteration to resume at."""
-        if self.path is None or not self.path.is_file():
-            return 0
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(self.path), "pt") as f:
-                meta = f.metadata() or {}
-                data = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} is unreadable ({e}); starting over")
-            return 0
-        if meta.get("identity") != self.identity:
-            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} belongs to other settings; ignored")
-            return 0
-        with torch.no_grad():
-            for k, v in tensors.items():
-                v.copy_(data[f"t.{k}"])
-        for key, o, p in self._buffers(optimizers):
-            for name in [k[len(key) + 1 :] for k in data if k.startswith(f"{key}.")]:
-                value = data[f"{key}.{name}"]
-                o.state[p][name] = value if name == "step" else value.to(p.device)
-        g.set_state(data["rng"])
-        return int(meta["iteration"])
-
-
 class Distiller(Protocol):
-    """A base method: `distill` produces one stage."""
+    """A base method: `distill` produces one stage. One whose capabilities say `needs_experts` also has
+    `prepare_experts(task)`, which the engine calls before `distill` and whose result it puts in `task.experts`."""
 
     def __init__(self, ctx: RunContext) -> None: ...
 
@@ -170,12 +155,20 @@ class Distiller(Protocol):
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registry entry: the method's config class, its distiller, its capabilities and recipe checks."""
+    """A registry entry: the method's config class, its distiller, its capabilities and its checks.
+
+    The method's name is its key in `hf_condense.METHODS`. `checks(cfg, boost_beta)` returns one line per problem of
+    one stage's config (`boost_beta` > 0 when the scheme keeps training earlier stages).
+    """
 
     config_class: type[MethodConfig]
     distiller: Callable[[RunContext], Distiller]
     capabilities: Capabilities = Capabilities()
-    checks: Callable[[Any], list[str]] | None = None
+    checks: Callable[[Any, float], list[str]] | None = None
 
-    def check(self, recipe) -> list[str]:
-        return self.checks(recipe) if self.checks else []
+    def __post_init__(self):
+        if self.capabilities.needs_experts and not hasattr(self.distiller, "prepare_experts"):
+            raise TypeError(f"{self.distiller!r}: a method that needs experts must define prepare_experts(task)")
+
+    def check(self, cfg: MethodConfig, boost_beta: float = 0.0) -> list[str]:
+        return self.checks(cfg, boost_beta) if self.checks else []

@@ -8,35 +8,38 @@ first, ties in random order). Earlier stages' selections count as already chosen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from ..config import MethodConfig, opt
-from ..curriculum import forgetting_scores
-from ..training import train_epoch
-from .base import Capabilities, MethodSpec, StageOutput, StageTask, SynSet
+from ..core.config import opt
+from ..models.training import train_epoch
+from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask, SynSet
+from .forgetting import forgetting_scores
 
 
 @dataclass
 class RandomConfig(MethodConfig):
-    name: str = "random"
+    """Random real images (no settings)."""
 
 
 @dataclass
 class HerdingConfig(MethodConfig):
-    name: str = "herding"
+    """Herding in the features of a network trained briefly on real data."""
+
     embed_epochs: int = opt(1, min=0, help="Epochs of training of the embedding network on real data.")
 
 
 @dataclass
 class KCenterConfig(HerdingConfig):
-    name: str = "kcenter"
+    """k-center in the same features as herding."""
 
 
 @dataclass
 class ForgettingConfig(MethodConfig):
-    name: str = "forgetting"
+    """The most forgotten examples of each class."""
+
     score_epochs: int = opt(10, min=1, help="Epochs of the training pass that counts forgetting events.")
 
 
@@ -81,42 +84,67 @@ def kcenter(feats: torch.Tensor, k: int, chosen: torch.Tensor) -> torch.Tensor:
     return torch.tensor(picks, dtype=torch.long)
 
 
-def embedding_features(ctx, epochs: int) -> torch.Tensor:
-    """Penultimate features of every train image under the recipe's network trained `epochs` on the real data;
-    computed once per run (kept on the run context) and without touching the global RNG."""
+def embedding_features(ctx, epochs: int, seed: int) -> torch.Tensor:
+    """Penultimate features of every train image under the run's network trained `epochs` on the real data from
+    `seed`; computed once per run (kept on the run context) and without touching the global RNG."""
     memo = ctx.__dict__.setdefault("_embedding_features", {})
-    if epochs not in memo:
+    if (epochs, seed) not in memo:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.recipe.seed)
+            torch.manual_seed(seed)
             model = ctx.make_model().to(ctx.device)
-        g = torch.Generator().manual_seed(ctx.recipe.seed)
+        g = torch.Generator().manual_seed(seed)
         sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         for _ in range(epochs):
             train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device)
         model.eval()
         with torch.no_grad():
             chunks = [ctx.train_x[i : i + 1024].to(ctx.device) for i in range(0, len(ctx.train_x), 1024)]
-            memo[epochs] = torch.cat(
+            memo[(epochs, seed)] = torch.cat(
                 [model.forward_head(model.forward_features(x), pre_logits=True).flatten(1).cpu() for x in chunks]
             )
-    return memo[epochs]
+    return memo[(epochs, seed)]
+
+
+# A selector picks k examples of one class: (distiller, task, free, pool, prior, k, g) -> train indices, where `free`
+# are the class's pool examples not taken by earlier stages and `prior` those that were.
+Selector = Callable[..., torch.Tensor]
+
+
+def select_random(d: CoresetDistiller, task, free, pool, prior, k, g) -> torch.Tensor:
+    return free[torch.randperm(len(free), generator=g)[:k]]
+
+
+def select_forgetting(d: CoresetDistiller, task, free, pool, prior, k, g) -> torch.Tensor:
+    return free[most_forgotten(d.forgetting(task)[free], k, g)]
+
+
+def feature_selector(select: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]) -> Selector:
+    """Herding or k-center in feature space, extending the earlier stages' picks."""
+
+    def pick(d: CoresetDistiller, task, free, pool, prior, k, g) -> torch.Tensor:
+        cand = torch.unique(torch.cat([pool, prior]))
+        feats = embedding_features(d.ctx, task.config.embed_epochs, task.run_seed)[cand]
+        return cand[select(feats, k, torch.searchsorted(cand, prior))]
+
+    return pick
 
 
 class CoresetDistiller:
-    """Selects real images; the stage's lr is the evaluation lr."""
+    """Selects real images with its `selector`; the stage's lr is the evaluation lr."""
+
+    selector: Selector = select_random  # called as a method: the distiller comes first
 
     def __init__(self, ctx):
         self.ctx = ctx
         self._scores: torch.Tensor | None = None
 
-    def forgetting(self, cfg: ForgettingConfig) -> torch.Tensor:
+    def forgetting(self, task: StageTask) -> torch.Tensor:
         """Forgetting scores of every train example (cached across runs)."""
         if self._scores is None:
-            self._scores = forgetting_scores(self.ctx, cfg.score_epochs)
+            self._scores = forgetting_scores(self.ctx, task.config.score_epochs, task.run_seed)
         return self._scores
 
     def distill(self, task: StageTask) -> StageOutput:
-        cfg = task.config
         taken = torch.cat(
             [s.indices for s in task.previous if s.indices is not None] or [torch.empty(0, dtype=torch.long)]
         )
@@ -125,26 +153,21 @@ class CoresetDistiller:
         for c, pool in enumerate(task.pool):
             prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
             free = pool[~torch.isin(pool, prior)]
-            if cfg.name == "random":
-                picks.append(free[torch.randperm(len(free), generator=g)[: task.ipc]])
-            elif cfg.name == "forgetting":
-                picks.append(free[most_forgotten(self.forgetting(cfg)[free], task.ipc, g)])
-            else:  # herding / k-center extend the earlier picks in feature space
-                cand = torch.unique(torch.cat([pool, prior]))
-                select = herding if cfg.name == "herding" else kcenter
-                feats = embedding_features(self.ctx, cfg.embed_epochs)[cand]
-                picks.append(cand[select(feats, task.ipc, torch.searchsorted(cand, prior))])
+            picks.append(self.selector(task, free, pool, prior, task.ipc, g))
         idx = torch.cat(picks)
-        stage = SynSet(
-            self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=self.ctx.recipe.evaluation.lr, indices=idx
-        )
+        stage = SynSet(self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=task.default_lr, indices=idx)
         return StageOutput(stage)
+
+
+def coreset(name: str, selector: Selector) -> type[CoresetDistiller]:
+    """The CoresetDistiller of coreset `name`, which selects with `selector`."""
+    return type(f"{name.capitalize()}Coreset", (CoresetDistiller,), {"selector": selector, "__doc__": f"{name}."})
 
 
 _CAPS = Capabilities(synthetic=False)
 SPECS = {
-    "random": MethodSpec(RandomConfig, CoresetDistiller, _CAPS),
-    "herding": MethodSpec(HerdingConfig, CoresetDistiller, _CAPS),
-    "kcenter": MethodSpec(KCenterConfig, CoresetDistiller, _CAPS),
-    "forgetting": MethodSpec(ForgettingConfig, CoresetDistiller, _CAPS),
+    "random": MethodSpec(RandomConfig, coreset("random", select_random), _CAPS),
+    "herding": MethodSpec(HerdingConfig, coreset("herding", feature_selector(herding)), _CAPS),
+    "kcenter": MethodSpec(KCenterConfig, coreset("kcenter", feature_selector(kcenter)), _CAPS),
+    "forgetting": MethodSpec(ForgettingConfig, coreset("forgetting", select_forgetting), _CAPS),
 }

@@ -11,22 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import opt
+from ..core.config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .synthetic import (
-    SampledNetworkConfig,
-    Workspace,
-    backward_shared,
-    my_class_draws,
-    network_matching_setup,
-    run_image_loop,
-    sample_network,
-)
+from .loop import backward_shared
+from .sampled import SampledNetworkConfig, my_class_draws, network_matching_setup, run_image_loop, sample_network
+from .workspace import Workspace
 
 
 @dataclass
 class DMConfig(SampledNetworkConfig):
-    name: str = "dm"
+    """DM's settings (defaults as published)."""
+
     iterations: int = opt(20000, min=1, help="Iterations (each with a freshly sampled network).")
     lr_img: float = opt(1.0, gt=0, help="SGD lr (momentum 0.5) of the images.")
     checkpoint_every: int = opt(500, min=1, help="Iterations between resumable in-stage checkpoints.")

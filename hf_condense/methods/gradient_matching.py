@@ -15,19 +15,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import opt
-from ..training import train_epoch
+from ..core.config import opt
+from ..models.training import train_epoch
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .synthetic import (
+from .loop import backward_shared
+from .sampled import (
     ClassDraw,
     SampledNetworkConfig,
-    Workspace,
-    backward_shared,
     my_class_draws,
     network_matching_setup,
     run_image_loop,
     sample_network,
 )
+from .workspace import Workspace
 
 # (outer_loop, inner_loop) by IPC, as published for DC/DSA.
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -83,7 +83,8 @@ def matching_loss(ctx, net, ws: Workspace, task: StageTask, batch_real: int, sia
 
 @dataclass
 class DCConfig(SampledNetworkConfig):
-    name: str = "dc"
+    """DC's settings (DSA shares them; defaults and loops by IPC as published)."""
+
     iterations: int = opt(1000, min=1, help="Outer iterations (each with a freshly sampled network).")
     outer_loop: int | None = opt(None, min=1, help="Matching rounds per network (default: published value by IPC).")
     inner_loop: int | None = opt(None, min=1, help="Epochs on the synthetic set between rounds (default: by IPC).")
@@ -95,11 +96,15 @@ class DCConfig(SampledNetworkConfig):
 
 @dataclass
 class DSAConfig(DCConfig):
-    name: str = "dsa"
+    """DSA's settings: DC's, with siamese augmentation."""
 
 
 class GradientMatchingDistiller:
-    """DC, or DSA when the method is `dsa` (siamese augmentation in matching and in the inner training)."""
+    """DC, or DSA with `siamese` (the same augmentation on the real and synthetic batch of a match, and DSA in the
+    inner training)."""
+
+    name = "dc"
+    siamese = False
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -107,7 +112,7 @@ class GradientMatchingDistiller:
     def distill(self, task: StageTask) -> StageOutput:
         cfg: DCConfig = task.config
         ctx = self.ctx
-        siamese = cfg.name == "dsa"
+        siamese = self.siamese
         outer, inner = default_loops(task.ipc)
         outer, inner = cfg.outer_loop or outer, cfg.inner_loop or inner
         g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg)
@@ -129,10 +134,17 @@ class GradientMatchingDistiller:
                     train_epoch(net, net_opt, x, y, cfg.batch_train, ctx.dsa if siamese else None, g, ctx.device)
             return total / outer
 
-        return run_image_loop(ctx, task, cfg.name, cfg, g, ws, opt_img, step, outer_loop=outer, inner_loop=inner)
+        return run_image_loop(ctx, task, self.name, cfg, g, ws, opt_img, step, outer_loop=outer, inner_loop=inner)
+
+
+class DSADistiller(GradientMatchingDistiller):
+    """DSA: DC with siamese augmentation."""
+
+    name = "dsa"
+    siamese = True
 
 
 SPECS = {
     "dc": MethodSpec(DCConfig, GradientMatchingDistiller, Capabilities()),
-    "dsa": MethodSpec(DSAConfig, GradientMatchingDistiller, Capabilities()),
+    "dsa": MethodSpec(DSAConfig, DSADistiller, Capabilities()),
 }

@@ -18,23 +18,17 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..augment import DSA
-from ..config import opt
+from ..core.config import opt
+from ..data.augment import DSA
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .gradient_matching import class_match, gradient_distance
-from .synthetic import (
-    ClassDraw,
-    SampledNetworkConfig,
-    network_matching_setup,
-    per_stage_errors,
-    run_image_loop,
-    sample_network,
-)
+from .sampled import ClassDraw, SampledNetworkConfig, network_matching_setup, run_image_loop, sample_network
 
 
 @dataclass
 class IDCConfig(SampledNetworkConfig):
-    name: str = "idc"
+    """IDC's settings (defaults: the paper's CIFAR-10 row)."""
+
     iterations: int = opt(500, min=1, help="Outer iterations, each with a freshly sampled network.")
     inner_loop: int = opt(100, min=1, help="Matching rounds per network; the network trains on real data after each.")
     factor: int = opt(2, min=1, help="Multi-formation factor: each stored image decodes into factor^2 images.")
@@ -136,15 +130,11 @@ class IDCDistiller:
         )
 
 
-def check(recipe) -> list[str]:
+def check(cfg: IDCConfig, boost_beta: float) -> list[str]:
     """Multi-formation needs the decoded images to train; boosting would move stored and decoded sets apart."""
-
-    def boost(cfg: IDCConfig) -> list[str]:
-        if recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0 and cfg.factor > 1:
-            return ["stages.boost_beta: boosting cannot keep training multi-formation stages; set method.factor: 1"]
-        return []
-
-    return per_stage_errors(recipe, boost)
+    if boost_beta > 0 and cfg.factor > 1:
+        return ["stages.boost_beta: boosting cannot keep training multi-formation stages; set method.factor: 1"]
+    return []
 
 
 SPEC = MethodSpec(IDCConfig, IDCDistiller, Capabilities(), checks=check)

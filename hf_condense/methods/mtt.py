@@ -20,27 +20,20 @@ from typing import Literal
 
 import torch
 
-from ..config import EvalConfig, MethodConfig, opt
-from ..functional import FlatParams
-from ..trajectories import ExpertSettings, ExpertStore, real_subset
-from ..unroll import batched_unroll_backward, unroll_backward
-from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .synthetic import (
-    INIT_HELP,
-    InitMode,
-    Workspace,
-    functional_norm_errors,
-    loss_log,
-    my_share,
-    per_stage_errors,
-    reduce_shared,
-    run_loop,
-)
+from ..core.config import opt
+from ..models.functional import FlatParams
+from ..models.training import TrainSchedule
+from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
+from .experts import ExpertSettings, ExpertStore, real_subset
+from .loop import DistillLoop, loss_log, reduce_shared
+from .unroll import batched_unroll_backward, unroll_backward
+from .workspace import INIT_HELP, InitMode, Workspace
 
 
 @dataclass
 class MTTConfig(MethodConfig):
-    name: str = "mtt"
+    """MTT's settings (defaults: the paper's CIFAR-10 IPC 10 row, see REFERENCE.md)."""
+
     iterations: int = opt(5000, min=1, help="Distillation iterations per stage.")
     syn_steps: int = opt(20, min=1, help="Student SGD steps per iteration (N).")
     expert_epochs: int = opt(2, min=1, help="Expert epochs the student must match (M).")
@@ -87,19 +80,21 @@ class MTTConfig(MethodConfig):
     checkpoint_every: int = opt(100, min=1, help="Iterations between resumable in-stage checkpoints.")
 
 
-def expert_settings(cfg: MTTConfig) -> ExpertSettings:
+def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
+    """How the experts of a stage with config `cfg` train, in a run of seed `seed`."""
     return ExpertSettings(
         num_experts=cfg.num_experts,
         epochs=cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs,
         lr=cfg.lr_teacher,
         batch_size=cfg.expert_batch_size,
         augment=cfg.expert_augment,
+        seed=seed,
         stack=cfg.expert_stack,
     )
 
 
 def stage_experts(
-    store: ExpertStore, cfg: MTTConfig, earlier: list, ev: EvalConfig, pools: list | None = None
+    store: ExpertStore, cfg: MTTConfig, earlier: list, ev: TrainSchedule, seed: int, pools: list | None = None
 ) -> tuple[str, list[Path]]:
     """(key, paths) of the experts a stage matches: the base experts, or with `earlier` stages (a PDD transition)
     experts retrained on them first. `pools`: per stage up to this one, its per-class real train indices (a
@@ -108,7 +103,7 @@ def stage_experts(
     levels = (pools or [])[-(len(earlier) + 1) :]
     reals = [None] * (len(earlier) + 1 - len(levels)) + [real_subset(p, len(store.ctx.train_y)) for p in levels]
     epochs = cfg.transition_epochs or ev.epochs
-    return store.stage_experts(expert_settings(cfg), earlier, epochs, ev, cfg.transition_experts, reals)
+    return store.stage_experts(expert_settings(cfg, seed), earlier, epochs, ev, cfg.transition_experts, reals)
 
 
 def band_hint(pool: list[torch.Tensor], n: int) -> str:
@@ -140,19 +135,22 @@ def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch
 class MTTDistiller:
     """Trajectory matching for one stage at a time."""
 
-    expert_settings = staticmethod(expert_settings)
-
     def __init__(self, ctx):
         self.ctx = ctx
         self.store = ExpertStore(ctx)
 
+    def prepare_experts(self, task: StageTask) -> tuple[str, list[Path]]:
+        """(key, paths) of the experts the stage matches, trained now if they are not cached: the base experts, or
+        with a PDD transition experts retrained on the earlier stages first."""
+        earlier = task.previous if (task.transition and task.previous) else []
+        pools = [*task.earlier_pools, task.pool]
+        return stage_experts(self.store, task.config, earlier, task.train, task.run_seed, pools)
+
     def distill(self, task: StageTask) -> StageOutput:
         cfg: MTTConfig = task.config
         ctx, dev = self.ctx, self.ctx.device
-        ev = ctx.recipe.evaluation
-        settings = expert_settings(cfg)
-        earlier = task.previous if (task.transition and task.previous) else []
-        key, paths = stage_experts(self.store, cfg, earlier, ev, [*task.earlier_pools, task.pool])
+        settings = expert_settings(cfg, task.run_seed)
+        key, paths = task.experts
 
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
@@ -206,14 +204,14 @@ class MTTDistiller:
 
         def step(it: int) -> float:
             draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
-            local = match([draws[i] for i in my_share(ctx, cfg.trajectories)])
+            local = match([draws[i] for i in ctx.share(cfg.trajectories)])
             return reduce_shared(ctx, [*ws.learnable(), alpha], local)
 
         def alpha_in_range() -> str | None:
             a, top = float(alpha.detach()), cfg.lr_teacher * cfg.max_alpha_factor
             return None if 0 < a <= top else f"alpha left (0, {top:g}]: {a:.4g}"
 
-        losses = run_loop(
+        loop = DistillLoop(
             ctx,
             task,
             "mtt",
@@ -222,32 +220,29 @@ class MTTDistiller:
             {**ws.tensors(), "alpha": alpha},
             {"img": opt_img, "lr": opt_lr},
             g,
-            step,
             identity={"key": key},
             check=alpha_in_range,
             postfix=lambda: {"alpha": float(alpha.detach())},
             snapshot=lambda: ws.output(task, float(alpha.detach()), {}).stage,
             hint="lower method.lr_img or method.lr_lr" + band_hint(task.pool, len(ctx.train_y)),
         )
+        losses = loop.run(step)
         log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
         return ws.output(task, float(alpha.detach()), log)
 
 
-def check(recipe) -> list[str]:
-    def starts(cfg: MTTConfig) -> list[str]:
-        errors = []
-        if cfg.min_start_epoch > cfg.max_start_epoch:
-            errors.append(
-                f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}"
-            )
-        if cfg.vectorize_trajectories and (cfg.memory != "plain" or cfg.micro_batch):
-            errors.append(
-                "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
-                f"unroll keeps the whole graph); got memory {cfg.memory!r}, micro_batch {cfg.micro_batch}"
-            )
-        return errors
-
-    return per_stage_errors(recipe, starts) + functional_norm_errors(recipe, "mtt")
+def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
+    errors = []
+    if cfg.min_start_epoch > cfg.max_start_epoch:
+        errors.append(f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}")
+    if cfg.vectorize_trajectories and (cfg.memory != "plain" or cfg.micro_batch):
+        errors.append(
+            "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
+            f"unroll keeps the whole graph); got memory {cfg.memory!r}, micro_batch {cfg.micro_batch}"
+        )
+    return errors
 
 
-SPEC = MethodSpec(MTTConfig, MTTDistiller, Capabilities(learns_lr=True), checks=check)
+SPEC = MethodSpec(
+    MTTConfig, MTTDistiller, Capabilities(needs_experts=True, learns_lr=True, functional=True), checks=check
+)

@@ -15,18 +15,20 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import MethodConfig, opt
-from ..functional import FlatParams
-from ..training import soft_cross_entropy
-from .base import Capabilities, MethodSpec, StageOutput, StageTask
-from .synthetic import Workspace, functional_norm_errors, loss_log, per_stage_errors, run_loop
+from ..core.config import opt
+from ..models.functional import FlatParams
+from ..models.training import soft_cross_entropy
+from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
+from .loop import DistillLoop, loss_log
+from .workspace import Workspace
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 
 
 @dataclass
 class RaTBPTTConfig(MethodConfig):
-    name: str = "ratbptt"
+    """RaT-BPTT's settings (defaults: the paper's CIFAR-10 commands)."""
+
     iterations: int = opt(5000, min=1, help="Outer steps (each from a fresh random initialisation).")
     window: int = opt(80, min=1, help="W: inner steps differentiated (the last W of each unroll).")
     horizon: int = opt(250, min=1, help="T: the unroll length is drawn uniformly in [W, T].")
@@ -136,7 +138,7 @@ class RaTBPTTDistiller:
             return torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
 
         tensors = {**ws.tensors(), "logits": logits, "ema": ema}
-        losses = run_loop(
+        loop = DistillLoop(
             ctx,
             task,
             "ratbptt",
@@ -145,21 +147,16 @@ class RaTBPTTDistiller:
             tensors,
             {"img": opt_img},
             g,
-            step,
             hint="lower method.lr_img or method.inner_lr",
-            snapshot=lambda: ws.output(task, ctx.recipe.evaluation.lr, {}, soft_labels=soft_labels()).stage,
+            snapshot=lambda: ws.output(task, task.default_lr, {}, soft_labels=soft_labels()).stage,
         )
+        losses = loop.run(step)
         log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema))
-        return ws.output(task, ctx.recipe.evaluation.lr, log, soft_labels=soft_labels())
+        return ws.output(task, task.default_lr, log, soft_labels=soft_labels())
 
 
-def check(recipe) -> list[str]:
-    def window(cfg: RaTBPTTConfig) -> list[str]:
-        return (
-            [f"method.window: {cfg.window} is above method.horizon {cfg.horizon}"] if cfg.window > cfg.horizon else []
-        )
-
-    return per_stage_errors(recipe, window) + functional_norm_errors(recipe, "ratbptt")
+def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:
+    return [f"method.window: {cfg.window} is above method.horizon {cfg.horizon}"] if cfg.window > cfg.horizon else []
 
 
-SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(), checks=check)
+SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(learns_labels=True, functional=True), checks=check)

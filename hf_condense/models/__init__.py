@@ -1,15 +1,27 @@
-"""Models, only through timm: importing this registers the ConvNet family."""
+"""The models layer: networks only through timm (importing this registers the ConvNet family), their parameters as
+flat vectors for functional unrolls, and the loops that train and test one or several of them."""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import Any
 
 import timm
 from torch import nn
 
-from ..config import ModelConfig
+from ..core.config import opt
 from . import convnet  # noqa: F401  (registers convnet_* in timm)
 from .convnet import ConvNet
+
+
+@dataclass
+class ModelConfig:
+    """The network, named as in timm's registry (the built-in ConvNets are registered there)."""
+
+    name: str = opt("convnet_d3w128", help="timm model name, e.g. convnet_d3w128, test_convnet, resnet18.")
+    kwargs: dict[str, Any] = opt(default_factory=dict, help="Extra keyword arguments for timm.create_model.")
+    small_stem: bool = opt(False, help="ResNets: 3x3 stride-1 stem and no max-pool, for 32 px images.")
 
 
 def _small_stem(model: nn.Module, name: str) -> nn.Module:
@@ -41,4 +53,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ConvNet", "build_model", "count_parameters", "model_names"]
+__all__ = ["ConvNet", "ModelConfig", "build_model", "count_parameters", "model_names"]

@@ -1,0 +1,152 @@
+"""`hf-condense distill recipe.yaml [key.path=value ...]` (also `accelerate launch -m hf_condense.distill ...`).
+
+The whole pipeline of one recipe: validate the recipe (and then the data) before any compute, run the stages into a
+folder laid out like a Hub dataset repo, evaluate them with the standard protocol beside random real images, write
+the card and figures, upload when asked, and print the table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from ..core.config import RecipeError
+from ..data.sources import load_real_data
+from ..evaluation import RunResult, evaluate_synsets, random_real_stages, whole_data_reference
+from ..hub.card import render_card
+from ..hub.figures import save_accuracy_curve, save_grid
+from ..hub.push import Pusher, check_access
+from ..methods import SynSet
+from ..methods.context import RunContext, make_accelerator
+from ..stages.engine import StageEngine, check_output_folder, make_context, versions
+from ..stages.recipe import Recipe, data_errors
+from ..stages.run_folder import RunFolder, stage_name
+from .errors import command
+
+
+def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
+    """Load and check the data, fit the preprocessing: everything before the first stage."""
+    errors = check_output_folder(recipe)
+    if errors:
+        raise RecipeError(errors)
+    if recipe.output.push_to_hub:  # a missing or read-only token is refused before hours of compute
+        recipe.output.repo_id = check_access(recipe.output.repo_id)
+    with accelerator.main_process_first():
+        data = load_real_data(recipe.dataset)
+    errors = data_errors(recipe, data)
+    if errors:
+        raise RecipeError(errors)
+    return make_context(recipe, accelerator, data)
+
+
+def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:
+    """Write results, figures and the card of the folder."""
+    if not ctx.accelerator.is_main_process:
+        return
+    folder = RunFolder(result.folder)
+    for i, s in enumerate(result.stages, start=1):
+        save_grid(ctx.preprocessor.to_pixels(s.images), s.labels, ctx.num_classes, folder.grid(i))
+    ipc_cum = [sum(rec.stages.ipc_of(j) for j in range(1, i + 1)) for i in range(1, len(result.stages) + 1)]
+    if result.distilled:
+        curves = {
+            rec.method.name: [(c, *s) for c, s in zip(ipc_cum, result.distilled)],
+            "random real": [(c, *s) for c, s in zip(ipc_cum, result.random_real)],
+        }
+        save_accuracy_curve(curves, folder.curve, title=f"{Path(rec.dataset.path).name}")
+    results = {
+        "distilled": [list(s) for s in result.distilled],
+        "random_real": [list(s) for s in result.random_real],
+        "whole_data": list(result.whole_data) if result.whole_data else None,
+        "ipc_cumulative": ipc_cum,
+        "eval_mode": rec.evaluation.mode,
+        "eval_runs": rec.evaluation.runs,
+        "model": rec.model.name,
+        "processes": ctx.accelerator.num_processes,
+        "seconds": round(result.seconds, 1),
+    }
+    folder.write_results(results)
+    write_card(ctx, rec, folder, results)
+
+
+def write_card(ctx: RunContext, rec: Recipe, folder: RunFolder, results: dict | None) -> None:
+    render_card(
+        folder.path,
+        rec,
+        folder.stage_metas(),
+        results,
+        ctx.preprocessor,
+        ctx.data.class_names,
+        tuple(ctx.train_x.shape[1:]),
+        versions(),
+        repo_id=rec.output.repo_id,
+    )
+
+
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A nested recipe dict as the flat scalar `section.key` values that trackers accept."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        elif isinstance(v, int | float | str | bool):
+            out[f"{prefix}{k}"] = v
+        elif v is not None:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
+    """Distil, evaluate and report one recipe; returns the stages and their scores."""
+    out = recipe.output
+    folder = RunFolder(out.dir)
+    accelerator = accelerator or make_accelerator(log_with=out.log_with or None, project_dir=folder.logs)
+    t0 = time.perf_counter()
+    ctx = prepare(recipe, accelerator)
+    ev = recipe.evaluation
+    if out.log_with:
+        accelerator.init_trackers(Path(out.dir).name, config=flat_config(recipe.to_dict()))
+
+    pusher = Pusher(out.dir, out.repo_id, out.private) if out.push_to_hub and accelerator.is_main_process else None
+    rewrites = recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0  # boosting moves earlier stages
+
+    def after_stage(k: int, stages: list[SynSet]) -> None:
+        if accelerator.is_main_process:
+            write_card(ctx, recipe, folder, None)
+        if pusher is not None:
+            pusher.push_stage(k, rewritten=rewrites)
+
+    engine = StageEngine(ctx, recipe, on_stage=after_stage)
+    try:
+        stages = engine.run()
+    finally:
+        engine.folder.unlock()
+    result = RunResult(folder.path, stages)
+    ctx.print(f"evaluating {len(stages)} stage(s): {ev.runs} network(s), {ev.epochs} epochs per stage, {ev.mode}")
+    result.distilled = evaluate_synsets(ctx, ev, recipe.seed, stages)
+    if ev.random_real:
+        ipcs, epochs = [s.meta["ipc"] for s in stages], [s.meta["epochs"] for s in stages]
+        rand = random_real_stages(ctx, recipe.seed, ipcs, epochs, ev.lr)
+        result.random_real = evaluate_synsets(ctx, ev, recipe.seed, rand, salt=1)
+    if ev.whole_data:
+        result.whole_data = whole_data_reference(ctx, ev, recipe.seed)
+    result.seconds = time.perf_counter() - t0
+    for k, (mean, _) in enumerate(result.distilled, start=1):
+        accelerator.log({"test_accuracy": mean}, step=k)
+    accelerator.end_training()
+    finish(ctx, recipe, result)
+    if pusher is not None and pusher.push_final():
+        ctx.print(f"uploaded to https://huggingface.co/datasets/{pusher.repo_id}")
+    ctx.print(result.table())
+    if pusher is not None and pusher.failed:
+        ctx.print(f"upload failed ({pusher.failed}); retry it alone with: {pusher.retry_command()}")
+    ctx.print(
+        f"output: {result.folder}  (load one stage: datasets.load_dataset({str(result.folder)!r}, "
+        f"'{stage_name(len(stages))}'))"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense distill") -> int:
+    return command(prog, __doc__.split("\n")[0], run, argv)

@@ -1,0 +1,59 @@
+"""`hf-condense evaluate <source> [options] [key.path=value ...]` (also `python -m hf_condense.evaluate ...`).
+
+Replays a distilled repo or folder on fresh networks and prints the per-stage table beside the accuracies recorded
+at distillation time. It reads only the repo's files: the recipe.yaml inside names the real test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..evaluation import Score
+from ..hub.evaluate import evaluate_progressive
+from ..hub.replay import ProgressiveSet, load_progressive
+from ..stages.recipe import EVAL_MODES
+from .errors import InputError, guarded
+
+
+def _recorded(ps: ProgressiveSet) -> list[Score]:
+    return [tuple(s) for s in (ps.results or {}).get("distilled", [])]
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="Hub dataset id or local folder made by hf_condense")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides of the stored recipe")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--models", nargs="+", help="architectures to train (default: the recipe's)")
+    parser.add_argument("--runs", type=int, help="networks per architecture")
+    parser.add_argument("--mode", choices=EVAL_MODES, help="how stages are replayed")
+    parser.add_argument(
+        "--epochs", type=int, nargs="+", help="epochs of every stage, or one per stage (default: each stage's own)"
+    )
+    parser.add_argument("--lr", type=float, help="initial lr of every stage (default: each stage's learned lr)")
+    parser.add_argument("--dataset", help="real data to test on (default: the recipe's dataset.path)")
+    parser.add_argument("--random-real", action="store_true", help="also train on random real images")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    for key, value in (
+        ("evaluation.runs", args.runs),
+        ("evaluation.mode", args.mode),
+        ("dataset.path", args.dataset),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+
+    def body() -> None:
+        try:
+            ps = load_progressive(args.source, args.revision)
+            results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs, lr=args.lr)
+        except (FileNotFoundError, ValueError) as e:
+            raise InputError(str(e)) from None
+        recorded = _recorded(ps)
+        for name, result in results.items():
+            print(f"\n{ps.source}: {name}")
+            print(result.table())
+            if recorded:
+                print("recorded at distillation: " + ", ".join(f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in recorded))
+
+    return guarded(body)

@@ -1,0 +1,33 @@
+"""`hf-condense push <folder> <repo_id> [--private]` (also `python -m hf_condense.push ...`): upload a finished
+folder, every stage and file in one commit; access is checked first."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.config import RecipeError
+from ..hub.push import Pusher, check_access
+from ..stages.run_folder import RunFolder
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("folder", help="a folder written by hf_condense.distill")
+    parser.add_argument("repo_id", help="Hub dataset repo, e.g. my-org/cifar10-pdd")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    args = parser.parse_args(argv)
+    folder = RunFolder(args.folder)
+    try:
+        if not folder.stages() or not folder.card.is_file():
+            raise RecipeError([f"folder: {folder} has no stage_k folders and README.md; is it an hf_condense output?"])
+        repo_id = check_access(args.repo_id)
+        Pusher(folder.path, repo_id, private=args.private).push_all()
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # any upload failure: one line, the folder untouched
+        print(f"error: upload of {folder.path} to {args.repo_id} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"uploaded {folder.path} to https://huggingface.co/datasets/{repo_id}")
+    return 0

@@ -1,0 +1,120 @@
+"""The map from uint8 pixels to model inputs (mean/std or ZCA), and back to pixels for viewing.
+
+Distilled images live in this input space, so the fitted state is saved beside every output as safetensors: anyone
+can map test images into the same space, or view the images in pixel space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import kornia
+import torch
+from safetensors.torch import load_file
+
+from ..core.config import opt
+from ..core.io import load_verified, save_safetensors, save_verified
+
+
+@dataclass
+class PreprocessConfig:
+    """How raw pixels become model inputs; distilled images live in this space."""
+
+    normalize: bool = opt(True, help="Per-channel mean/std normalisation (ignored when zca is on, as in MTT).")
+    zca: bool = opt(False, help="ZCA whitening fitted on the train split in [0, 1] (kornia).")
+    zca_eps: float = opt(0.1, gt=0, help="ZCA regulariser (MTT uses 0.1).")
+
+
+class Preprocessor:
+    """Normalisation or ZCA fitted on the train split; `forward` maps uint8 images to model inputs."""
+
+    def __init__(self, mode: str, mean: torch.Tensor, std: torch.Tensor, zca: dict[str, torch.Tensor] | None = None):
+        self.mode = mode  # "none", "normalize" or "zca"
+        self.mean, self.std = mean, std
+        self.zca = zca
+
+    @classmethod
+    def fit(cls, cfg: PreprocessConfig, train_x: torch.Tensor) -> Preprocessor:
+        x = train_x.float() / 255.0
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        if cfg.zca:
+            zca = kornia.enhance.ZCAWhitening(eps=cfg.zca_eps, compute_inv=True).fit(x.double())
+            state = {
+                "mean_vector": zca.mean_vector.float(),
+                "transform_matrix": zca.transform_matrix.float(),
+                "transform_inv": zca.transform_inv.float(),
+            }
+            return cls("zca", mean, std, state)
+        return cls("normalize" if cfg.normalize else "none", mean, std)
+
+    def __call__(self, images: torch.Tensor, batch: int = 8192) -> torch.Tensor:
+        """uint8 (or [0, 1] float) N x C x H x W -> model input space, float32."""
+        out = torch.empty(images.shape, dtype=torch.float32)
+        for i in range(0, len(images), batch):
+            x = images[i : i + batch]
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            out[i : i + batch] = self._forward(x)
+        return out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "zca":
+            flat = x.flatten(1)
+            z = (flat - self.zca["mean_vector"]) @ self.zca["transform_matrix"]
+            return z.view_as(x)
+        if self.mode == "normalize":
+            return (x - self.mean[:, None, None]) / self.std[:, None, None]
+        return x
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs -> [0, 1] pixels (inverse ZCA or de-normalisation), clamped for viewing."""
+        x = x.detach().float().cpu()
+        if self.mode == "zca":
+            flat = x.flatten(1) @ self.zca["transform_inv"].T + self.zca["mean_vector"]
+            x = flat.view_as(x)
+        elif self.mode == "normalize":
+            x = x * self.std[:, None, None] + self.mean[:, None, None]
+        return x.clamp(0, 1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"mean": self.mean, "std": self.std}
+        if self.zca:
+            state.update({f"zca.{k}": v for k, v in self.zca.items()})
+        return state
+
+    def save(self, path: str | Path) -> None:
+        save_safetensors(self.state_dict(), path, metadata={"mode": self.mode, "format": "hf_condense.preprocess.v1"})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Preprocessor:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        return cls.from_state(meta.get("mode", "normalize"), load_file(str(path)))
+
+    @classmethod
+    def from_state(cls, mode: str, state: dict[str, torch.Tensor]) -> Preprocessor:
+        zca = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("zca.")} or None
+        return cls(mode, state["mean"], state["std"], zca)
+
+    @classmethod
+    def fit_cached(cls, cfg: PreprocessConfig, train_x: torch.Tensor, key: str, cache_dir: Path) -> Preprocessor:
+        """`fit`, except that a ZCA fit (an SVD of (C H W)^2) is kept in `cache_dir/zca` under `key` and reused."""
+        if not cfg.zca:
+            return cls.fit(cfg, train_x)
+        path = Path(cache_dir) / "zca" / f"{key}.safetensors"
+        loaded = load_verified(path, key, "ZCA")
+        if loaded is not None:
+            return cls.from_state("zca", loaded[0])
+        pre = cls.fit(cfg, train_x)
+        save_verified(pre.state_dict(), path, key)
+        return pre
+
+    def describe(self) -> str:
+        return {
+            "zca": "ZCA-whitened pixels in [0, 1] (inverse: preprocessing.safetensors)",
+            "normalize": "per-channel normalised pixels ((x/255 - mean) / std)",
+            "none": "pixels scaled to [0, 1]",
+        }[self.mode]

@@ -1,0 +1,209 @@
+"""Real data: any `datasets` image-classification source into uint8 tensors, in bulk.
+
+A Hub id, a local folder laid out like a Hub repo, and the offline scikit-learn digits all go through the same
+`datasets` path; the only difference is where the `DatasetDict` comes from.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+
+from ..core.config import RecipeError, opt
+
+DIGITS = "sklearn/digits"
+
+
+@dataclass
+class DatasetConfig:
+    """Where the real data comes from."""
+
+    path: str = opt("sklearn/digits", help="Hub id, local folder laid out like a Hub repo, or 'sklearn/digits'.")
+    name: str | None = opt(None, help="Dataset config name (e.g. 'cropped_digits' for SVHN).")
+    revision: str | None = opt(None, help="Git revision of a Hub dataset.")
+    train_split: str = opt("train", help="Split to distil from.")
+    test_split: str = opt("test", help="Split to evaluate on.")
+    image_column: str | None = opt(None, help="Image column; default: the first Image feature.")
+    label_column: str | None = opt(None, help="Label column; default: the first ClassLabel feature.")
+
+
+@dataclass
+class RealData:
+    """Train and test images (uint8, N x C x H x W) with integer labels and the source's class names."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    class_names: list[str]
+    source: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_chans(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def img_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.train_y, minlength=self.num_classes)
+
+    def class_indices(self) -> list[torch.Tensor]:
+        """Train indices of each class, in order."""
+        return [torch.nonzero(self.train_y == c).flatten() for c in range(self.num_classes)]
+
+
+@functools.lru_cache(maxsize=1)
+def digits_dataset_dict() -> datasets.DatasetDict:
+    """scikit-learn's bundled 8x8 digits as a DatasetDict (Image + ClassLabel), split 80/20 stratified, seed 0."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(images)), test_size=0.2, random_state=0, stratify=bunch.target
+    )
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+    )
+
+    def split(idx):
+        return datasets.Dataset.from_dict(
+            {"image": list(images[idx]), "label": bunch.target[idx].tolist()}, features=features
+        )
+
+    return datasets.DatasetDict({"train": split(idx_train), "test": split(idx_test)})
+
+
+def local_cache_dir(folder: Path) -> str:
+    """A `datasets` cache folder of its own for a local dataset folder, keyed by its absolute path and its files'
+    sizes and times: the shared cache serves a stale copy of another folder with the same name."""
+    stats = {str(p.relative_to(folder)): p.stat() for p in folder.rglob("*")}
+    files = sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats.items())
+    key = hashlib.sha256(json.dumps([str(folder.absolute()), files]).encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_condense_local" / key)
+
+
+def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
+    """The `DatasetDict` behind a recipe's dataset section."""
+    if cfg.path == DIGITS:
+        return digits_dataset_dict()
+    local = Path(cfg.path).is_dir()
+    try:
+        return datasets.load_dataset(
+            cfg.path, cfg.name, revision=cfg.revision, cache_dir=local_cache_dir(Path(cfg.path)) if local else None
+        )
+    except FileNotFoundError as e:
+        raise RecipeError(
+            [f"dataset.path: {cfg.path!r} is neither a local dataset folder nor a reachable Hub dataset ({e})"]
+        ) from None
+    except ValueError as e:
+        raise RecipeError([f"dataset: could not load {cfg.path!r} (config {cfg.name!r}): {e}"]) from None
+
+
+def _pick_column(features: datasets.Features, wanted: str | None, kind: type, key: str, errors: list[str]):
+    if wanted is not None:
+        if wanted not in features:
+            errors.append(f"dataset.{key}: column {wanted!r} is not in the dataset; columns: {', '.join(features)}")
+        elif not isinstance(features[wanted], kind) and not (
+            kind is datasets.ClassLabel and _is_int(features[wanted])
+        ):
+            errors.append(
+                f"dataset.{key}: column {wanted!r} is {type(features[wanted]).__name__}, expected {kind.__name__}"
+            )
+        return wanted
+    for name, feat in features.items():
+        if isinstance(feat, kind):
+            return name
+    errors.append(
+        f"dataset.{key}: no {kind.__name__} column found; columns: {', '.join(features)} "
+        f"(name the column in the recipe)"
+    )
+    return None
+
+
+def _is_int(feat) -> bool:
+    return isinstance(feat, datasets.Value) and feat.dtype.startswith(("int", "uint"))
+
+
+def _images(ds: datasets.Dataset, column: str) -> torch.Tensor:
+    """All images of a split as one uint8 N x C x H x W tensor, decoded by `datasets` in bulk."""
+    out = ds.with_format("torch")[column][:]
+    if isinstance(out, list):  # mixed L/RGB images: force one mode
+        out = ds.cast_column(column, datasets.Image(mode="RGB")).with_format("torch")[column][:]
+    if isinstance(out, list):
+        sizes = sorted({tuple(t.shape) for t in out})[:3]
+        raise RecipeError(
+            [f"dataset.image_column: images of {column!r} differ in size {sizes}; resize the dataset first"]
+        )
+    return out.unsqueeze(1) if out.ndim == 3 else out
+
+
+def load_real_data(cfg: DatasetConfig) -> RealData:
+    """Load train and test splits as tensors, checking splits and columns first."""
+    dd = load_source(cfg)
+    errors = []
+    for key in ("train_split", "test_split"):
+        split = getattr(cfg, key)
+        if split not in dd:
+            errors.append(f"dataset.{key}: split {split!r} does not exist; splits: {', '.join(dd)}")
+    if errors:
+        raise RecipeError(errors)
+    features = dd[cfg.train_split].features
+    image_col = _pick_column(features, cfg.image_column, datasets.Image, "image_column", errors)
+    label_col = _pick_column(features, cfg.label_column, datasets.ClassLabel, "label_column", errors)
+    if errors:
+        raise RecipeError(errors)
+    train, test = dd[cfg.train_split], dd[cfg.test_split]
+    train_y = train.with_format("torch")[label_col][:].long()
+    test_y = test.with_format("torch")[label_col][:].long()
+    label_feat = features[label_col]
+    if isinstance(label_feat, datasets.ClassLabel):
+        names = list(label_feat.names)
+    else:
+        names = [str(i) for i in range(int(max(train_y.max(), test_y.max())) + 1)]
+    for split, y in ((cfg.train_split, train_y), (cfg.test_split, test_y)):
+        if len(y) and y.min() < 0:
+            raise RecipeError(
+                [
+                    f"dataset.label_column: {int((y < 0).sum())} example(s) of split {split!r} have negative "
+                    f"(missing) labels in {label_col!r}; every example needs a class"
+                ]
+            )
+    data = RealData(
+        _images(train, image_col),
+        train_y,
+        _images(test, image_col),
+        test_y,
+        names,
+        source={
+            "path": cfg.path,
+            "name": cfg.name,
+            "revision": cfg.revision,
+            "image_column": image_col,
+            "label_column": label_col,
+            "fingerprint": getattr(train, "_fingerprint", None),
+            "num_train": len(train),
+        },
+    )
+    if data.test_x.shape[1:] != data.train_x.shape[1:]:
+        raise RecipeError(
+            [
+                f"dataset.test_split: test images {tuple(data.test_x.shape[1:])} differ from train "
+                f"images {tuple(data.train_x.shape[1:])}"
+            ]
+        )
+    return data

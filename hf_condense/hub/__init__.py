@@ -1,0 +1,6 @@
+"""The hub layer: what a finished run folder becomes for other people: its dataset card and figures, its upload to
+a Hub dataset repo, and the replay of any such repo (or folder) stage by stage."""
+
+from .replay import ProgressiveSet, Stage, load_progressive
+
+__all__ = ["ProgressiveSet", "Stage", "load_progressive"]

@@ -1,0 +1,157 @@
+"""What a run shares between the engine, the methods and evaluation: the data in input space, the model factory,
+the augmentation, the device and the processes. It holds no recipe: a method reads its settings from its task."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from torch import nn
+
+from ..core.io import content_key
+from ..data.augment import DSA
+from ..data.preprocess import PreprocessConfig, Preprocessor
+from ..data.sources import RealData
+from ..models import ModelConfig, build_model
+from ..models.training import StageData, TrainSchedule, evaluate_runs
+from .base import SynSet
+
+
+def make_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator that also goes multi-process on CPU-only machines under torchrun or `accelerate launch`
+    without `--cpu` (Accelerate otherwise runs every process alone there, each redoing the whole job)."""
+    launched = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return Accelerator(cpu=launched and not torch.cuda.is_available(), **kwargs)
+
+
+def default_cache_dir() -> Path:
+    """Where experts, ZCA fits and forgetting scores are cached unless a recipe says otherwise."""
+    return Path(os.environ.get("HF_CONDENSE_CACHE", Path.home() / ".cache" / "hf_condense"))
+
+
+@dataclass
+class RunContext:
+    """A run's accelerator and data (train and test already mapped into the model input space), its model, its
+    augmentation and its cache folder."""
+
+    accelerator: Accelerator
+    data: RealData
+    preprocessor: Preprocessor
+    model: ModelConfig
+    preprocess: PreprocessConfig
+    augment: str  # the DSA strategy
+    cache_dir: Path
+    train_x: torch.Tensor = field(repr=False)
+    test_x: torch.Tensor = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        accelerator: Accelerator,
+        data: RealData,
+        model: ModelConfig,
+        preprocess: PreprocessConfig,
+        augment: str,
+        cache_dir: Path | None = None,
+        preprocessor: Preprocessor | None = None,
+    ) -> RunContext:
+        """Fit (or read from the cache) the preprocessing and map both splits through it."""
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        pre = preprocessor
+        if pre is None:
+            key = content_key({"dataset": data.source, "preprocess": preprocess.__dict__, "format": 1})
+            pre = Preprocessor.fit_cached(preprocess, data.train_x, key, cache_dir)
+        return cls(accelerator, data, pre, model, preprocess, augment, cache_dir, pre(data.train_x), pre(data.test_x))
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def train_y(self) -> torch.Tensor:
+        return self.data.train_y
+
+    @property
+    def test_y(self) -> torch.Tensor:
+        return self.data.test_y
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @cached_property
+    def class_indices(self) -> list[torch.Tensor]:
+        return self.data.class_indices()
+
+    @cached_property
+    def dsa(self) -> DSA:
+        return DSA(self.augment)
+
+    def make_model(self, name: str | None = None) -> nn.Module:
+        """A freshly initialised network of the run (or another timm `name`), on the CPU."""
+        cfg = self.model if name is None else replace(self.model, name=name, kwargs={})
+        return build_model(cfg, self.num_classes, self.data.in_chans, self.data.img_size)
+
+    def data_key(self) -> dict:
+        """Everything about the real data and its preprocessing that cached artefacts depend on."""
+        return {"dataset": self.data.source, "preprocess": self.preprocess.__dict__, "shape": list(self.train_x.shape)}
+
+    def print(self, *args) -> None:
+        """Print once per run (the main process of all nodes), not once per node."""
+        if self.accelerator.is_main_process:
+            print(*args, flush=True)
+
+    # Processes: each computes its share of independent work; results and gradients are combined.
+
+    def share(self, units: int) -> range:
+        """The units of an iteration's independent work (classes, trajectories) this process computes."""
+        acc = self.accelerator
+        return range(acc.process_index, units, acc.num_processes)
+
+    def per_process(self, seeds: Sequence[int], fn: Callable[[list[int]], list]) -> list:
+        """fn(this process's share of the seeds) -> one result per seed; every process gets all results, in seed
+        order."""
+        acc = self.accelerator
+        with acc.split_between_processes(list(enumerate(seeds))) as mine:
+            local = list(zip([i for i, _ in mine], fn([s for _, s in mine]))) if mine else []
+        merged = gather_object(local) if acc.num_processes > 1 else local
+        return [r for _, r in sorted(merged, key=lambda t: t[0])]
+
+    def train_and_test(
+        self,
+        synsets: Sequence[SynSet],
+        schedule: TrainSchedule,
+        mode: str,
+        seeds: Sequence[int],
+        model: str | None = None,
+        vectorize: bool = False,
+        test_batch_size: int = 1024,
+    ) -> list[list[float]]:
+        """Per seed, the test accuracy after each stage of fresh networks trained on `synsets` under the protocol
+        (progressive, union or sequential), split across processes. A stage's own `epochs` (in its metadata) wins
+        over the schedule's."""
+        data = [StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs)) for s in synsets]
+
+        def mine(my_seeds: list[int]) -> list[list[float]]:
+            return evaluate_runs(
+                data,
+                lambda: self.make_model(model),
+                self.test_x,
+                self.test_y,
+                schedule,
+                self.dsa,
+                mode,
+                my_seeds,
+                self.device,
+                self.num_classes,
+                vectorize=vectorize,
+                test_batch_size=test_batch_size,
+            )
+
+        return self.per_process(list(seeds), mine)

@@ -1,0 +1,66 @@
+"""Forgetting scores (Toneva et al. 2019): how often an example goes from correctly to wrongly classified between
+presentations, counted in a dedicated training pass of the run's network and cached under a key of everything that
+changes them. The forgetting coreset selects by them; PDD's curriculum (stages/curriculum.py) cuts bands from them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.io import content_key, load_verified, save_verified
+from ..models.training import train_epoch
+from .context import RunContext
+
+
+class ForgettingCounter:
+    """Per-example forgetting events, updated from every training batch's logits."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels
+        self.prev = torch.zeros(len(labels), dtype=torch.bool)
+        self.seen = torch.zeros(len(labels), dtype=torch.bool)
+        self.events = torch.zeros(len(labels), dtype=torch.int32)
+
+    def __call__(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
+        correct = logits.argmax(1).cpu() == self.labels[idx]
+        self.events[idx] += (self.prev[idx] & ~correct).int()
+        self.prev[idx] = correct
+        self.seen[idx] = True
+
+    def scores(self) -> torch.Tensor:
+        """Events per example; examples never learnt count as the most forgotten (inf), as in Toneva et al."""
+        out = self.events.float()
+        out[self.seen & ~self.prev & (self.events == 0)] = float("inf")
+        return out
+
+
+def forgetting_scores(ctx: RunContext, epochs: int, seed: int) -> torch.Tensor:
+    """Forgetting scores of every train example after `epochs` epochs of the run's network from `seed` (cached)."""
+    key = content_key(
+        {
+            "data": ctx.data_key(),
+            "model": ctx.model.__dict__,
+            "epochs": epochs,
+            "augment": ctx.augment,
+            "seed": seed,
+            "format": 1,
+        }
+    )
+    path = ctx.cache_dir / "forgetting" / f"{key}.safetensors"
+    with ctx.accelerator.main_process_first():  # the main process counts; the others read its file
+        loaded = load_verified(path, key, "forgetting-score")
+        if loaded is not None:
+            return loaded[0]["scores"]
+        if not ctx.accelerator.is_main_process:
+            raise RuntimeError(f"{path}: the main process's forgetting scores cannot be read")
+        torch.manual_seed(seed)
+        model = ctx.make_model().to(ctx.device)
+        g = torch.Generator().manual_seed(seed)
+        sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        counter = ForgettingCounter(ctx.train_y)
+        ctx.print(f"counting forgetting events over {epochs} epoch(s)")
+        for _ in range(epochs):
+            train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device, on_batch=counter)
+        scores = counter.scores()
+        save_verified({"scores": scores}, path, key)
+        return scores

@@ -1,0 +1,219 @@
+"""The shared method loop: `DistillLoop`, the one outer loop of every method that optimises images.
+
+A method builds its learnable state and hands the loop its hooks:
+
+- **init images**: `Workspace.build` (methods/workspace.py) gives the stage's initial images (random or herding-
+  selected real images of the task's pool, or noise) beside the earlier stages the student trains on;
+- **one step**: `step(it) -> loss`, one forward and backward pass whose gradients land in the learnable tensors;
+- **checkpoint state**: `state` (named tensors) and `optimizers`, saved every `checkpoint_every` iterations with the
+  generator and restored on resume (`StateFile`);
+- **reduce across processes**: a step that computes only its process's share of the work (`ctx.share`) calls
+  `reduce_shared` (or `backward_shared`) before returning, so that every process takes the same update;
+- **check** (optional): `check() -> reason | None`, a divergence test after each update, besides non-finite losses
+  and gradients, which the loop always catches;
+- **snapshot** (optional): `snapshot() -> SynSet`, the stage as it stands, for the periodic tests of `task.probe`.
+
+The loop owns everything else: the progress bar, tracker logging, checkpoints, restoring the last good state and
+raising `DivergenceError`, and the periodic tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from accelerate.utils import tqdm
+
+from ..core.io import save_safetensors
+from ..models.training import protocol_seeds
+from .base import DivergenceError, StageTask, SynSet
+from .context import RunContext
+
+PROBE_SALT = 2  # the periodic tests' evaluation seeds (see models.training.protocol_seeds)
+
+
+class StateFile:
+    """A resumable in-stage checkpoint: named tensors, optimiser momentum, the generator state and the iteration.
+
+    `identity` (a JSON-able dict) must match on restore; a stale or unreadable file is ignored with a warning.
+    """
+
+    def __init__(self, folder: Path | None, name: str, identity: dict, writable: bool = True):
+        self.path = Path(folder) / f"{name}.safetensors" if folder is not None else None
+        self.identity = json.dumps(identity, sort_keys=True, default=str)
+        self.writable = writable
+
+    @staticmethod
+    def _buffers(optimizers: dict[str, torch.optim.Optimizer]):
+        for name, o in optimizers.items():
+            for gi, group in enumerate(o.param_groups):
+                for pi, p in enumerate(group["params"]):
+                    yield f"opt.{name}.{gi}.{pi}", o, p
+
+    def save(
+        self,
+        tensors: dict[str, torch.Tensor],
+        optimizers: dict[str, torch.optim.Optimizer],
+        g: torch.Generator,
+        iteration: int,
+    ) -> Path | None:
+        if self.path is None or not self.writable:
+            return self.path
+        data = {f"t.{k}": v.detach() for k, v in tensors.items()}
+        for key, o, p in self._buffers(optimizers):
+            for name, value in o.state.get(p, {}).items():  # momentum buffers, Adam moments and step
+                if torch.is_tensor(value):
+                    data[f"{key}.{name}"] = value
+        data["rng"] = g.get_state()
+        save_safetensors(data, self.path, metadata={"identity": self.identity, "iteration": str(iteration)})
+        return self.path
+
+    def restore(
+        self, tensors: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer], g: torch.Generator
+    ) -> int:
+        """Load the checkpoint into the given tensors/optimisers/generator; returns the iteration to resume at."""
+        if self.path is None or not self.path.is_file():
+            return 0
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(self.path), "pt") as f:
+                meta = f.metadata() or {}
+                data = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} is unreadable ({e}); starting over")
+            return 0
+        if meta.get("identity") != self.identity:
+            logging.getLogger("hf_condense").warning(f"checkpoint {self.path} belongs to other settings; ignored")
+            return 0
+        with torch.no_grad():
+            for k, v in tensors.items():
+                v.copy_(data[f"t.{k}"])
+        for key, o, p in self._buffers(optimizers):
+            for name in [k[len(key) + 1 :] for k in data if k.startswith(f"{key}.")]:
+                value = data[f"{key}.{name}"]
+                o.state[p][name] = value if name == "step" else value.to(p.device)
+        g.set_state(data["rng"])
+        return int(meta["iteration"])
+
+
+@dataclass
+class DistillLoop:
+    """`iterations` times: `step(it)` (forward + backward, returning the loss), then the optimisers (see the module
+    docstring for the hooks). Resumes from the stage's last checkpoint. A non-finite loss or gradient, or a
+    `check()` that returns a reason after the update, restores the state as it was before it, saves it, and raises
+    DivergenceError whose message ends with `hint`."""
+
+    ctx: RunContext
+    task: StageTask
+    name: str
+    iterations: int
+    checkpoint_every: int
+    state: dict[str, torch.Tensor]
+    optimizers: dict[str, torch.optim.Optimizer]
+    generator: torch.Generator
+    identity: dict = field(default_factory=dict)
+    check: Callable[[], str | None] | None = None
+    postfix: Callable[[], dict] | None = None
+    snapshot: Callable[[], SynSet] | None = None
+    hint: str = "lower the learning rates"
+
+    def run(self, step: Callable[[int], float]) -> list[float]:
+        ctx, task, g = self.ctx, self.task, self.generator
+        file = StateFile(
+            task.checkpoint_dir, self.name, {"stage": task.stage, **self.identity}, ctx.accelerator.is_main_process
+        )
+        first = file.restore(self.state, self.optimizers, g)
+        learnable = [t for t in self.state.values() if t.requires_grad]
+        losses: list[float] = []
+        bar = tqdm(
+            range(first, self.iterations),
+            desc=f"stage {task.stage} {self.name}",
+            mininterval=5,
+            main_process_only=True,
+            initial=first,
+            total=self.iterations,
+        )
+        for it in bar:
+            good = {k: v.detach().clone() for k, v in self.state.items()}
+            for o in self.optimizers.values():
+                o.zero_grad(set_to_none=True)
+            loss = step(it)
+            finite = math.isfinite(loss) and all(
+                t.grad is None or bool(torch.isfinite(t.grad).all()) for t in learnable
+            )
+            reason = None if finite else f"non-finite loss or gradient (loss {loss})"
+            if reason is None:
+                for o in self.optimizers.values():
+                    o.step()
+                reason = self.check() if self.check is not None else None
+            if reason:
+                with torch.no_grad():
+                    for k, v in self.state.items():
+                        v.copy_(good[k])
+                where = file.save(self.state, self.optimizers, g, it)
+                raise DivergenceError(
+                    f"stage {task.stage}: {self.name} diverged at iteration {it} ({reason}); the last good state is "
+                    f"in {where}; {self.hint}"
+                )
+            losses.append(loss)
+            extra = self.postfix() if self.postfix else {}
+            ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
+            every = task.probe.every
+            if self.snapshot is not None and every and (it + 1) % every == 0:
+                acc = periodic_test(ctx, task, self.snapshot())
+                ctx.accelerator.log({f"stage_{task.stage}/test_accuracy": acc}, step=it)
+                ctx.print(f"stage {task.stage} iteration {it + 1}: test accuracy {100 * acc:.2f}% (periodic test)")
+            if it % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in extra.items()})
+            if (it + 1) % self.checkpoint_every == 0 and it + 1 < self.iterations:
+                file.save(self.state, self.optimizers, g, it + 1)
+        return losses
+
+
+def periodic_test(ctx: RunContext, task: StageTask, current: SynSet) -> float:
+    """Test accuracy of one network trained `task.probe.epochs` epochs on the earlier stages plus the stage's
+    current images (their union): a cheap progress signal during long stages, not the final protocol."""
+    probe = task.probe
+    sets = [replace(s, meta={**s.meta, "epochs": probe.epochs}) for s in [*task.previous, current]]
+    seeds = protocol_seeds(task.run_seed, PROBE_SALT, 1)
+    scores = ctx.train_and_test(sets, task.train, "union", seeds, test_batch_size=probe.test_batch_size)
+    return scores[0][-1]
+
+
+def loss_log(losses: list[float], **extra) -> dict:
+    """Mean loss over the first and last tenth of the iterations, and extra fields."""
+    n = max(1, len(losses) // 10)
+    head, tail = losses[:n], losses[-n:]
+    return {
+        "loss_start": sum(head) / max(len(head), 1),
+        "loss_end": sum(tail) / max(len(tail), 1),
+        **extra,
+    }
+
+
+def reduce_shared(ctx: RunContext, learnable: list[torch.Tensor], loss: float) -> float:
+    """The reduce hook: sum over processes of the gradients each accumulated into `learnable` from its share of the
+    work, and of their losses; every process then takes the same step. One process: unchanged."""
+    acc = ctx.accelerator
+    if acc.num_processes == 1:
+        return loss
+    grads = [t.grad if t.grad is not None else torch.zeros_like(t) for t in learnable]
+    flat = acc.reduce(torch.cat([*(gr.reshape(-1) for gr in grads), grads[0].new_tensor([loss])]), reduction="sum")
+    offset = 0
+    for t in learnable:
+        t.grad = flat[offset : offset + t.numel()].view_as(t).clone()
+        offset += t.numel()
+    return float(flat[-1])
+
+
+def backward_shared(ctx: RunContext, loss: torch.Tensor, learnable: list[torch.Tensor]) -> float:
+    """Backpropagate this process's share of the loss into `learnable`, then `reduce_shared`."""
+    if loss.requires_grad:
+        loss.backward(inputs=learnable)
+    return reduce_shared(ctx, learnable, float(loss.detach()))

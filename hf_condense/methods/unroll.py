@@ -1,0 +1,120 @@
+"""The differentiable SGD unroll of trajectory matching, plain or in checkpointed segments.
+
+theta_{j+1} = theta_j - alpha * grad CE(f(theta_j, x_j), y_j), j < N, on one flat parameter vector. The plain unroll
+keeps the whole graph (memory grows with N x batch). The checkpointed unroll stores only the segment starts on a
+first pass without graph, then replays each segment with graph from last to first, carrying the adjoint of theta
+across segment boundaries: the same gradients, with the memory of one segment and one extra first-order pass.
+Minibatches and augmentation parameters must be fixed per step (`batch(j)`), so the replay is exact.
+The batched unroll runs K students (K trajectories) at once under torch.func.vmap: one batched kernel per layer
+instead of K, which pays where kernel launches, not arithmetic, bound an unroll (small models on GPUs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, vmap
+
+from ..models.functional import FlatParams
+
+Batch = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step j -> (inputs, labels), built from leaf images
+
+
+def segment_bounds(steps: int, segments: int) -> list[range]:
+    """Split range(steps) into `segments` contiguous, near-equal chunks."""
+    segments = max(1, min(segments, steps))
+    size = math.ceil(steps / segments)
+    return [range(i, min(i + size, steps)) for i in range(0, steps, size)]
+
+
+def sgd_steps(
+    net: FlatParams,
+    theta: torch.Tensor,
+    alpha: torch.Tensor,
+    batch: Batch,
+    steps: Sequence[int],
+    keep_graph: bool,
+    micro_batch: int | None = None,
+) -> torch.Tensor:
+    """Run student SGD steps from theta. With keep_graph the result stays differentiable in everything; without,
+    theta is detached after every step (memory of one step). Both build the same double-backward graph, so a
+    replayed segment is bitwise identical to its first pass (the fused first-order kernels differ in round-off)."""
+    for j in steps:
+        x, y = batch(j)
+        theta = theta - alpha * net.grad(theta, x, y, create_graph=True, micro_batch=micro_batch)
+        if not keep_graph:
+            theta = theta.detach().requires_grad_(True)
+    return theta
+
+
+def matching_loss(theta_n: torch.Tensor, start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MTT's normalised parameter distance ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2."""
+    return ((theta_n - target) ** 2).sum() / ((start - target) ** 2).sum()
+
+
+def unroll_backward(
+    net: FlatParams,
+    start: torch.Tensor,
+    target: torch.Tensor,
+    alpha: torch.Tensor,
+    batch: Batch,
+    steps: int,
+    segments: int = 1,
+    scale: float = 1.0,
+    micro_batch: int | None = None,
+) -> float:
+    """Unroll `steps` student steps from `start`, backpropagate `scale` x the matching loss into every leaf that
+    `batch` and `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module
+    doc); micro_batch chunks each step's batch (`FlatParams.grad`)."""
+    bounds = segment_bounds(steps, segments)
+    starts = [start.detach()]
+    with torch.enable_grad():
+        for seg in bounds[:-1]:  # first pass without graph: remember where each segment starts
+            theta = sgd_steps(
+                net, starts[-1].detach().requires_grad_(True), alpha.detach(), batch, seg, False, micro_batch
+            )
+            starts.append(theta.detach())
+        adjoint = None
+        loss_value = float("nan")
+        for s in reversed(range(len(bounds))):
+            theta0 = starts[s].detach().clone().requires_grad_(True)
+            theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], True, micro_batch)
+            if s == len(bounds) - 1:
+                loss = matching_loss(theta_end, start, target)
+                loss_value = float(loss.detach())
+                (loss * scale).backward()  # into the images, alpha and theta0 (all leaves)
+            else:
+                theta_end.backward(adjoint)
+            adjoint = theta0.grad
+    return loss_value
+
+
+def batched_unroll_backward(
+    net: FlatParams,
+    starts: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: torch.Tensor,
+    batches: Batch,
+    steps: int,
+    scale: float = 1.0,
+) -> list[float]:
+    """K plain unrolls at once: student k starts at starts[k] (K x P) and is matched to targets[k]; `batches(j)` gives
+    step j's inputs (K x B x C x H x W) and labels (K x B). Backpropagates `scale` x the sum of the K matching losses
+    (accumulating .grad, as K calls of `unroll_backward` would) and returns the K losses."""
+
+    def student_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(net(theta, x), y)
+
+    student_grads = vmap(grad(student_loss))
+    starts, targets = starts.detach(), targets.detach()
+    with torch.enable_grad():
+        theta = starts
+        for j in range(steps):
+            x, y = batches(j)
+            theta = theta - alpha * student_grads(theta, x, y)
+        losses = ((theta - targets) ** 2).sum(1) / ((starts - targets) ** 2).sum(1)
+        (losses.sum() * scale).backward()
+    return losses.detach().tolist()

@@ -1,0 +1,202 @@
+"""Training and testing networks: the standard protocol's schedule, one or several networks, over staged sets.
+
+Protocol (DC/DSA/DM/MTT): a fresh network per run (each with its own initialisation), SGD momentum 0.9, weight decay
+5e-4, batch 256, lr x 0.1 once at half the epochs, DSA on every batch, test accuracy after the last epoch.
+Staged sets are trained progressively (S1, then S1 u S2, ... carrying weights and optimiser state), as unions
+(a fresh network per cumulative union) or sequentially (S1, then S2 alone, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.augment import DSA
+from .functional import FlatParams
+
+
+@dataclass(frozen=True)
+class TrainSchedule:
+    """How a network trains on a (synthetic) set: the protocol's SGD, batch, epochs, lr and augmentation.
+
+    Resolved from the recipe's `evaluation` section; distillation trains networks with it too (PDD transitions,
+    experts' pre-training on earlier stages), so it is part of what shapes a stage.
+    """
+
+    epochs: int = 1000
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+
+
+@dataclass
+class StageData:
+    """What evaluation needs of one stage: its images and labels, and its training schedule."""
+
+    images: torch.Tensor
+    labels: torch.Tensor  # int64 class ids, or float32 soft labels (N x classes)
+    lr: float
+    epochs: int
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against class ids or against soft label distributions."""
+    if target.dtype == torch.long:
+        return F.cross_entropy(logits, target)
+    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    dsa: DSA | None,
+    generator: torch.Generator,
+    device: torch.device,
+    on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> None:
+    """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters)."""
+    model.train()
+    perm = torch.randperm(len(x), generator=generator)
+    for i in range(0, len(x), batch_size):
+        idx = perm[i : i + batch_size]
+        xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        if dsa is not None and dsa.enabled:
+            xb = dsa(xb, generator)
+        logits = model(xb)
+        loss = soft_cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if on_batch is not None:
+            on_batch(idx, logits.detach())
+
+
+@torch.no_grad()
+def test_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1024
+) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size].to(device))
+        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    return correct / max(len(x), 1)
+
+
+def scheduled_epochs(opt: torch.optim.Optimizer, lr: float, epochs: int) -> Iterator[int]:
+    """Yield the epochs at `lr`, dropping it x 0.1 once at half (the standard protocol)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    for epoch in range(epochs):
+        if epoch == epochs // 2 and epochs > 1:
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.1
+        yield epoch
+
+
+def fit(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    cfg: TrainSchedule,
+    dsa: DSA | None,
+    generator: torch.Generator,
+    device: torch.device,
+) -> None:
+    """Train for `epochs` on the standard schedule."""
+    for _ in scheduled_epochs(opt, lr, epochs):
+        train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainSchedule, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def protocol_seeds(run_seed: int, salt: int, runs: int) -> list[int]:
+    """The evaluation networks' seeds of a run: `salt` keeps the sets apart (distilled 0, random real 1, periodic
+    tests 2, whole data 99), so that each reference gets networks of its own."""
+    return [10_000 * (salt + 1) + 97 * run_seed + r for r in range(runs)]
+
+
+def _concat(stages: Sequence[StageData], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Union of stages; hard labels become one-hot when any stage has soft labels."""
+    if all(s.labels.dtype == torch.long for s in stages):
+        return torch.cat([s.images for s in stages]), torch.cat([s.labels for s in stages])
+    soft = [s.labels if s.labels.dtype != torch.long else F.one_hot(s.labels, num_classes).float() for s in stages]
+    return torch.cat([s.images for s in stages]), torch.cat(soft)
+
+
+class NetGroup:
+    """Networks trained side by side (evaluation runs, experts), each with its own optimiser state (one at a time);
+    the sequential counterpart of stacked.StackedNets, with the same methods."""
+
+    def __init__(self, models: Sequence[nn.Module], cfg: TrainSchedule, lr: float):
+        self.models = list(models)
+        self.set_optimizer(cfg, lr)
+
+    def set_optimizer(self, cfg: TrainSchedule, lr: float) -> None:
+        self.opts = [make_optimizer(m, cfg, lr) for m in self.models]
+
+    def fit(self, x, y, epochs: int, lr: float, cfg: TrainSchedule, dsa, generators, device) -> None:
+        for model, opt, g in zip(self.models, self.opts, generators):
+            fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device)
+
+    def train_epoch(self, x, y, batch_size: int, dsa, generators, device) -> None:
+        for model, opt, g in zip(self.models, self.opts, generators):
+            train_epoch(model, opt, x, y, batch_size, dsa, g, device)
+
+    def flat_params(self) -> torch.Tensor:
+        """(networks, parameters): every network's parameters, flattened in module order, detached."""
+        return torch.stack([FlatParams(m).flatten() for m in self.models])
+
+    def accuracy(self, x, y, device, batch_size: int) -> list[float]:
+        return [test_accuracy(m, x, y, device, batch_size) for m in self.models]
+
+
+def evaluate_runs(
+    stages: Sequence[StageData],
+    make_model: Callable[[], nn.Module],
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    cfg: TrainSchedule,
+    dsa: DSA | None,
+    mode: str,
+    seeds: Sequence[int],
+    device: torch.device,
+    num_classes: int,
+    vectorize: bool = False,
+    test_batch_size: int = 1024,
+) -> list[list[float]]:
+    """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
+    `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one."""
+    from .stacked import StackedNets, stackable
+
+    dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    accs: list[list[float]] = [[] for _ in seeds]
+    group = None
+    for k, stage in enumerate(stages):
+        if mode == "union" or group is None:
+            models = []
+            for s in seeds:
+                torch.manual_seed(s)  # union: the same init for every budget of a run; runs differ by seed
+                models.append(make_model().to(device))
+            stack = vectorize and len(models) > 1 and stackable(models[0])
+            group = StackedNets(models, cfg, stage.lr) if stack else NetGroup(models, cfg, stage.lr)
+        x, y = _concat(stages[: k + 1] if mode != "sequential" else [stage], num_classes)
+        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device)
+        for r, a in enumerate(group.accuracy(test_x, test_y, device, test_batch_size)):
+            accs[r].append(a)
+    return accs

@@ -1,0 +1,349 @@
+"""Recipes: YAML, then `key.path=value` overrides, then typed dataclasses, then validation.
+
+A recipe gathers the sections each layer owns (dataset, preprocess, augment, model, method) with the ones the stage
+engine reads (stages, evaluation, output). Every error is collected and reported together, one line each, naming the
+dotted path, the bad value and what is allowed, before any download or compute starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from ..core.config import RecipeError, apply_overrides, describe, opt, parse_dataclass, suggest
+from ..data.augment import AugmentConfig, parse_strategy
+from ..data.preprocess import PreprocessConfig
+from ..data.sources import DatasetConfig, RealData
+from ..methods import METHODS, MethodConfig, Probe
+from ..models import ModelConfig, model_names
+from ..models.training import TrainSchedule
+
+
+@dataclass
+class StagesConfig:
+    """Progressive (multi-stage) distillation; a single-stage run is a one-stage progressive run."""
+
+    count: int = opt(1, min=1, help="Number of stages P.")
+    ipc: int | list[int] = opt(10, min=1, help="Images per class per stage: one number, or one per stage.")
+    scheme: Literal["pdd", "seqmatch", "boost", "independent"] = opt(
+        "pdd",
+        help="pdd: frozen earlier stages + transitions; seqmatch: per-stage trajectory segments; "
+        "boost: earlier blocks keep training at lr x boost_beta; independent: no conditioning, no transition.",
+    )
+    transition: bool | None = opt(
+        None, help="Start each stage from weights trained on earlier stages (default: on for pdd and seqmatch)."
+    )
+    conditioning: bool | None = opt(
+        None, help="Student trains on earlier stages plus the current one (default: on, except for independent)."
+    )
+    boost_beta: float = opt(0.0, min=0, max=1, help="boost scheme: lr factor for earlier blocks (0 = frozen).")
+    curriculum: Literal["none", "forgetting", "forgetting_quantile"] = opt(
+        "none",
+        help="forgetting: stage i draws only on real examples with forgetting score in "
+        "[band x (i-1), band x i) (PDD section 4.2); forgetting_quantile: on the i-th of P equal slices of each "
+        "class ranked by score (for skewed scores); for MTT, the stage's experts train on them.",
+    )
+    forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band.")
+    forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")
+    overrides: list[dict[str, Any]] = opt(
+        default_factory=list, help="Per-stage method overrides, one mapping per stage."
+    )
+
+    def ipc_of(self, stage: int) -> int:
+        """Images per class of stage `stage` (1-based)."""
+        return self.ipc if isinstance(self.ipc, int) else self.ipc[stage - 1]
+
+    @property
+    def use_transition(self) -> bool:
+        return self.transition if self.transition is not None else self.scheme in ("pdd", "seqmatch")
+
+    @property
+    def use_conditioning(self) -> bool:
+        return self.conditioning if self.conditioning is not None else self.scheme != "independent"
+
+
+EvalMode = Literal["progressive", "union", "sequential"]
+EVAL_MODES: tuple[str, ...] = typing.get_args(EvalMode)  # for command lines that pick one
+
+
+@dataclass
+class EvalConfig:
+    """The standard evaluation protocol (DC/DSA/DM/MTT): fresh networks trained on the distilled set."""
+
+    runs: int = opt(5, min=1, help="Networks per evaluation, each with its own initialisation.")
+    epochs: int = opt(1000, min=1, help="Epochs per stage (lr x 0.1 at half).")
+    batch_size: int = opt(256, min=1, help="Minibatch size.")
+    lr: float = opt(0.01, gt=0, help="Learning rate when the method does not learn one.")
+    momentum: float = opt(0.9, min=0, max=1, help="SGD momentum.")
+    weight_decay: float = opt(5e-4, min=0, help="SGD weight decay.")
+    augment: bool = opt(True, help="DSA on every batch.")
+    vectorize: bool = opt(
+        False, help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU)."
+    )
+    mode: EvalMode = opt(
+        "progressive",
+        help="progressive: S1, then S1 u S2, ... carrying weights and optimiser state; "
+        "union: fresh network per cumulative union; sequential: S1, then S2 alone, ...",
+    )
+    random_real: bool = opt(True, help="Also train on random real images of the same budget.")
+    whole_data: bool = opt(False, help="Also train on the whole train split.")
+    whole_data_epochs: int = opt(30, min=1, help="Epochs for the whole-data reference.")
+    models: list[str] = opt(default_factory=list, help="Extra timm names to evaluate on (cross-architecture).")
+    test_batch_size: int = opt(1024, min=1, help="Batch size for test-set inference.")
+    every: int = opt(
+        0, min=0, help="During distillation, test the images every this many iterations (0: never); logged."
+    )
+    every_epochs: int = opt(100, min=1, help="Epochs of that periodic test (one network on the union so far).")
+
+    def schedule(self) -> TrainSchedule:
+        """The training schedule of the protocol, which distillation also trains networks with (PDD transitions,
+        inner loops): what of this section shapes a stage."""
+        return TrainSchedule(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSchedule)})
+
+    def probe(self) -> Probe:
+        """The periodic tests during distillation."""
+        return Probe(self.every, self.every_epochs, self.test_batch_size)
+
+
+@dataclass
+class OutputConfig:
+    """Where results go."""
+
+    dir: str = opt("outputs/run", help="Output folder, laid out like a Hub dataset repo.")
+    push_to_hub: bool = opt(False, help="Upload each stage as a config of `repo_id`.")
+    repo_id: str | None = opt(None, help="Hub dataset repo, e.g. org/cifar10-pdd.")
+    private: bool = opt(False, help="Create the Hub repo as private.")
+    cache_dir: str | None = opt(None, help="Cache for experts, ZCA and scores (default ~/.cache/hf_condense).")
+    log_with: list[str] = opt(
+        default_factory=list, help="Accelerate trackers for losses and periodic tests: tensorboard, wandb, ..."
+    )
+
+
+@dataclass
+class Recipe:
+    """A whole run."""
+
+    dataset: DatasetConfig = opt(default_factory=DatasetConfig)
+    preprocess: PreprocessConfig = opt(default_factory=PreprocessConfig)
+    model: ModelConfig = opt(default_factory=ModelConfig)
+    augment: AugmentConfig = opt(default_factory=AugmentConfig)
+    method: MethodConfig = opt(default_factory=MethodConfig)
+    stages: StagesConfig = opt(default_factory=StagesConfig)
+    evaluation: EvalConfig = opt(default_factory=EvalConfig)
+    output: OutputConfig = opt(default_factory=OutputConfig)
+    seed: int = opt(0, min=0, help="Seed of everything.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def distill_hash(self, stages: int | None = None) -> str:
+        """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
+
+        Later stages' settings and the stage count are left out, so a run extended with more stages keeps its
+        earlier ones; of the evaluation settings only the schedule a stage task carries counts (`schedule()`), so
+        changing `runs`, `mode` or extra models keeps the stages.
+        """
+        k = self.stages.count if stages is None else stages
+        d = self.to_dict()
+        d.pop("output")
+        d["evaluation"] = dataclasses.asdict(self.evaluation.schedule())
+        st = d["stages"]
+        st.pop("count")
+        st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
+        st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def stage_hashes(self) -> list[str]:
+        """distill_hash of each stage prefix 1..k: what a run folder records to be resumed or extended."""
+        return [self.distill_hash(k) for k in range(1, self.stages.count + 1)]
+
+    def stage_method(self, stage: int) -> MethodConfig:
+        """The method config of stage `stage` (1-based), with that stage's overrides applied."""
+        if stage > len(self.stages.overrides):
+            return self.method
+        errors: list[str] = []
+        merged = {**dataclasses.asdict(self.method), **self.stages.overrides[stage - 1]}
+        out = parse_dataclass(type(self.method), merged, "method", errors)
+        if errors:
+            raise RecipeError(errors)
+        return out
+
+
+def repo_id_errors(repo_id: str, key: str = "output.repo_id") -> list[str]:
+    """Static check of a Hub repo id (no network)."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        return [f"{key}: {repo_id!r} is not a valid Hub repo id ({str(e).splitlines()[0]})"]
+    return []
+
+
+def tracker_errors(names: list[str]) -> list[str]:
+    """Each tracker must be one Accelerate knows and whose package is installed."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    errors = []
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            errors.append(
+                f"output.log_with: {name!r} is not an Accelerate tracker{suggest(name, LOGGER_TYPE_TO_CLASS)}"
+            )
+        elif name not in available:
+            errors.append(f"output.log_with: {name!r} is not installed here (pip install {name})")
+    return errors
+
+
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Cross-field checks that need no data."""
+    errors = []
+    st = recipe.stages
+    if isinstance(st.ipc, list) and len(st.ipc) != st.count:
+        errors.append(
+            f"stages.ipc: has {len(st.ipc)} entries but stages.count is {st.count}; give one number or one per stage"
+        )
+    if len(st.overrides) > st.count:
+        errors.append(f"stages.overrides: has {len(st.overrides)} entries but stages.count is {st.count}")
+    for i, ov in enumerate(st.overrides):
+        sub: list[str] = []
+        parse_dataclass(type(recipe.method), {**dataclasses.asdict(recipe.method), **ov}, "method", sub)
+        errors += [e.replace("method.", f"stages.overrides[{i}].", 1) for e in sub]
+        if "name" in ov:
+            errors.append(f"stages.overrides[{i}].name: the method cannot change between stages")
+    if recipe.output.push_to_hub and not recipe.output.repo_id:
+        errors.append("output.repo_id: required when output.push_to_hub is true (e.g. 'my-org/cifar10-pdd')")
+    if recipe.output.repo_id:
+        errors += repo_id_errors(recipe.output.repo_id)
+    errors += tracker_errors(recipe.output.log_with)
+    if st.scheme == "boost" and st.boost_beta > 0 and not st.use_conditioning:
+        errors.append("stages.boost_beta: > 0 needs conditioning (earlier blocks must be in the student's set)")
+    try:
+        parse_strategy(recipe.augment.strategy)
+    except ValueError as e:
+        errors.append(f"augment.strategy: {e}")
+    if recipe.model.name not in model_names():
+        errors.append(
+            f"model.name: {recipe.model.name!r} is not a timm model{suggest(recipe.model.name, model_names())}"
+            "; see timm.list_models()"
+        )
+    for name in recipe.evaluation.models:
+        if name not in model_names():
+            errors.append(f"evaluation.models: {name!r} is not a timm model{suggest(name, model_names())}")
+    if not errors:  # method checks read per-stage configs, which need valid overrides
+        errors += method_errors(recipe)
+    return errors
+
+
+def method_errors(recipe: Recipe) -> list[str]:
+    """The method's own checks of each stage's config (tagged with the stage), and what its capabilities need."""
+    spec = METHODS[recipe.method.name]
+    beta = recipe.stages.boost_beta if recipe.stages.scheme == "boost" else 0.0
+    errors = [
+        f"{e} (stage {k})" for k in range(1, recipe.stages.count + 1) for e in spec.check(recipe.stage_method(k), beta)
+    ]
+    if spec.capabilities.functional and recipe.model.kwargs.get("norm") == "batch":
+        name = recipe.method.name
+        errors.append(f"model.kwargs.norm: 'batch' breaks the functional unroll; use 'instance' or 'none' for {name}")
+    return errors
+
+
+def data_errors(recipe: Recipe, data: RealData) -> list[str]:
+    """Recipe checks that need the data: IPC against the smallest class, and room on disk for the stages."""
+    errors = []
+    smallest = int(data.class_counts().min())
+    st = recipe.stages
+    per_stage = [st.ipc_of(i) for i in range(1, st.count + 1)]
+    total = sum(per_stage)
+    if total > smallest:
+        errors.append(
+            f"stages.ipc: {st.count} stage(s) x {per_stage} = {total} images per class, but the "
+            f"smallest class of split {recipe.dataset.train_split!r} has {smallest}"
+        )
+    return errors + disk_errors(recipe, total * data.num_classes * data.train_x[0].numel())
+
+
+def disk_errors(recipe: Recipe, values: int) -> list[str]:
+    """Refuse a run whose output folder's disk cannot hold its stages: `values` float32 numbers, written about
+    three times over (parquet, previews, in-stage checkpoints), plus 32 MB for the card, figures and recipe."""
+    need = 3 * 4 * values + (32 << 20)
+    where = Path(recipe.output.dir).absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        return [f"output.dir: only {free / 2**20:.0f} MB free on {where}; this run needs about {need / 2**20:.0f} MB"]
+    return []
+
+
+def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Read a recipe from a YAML file (or a dict), apply overrides, parse and validate it."""
+    if isinstance(source, dict):
+        data = json.loads(json.dumps(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RecipeError([f"{path}: recipe file not found"])
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise RecipeError([f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}"]) from None
+        if not isinstance(data, dict):
+            raise RecipeError([f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}"])
+    data = apply_overrides(data, overrides)
+    errors: list[str] = []
+    recipe = parse_dataclass(Recipe, data, "", errors)
+    if not errors:
+        errors += check_recipe(recipe)
+    if errors:
+        raise RecipeError(errors)
+    return recipe
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+
+
+def recipe_reference() -> str:
+    """The README's recipe reference, generated from the config dataclasses (defaults and help live only there)."""
+
+    def rows(cls: type, prefix: str) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]) or (prefix == "method." and f.name == "name"):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            out.append(
+                f"| `{prefix}{f.name}` | {describe(hints[f.name])} | `{default!r}` | {f.metadata.get('help', '')} |"
+            )
+        return out
+
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    hints = typing.get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name != "method" and dataclasses.is_dataclass(hints[f.name]):
+            lines += rows(hints[f.name], f"{f.name}.")
+    lines += rows(Recipe, "")
+    seen: set[type] = set()
+    for spec in METHODS.values():
+        if spec.config_class in seen:
+            continue
+        seen.add(spec.config_class)
+        names = " / ".join(n for n, s in METHODS.items() if s.config_class is spec.config_class)
+        extra = rows(spec.config_class, "method.")
+        if extra:
+            lines.append(f"| **`method.name: {names}`** | | | |")
+            lines += extra
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,374 @@
+"""The run folder: one class owns every path and file name of an output folder, laid out exactly like a Hub dataset
+repo with one config per stage:
+
+    run.json                       the marker of an hf_condense run (written first): stage hashes, versions, command
+    recipe.yaml                    the resolved recipe
+    preprocessing.safetensors      the map from pixels to the input space of the images (mean/std, ZCA)
+    stage_k/train-00000-of-00001.parquet
+    stage_k/stage.json             IPC, lr, epochs, method, recipe hash (a sidecar survives re-pushes)
+    README.md                      card whose `configs:` lists stage_1..stage_P (the last one is the default)
+    results.json, images/stage_k.png, accuracy_vs_ipc.png, forgetting.safetensors
+    .checkpoints/stage_k/          resumable in-stage state (never uploaded)
+    logs/                          local trackers
+
+`load_dataset(folder, "stage_k")` reads stage k with plain `datasets`. Every file is written to a temporary name of
+our own and renamed, so a stage folder either is complete or does not exist; `RunFolder.start` makes a folder
+recognisable as a run from its first file, so a kill at any instant leaves it resumable. The engine writes it; the
+hub layer (card, push, replay) reads it through the names and file lists defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from ..core.io import (
+    atomic_path,
+    is_own_temporary,
+    recover_interrupted_writes,
+    save_safetensors,
+    write_json,
+    write_text,
+)
+from ..methods.base import SynSet
+
+RUN_JSON, RECIPE, PREPROCESSING, CARD, RESULTS = (
+    "run.json",
+    "recipe.yaml",
+    "preprocessing.safetensors",
+    "README.md",
+    "results.json",
+)
+FORGETTING, CURVE, IMAGES, CHECKPOINTS, LOGS, LOCK = (
+    "forgetting.safetensors",
+    "accuracy_vs_ipc.png",
+    "images",
+    ".checkpoints",
+    "logs",
+    ".hf_condense.lock",
+)
+STAGE_META, PARQUET_NAME = "stage.json", "train-00000-of-00001.parquet"
+_STAGE_RE = re.compile(r"^stage_(\d+)$")
+
+# What leaves the folder for the Hub (no checkpoints, logs, locks or temporary files), and what a replay downloads.
+TOP_FILES = [CARD, PREPROCESSING, RECIPE, RUN_JSON]
+FINAL_FILES = [*TOP_FILES, RESULTS, FORGETTING, CURVE, f"{IMAGES}/*.png"]
+REPLAY_FILES = [CARD, PREPROCESSING, RECIPE, RESULTS, "stage_*/*"]
+
+
+def stage_patterns(k: int) -> list[str]:
+    """The upload patterns of stage k's files."""
+    return [f"{stage_name(k)}/*.parquet", f"{stage_name(k)}/{STAGE_META}", f"{IMAGES}/{stage_name(k)}.png"]
+
+
+class FolderLockedError(RuntimeError):
+    """Another process is writing the same output folder."""
+
+
+class RunFolder:
+    """An output folder of hf_condense: its paths, its start, its stages, its checkpoints and its lock."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = None
+
+    # Paths: the only place that spells the folder's file names.
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_JSON
+
+    @property
+    def recipe(self) -> Path:
+        return self.path / RECIPE
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.path / PREPROCESSING
+
+    @property
+    def card(self) -> Path:
+        return self.path / CARD
+
+    @property
+    def results(self) -> Path:
+        return self.path / RESULTS
+
+    @property
+    def forgetting(self) -> Path:
+        return self.path / FORGETTING
+
+    @property
+    def curve(self) -> Path:
+        return self.path / CURVE
+
+    @property
+    def logs(self) -> Path:
+        return self.path / LOGS
+
+    def grid(self, k: int) -> Path:
+        return self.path / IMAGES / f"{stage_name(k)}.png"
+
+    def stage_dir(self, k: int) -> Path:
+        return self.path / stage_name(k)
+
+    def checkpoint_dir(self, k: int) -> Path:
+        return self.path / CHECKPOINTS / stage_name(k)
+
+    def grid_name(self, k: int) -> str:
+        """Stage k's grid as the card links it (relative to the folder)."""
+        return f"{IMAGES}/{stage_name(k)}.png"
+
+    # State of the folder.
+    def stages(self) -> list[int]:
+        """Stage numbers present, in numeric order (stage_10 after stage_9)."""
+        return list_stages(self.path)
+
+    def is_run(self) -> bool:
+        return self.run_json.is_file()
+
+    def is_fresh(self) -> bool:
+        """Empty, or holding only what hf_condense itself leaves before a run's first file (its lock, temporary
+        names of an interrupted first write, tracker logs)."""
+        if not self.path.is_dir():
+            return True
+        return all(p.name in (LOCK, LOGS) or is_own_temporary(p.name) for p in self.path.iterdir())
+
+    def run_info(self) -> dict:
+        return json.loads(self.run_json.read_text())
+
+    def check(self, hashes: list[str]) -> list[str]:
+        """Why a run with these stage hashes may not use this folder (empty: it may start, resume or extend it).
+
+        Only finished stages must agree: a stage that never finished (divergence, kill) does not block a rerun with
+        changed settings; its checkpoint is discarded by `start`.
+        """
+        folder = self.path
+        if folder.exists() and not folder.is_dir():
+            return [f"output.dir: {str(folder)!r} is a file; give a folder path"]
+        if self.is_fresh():
+            return []
+        if not self.is_run():
+            return [f"output.dir: {str(folder)!r} is not empty and holds no hf_condense run; choose another folder"]
+        try:
+            old = self.run_info().get("stage_hashes")
+        except ValueError:
+            return [f"output.dir: {self.run_json} is corrupt; remove the folder or choose another one"]
+        if not isinstance(old, list):
+            return [
+                f"output.dir: {self.run_json} was written by an older hf_condense (no stage hashes); choose another "
+                "folder"
+            ]
+        written = self.stages()
+        if len(written) > len(hashes):
+            return [
+                f"output.dir: {str(folder)!r} holds {len(written)} stages but stages.count is {len(hashes)}; "
+                "raise stages.count to extend the run, or choose another folder"
+            ]
+        for k in written:
+            a = old[k - 1] if k <= len(old) else None
+            if a != hashes[k - 1]:
+                return [
+                    f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this "
+                    f"recipe {hashes[k - 1]}); choose another folder or remove it"
+                ]
+        return []
+
+    def start(self, hashes: list[str], recipe_yaml: str, info: dict, preprocessor) -> list[str]:
+        """Take the folder for a run: lock it, undo interrupted writes, drop the checkpoints of unfinished stages
+        whose settings changed, and write run.json (first: the marker), recipe.yaml and the preprocessing. Returns
+        one line per thing it undid or dropped."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
+        notes = []
+        for folder in [self.path, *sorted((self.path / CHECKPOINTS).glob("stage_*"))]:
+            notes += [f"{folder}: {line}" for line in recover_interrupted_writes(folder)]
+        old = self.run_info().get("stage_hashes", []) if self.is_run() else []
+        for k, h in enumerate(hashes, start=1):
+            ckpt = self.checkpoint_dir(k)
+            if ckpt.is_dir() and k <= len(old) and old[k - 1] != h:
+                shutil.rmtree(ckpt)
+                notes.append(f"stage {k} never finished under other settings: its checkpoint was discarded")
+        write_json(self.run_json, {"stage_hashes": hashes, **info})
+        write_text(self.recipe, recipe_yaml)
+        preprocessor.save(self.preprocessing)
+        return notes
+
+    def lock(self) -> None:
+        """An advisory lock held while this process writes the folder: a second process is refused."""
+        if self._lock is not None:
+            return
+        import fcntl
+
+        handle = open(self.path / LOCK, "a")  # noqa: SIM115 (held for the life of the run)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise FolderLockedError(
+                f"output.dir: {str(self.path)!r} is being written by another process (pid in {self.path / LOCK}); "
+                "wait for it or choose another folder"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # Stages and side files.
+    def write_stage(self, k: int, syn: SynSet, meta: dict, class_names: list[str], preprocessor) -> Path:
+        return write_stage(self.path, k, syn, meta, class_names, preprocessor)
+
+    def read_stage(self, k: int) -> SynSet:
+        return read_stage(self.stage_dir(k))
+
+    def stage_meta(self, k: int) -> dict:
+        return read_stage_meta(self.stage_dir(k))
+
+    def stage_metas(self) -> list[dict]:
+        return [self.stage_meta(k) for k in self.stages()]
+
+    def finish_stage(self, k: int) -> None:
+        """Drop the in-stage checkpoints of a stage that is written."""
+        shutil.rmtree(self.checkpoint_dir(k), ignore_errors=True)
+
+    def save_forgetting(self, scores: torch.Tensor) -> None:
+        save_safetensors({"scores": scores}, self.forgetting)
+
+    def write_results(self, results: dict) -> None:
+        write_json(self.results, results)
+
+    def read_results(self) -> dict | None:
+        return json.loads(self.results.read_text()) if self.results.is_file() else None
+
+
+STAGE_FORMAT = 1
+
+
+class StageDataError(ValueError):
+    """A stored stage that cannot be used (newer format, non-finite values, incomplete repo); one line says why."""
+
+
+def stage_name(k: int) -> str:
+    return f"stage_{k}"
+
+
+def stage_features(class_names: list[str], shape: tuple[int, ...], soft: bool) -> datasets.Features:
+    feats = {
+        "image": datasets.Array3D(shape=tuple(shape), dtype="float32"),
+        "label": datasets.ClassLabel(names=list(class_names)),
+    }
+    if soft:
+        feats["soft_label"] = datasets.List(datasets.Value("float32"), length=len(class_names))
+    feats["preview"] = datasets.Image()
+    return datasets.Features(feats)
+
+
+def _previews(pixels: torch.Tensor) -> list[np.ndarray]:
+    arr = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [a[..., 0] if a.shape[-1] == 1 else a for a in arr]
+
+
+def write_stage(folder: str | Path, k: int, syn: SynSet, meta: dict, class_names: list[str], preprocessor) -> Path:
+    """Write stage k (parquet + stage.json) atomically; returns its folder."""
+    images = syn.images.detach().float().cpu()
+    columns = {"image": images.numpy(), "label": syn.labels.cpu().tolist()}
+    if syn.soft_labels is not None:
+        columns["soft_label"] = syn.soft_labels.detach().float().cpu().numpy()
+    columns["preview"] = _previews(preprocessor.to_pixels(images))
+    ds = datasets.Dataset.from_dict(
+        columns, features=stage_features(class_names, images.shape[1:], syn.soft_labels is not None)
+    )
+    target = Path(folder) / stage_name(k)
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        ds.to_parquet(str(tmp / PARQUET_NAME))
+        full = {
+            **{key: v for key, v in meta.items() if key != "source_indices"},
+            "format": STAGE_FORMAT,
+            "stage": k,
+            "num_images": len(images),
+            "lr": float(syn.lr),
+        }
+        if syn.indices is not None:
+            full["source_indices"] = syn.indices.tolist()
+        write_json(tmp / STAGE_META, full)
+    return target
+
+
+def read_stage_meta(stage_dir: str | Path) -> dict:
+    path = Path(stage_dir) / STAGE_META
+    meta = json.loads(path.read_text())
+    if meta.get("format", 0) > STAGE_FORMAT:
+        raise StageDataError(
+            f"{path}: stage format {meta['format']} is newer than this hf_condense reads "
+            f"({STAGE_FORMAT}); upgrade hf_condense"
+        )
+    return meta
+
+
+def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
+    """A stage's `datasets.Dataset` (and its metadata) as tensors."""
+    t = ds.with_format("torch", columns=[c for c in ("image", "label", "soft_label") if c in ds.column_names])
+    soft = t["soft_label"][:].float() if "soft_label" in ds.column_names else None
+    idx = meta.get("source_indices")
+    images = t["image"][:].float()
+    bad = int((~torch.isfinite(images)).sum())
+    if bad:
+        raise StageDataError(
+            f"stage_{meta.get('stage', '?')}: {bad} image value(s) are NaN or infinite; the stage is corrupt "
+            "(redistil it, or load an earlier revision)"
+        )
+    return SynSet(
+        images,
+        t["label"][:].long(),
+        float(meta["lr"]),
+        soft_labels=soft,
+        indices=torch.tensor(idx, dtype=torch.long) if idx is not None else None,
+        meta=dict(meta),  # a copy: replays that change a schedule leave the stage as loaded
+    )
+
+
+def stage_dataset(stage_dir: str | Path) -> datasets.Dataset:
+    """A stage's parquet shards as one in-memory `datasets.Dataset` (features from the file's schema). Read directly,
+    not through the `datasets` cache, which can serve an older stage rewritten at the same path."""
+    import pyarrow.parquet as pq
+
+    shards = sorted(Path(stage_dir).glob("train-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{stage_dir}: no train-*.parquet file")
+    return datasets.concatenate_datasets([datasets.Dataset(pq.read_table(f)) for f in shards])
+
+
+def read_stage(stage_dir: str | Path) -> SynSet:
+    return stage_dataset_to_synset(stage_dataset(stage_dir), read_stage_meta(stage_dir))
+
+
+def list_stages(folder: str | Path) -> list[int]:
+    """Stage numbers present in a folder, in numeric order (stage_10 after stage_9)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := _STAGE_RE.match(p.name))]
+    return sorted(found)
+
+
+def configs_entries(stages: list[int]) -> list[dict]:
+    """README `configs:` entries, one per stage, the last one the default."""
+    out = []
+    for k in stages:
+        entry = {"config_name": stage_name(k), "data_files": [{"split": "train", "path": f"{stage_name(k)}/train-*"}]}
+        if k == stages[-1]:
+            entry["default"] = True
+        out.append(entry)
+    return out

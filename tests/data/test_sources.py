@@ -1,0 +1,98 @@
+"""Real data: any datasets source into tensors through one path; clear errors for bad columns and splits."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from hf_condense.core.config import RecipeError
+from hf_condense.data.preprocess import PreprocessConfig
+from hf_condense.data.sources import DatasetConfig
+from hf_condense.data.sources import load_real_data
+from hf_condense.data.preprocess import Preprocessor
+
+from ..conftest import FASHION
+
+
+def make_repo(tmp_path, n=40, mixed=False, size=8, label_name="label", image_name="img", drop=None, test_label=None):
+    """A local folder laid out like a Hub dataset repo (parquet under data/, README with configs); `drop` leaves a
+    column out, `test_label` gives every test example that label (-1: missing)."""
+    rng = np.random.default_rng(0)
+    feats = {
+        image_name: datasets.Image(),
+        label_name: datasets.ClassLabel(names=["a", "b"]),
+        "note": datasets.Value("string"),
+    }
+    feats = datasets.Features({k: v for k, v in feats.items() if k != drop})
+    for split in ("train", "test"):
+        imgs = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+        if mixed:
+            imgs[0] = imgs[0][..., 0]
+        labels = [test_label if split == "test" and test_label is not None else i % 2 for i in range(n)]
+        cols = {image_name: imgs, label_name: labels, "note": ["x"] * n}
+        ds = datasets.Dataset.from_dict({k: v for k, v in cols.items() if k != drop}, features=feats)
+        (tmp_path / "data").mkdir(exist_ok=True)
+        ds.to_parquet(str(tmp_path / "data" / f"{split}-00000-of-00001.parquet"))
+    (tmp_path / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
+        "  - split: test\n    path: data/test-*\n---\n"
+    )
+    return tmp_path
+
+
+def test_digits_offline_source(digits):
+    assert digits.train_x.dtype == torch.uint8 and digits.train_x.shape[1:] == (1, 8, 8)
+    assert len(digits.train_x) + len(digits.test_x) == 1797 and digits.num_classes == 10
+    assert sum(len(i) for i in digits.class_indices()) == len(digits.train_y)
+
+
+def test_local_hub_layout_folder_autodetects_columns(tmp_path):
+    data = load_real_data(DatasetConfig(path=str(make_repo(tmp_path))))
+    assert data.train_x.shape == (40, 3, 8, 8) and data.class_names == ["a", "b"]
+    assert data.source["image_column"] == "img" and data.source["label_column"] == "label"
+
+
+def test_mixed_grayscale_and_rgb_images_become_rgb(tmp_path):
+    data = load_real_data(DatasetConfig(path=str(make_repo(tmp_path, mixed=True))))
+    assert data.train_x.shape == (40, 3, 8, 8)
+
+
+def test_missing_column_named(tmp_path):
+    with pytest.raises(RecipeError, match="dataset.image_column: column 'image' is not in the dataset; columns: img"):
+        load_real_data(DatasetConfig(path=str(make_repo(tmp_path)), image_column="image"))
+
+
+def test_ipc_above_smallest_class_refused(tiny):
+    from hf_condense.stages.recipe import load_recipe
+    from hf_condense.stages.recipe import data_errors
+
+    tiny["stages"] = {"count": 2, "ipc": 100}
+    data = load_real_data(DatasetConfig(path="sklearn/digits"))
+    (err,) = data_errors(load_recipe(tiny), data)
+    assert err.startswith("stages.ipc: 2 stage(s) x [100, 100] = 200 images per class, but the smallest class")
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="../shared/datasets/fashion_mnist not present")
+def test_fashion_mnist_loads_through_the_hub_path():
+    data = load_real_data(DatasetConfig(path=str(FASHION)))
+    assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
+    assert data.class_names[0].startswith("T") and torch.bincount(data.train_y).tolist() == [6000] * 10
+
+
+def test_zca_round_trip_and_save(tmp_path, digits):
+    pre = Preprocessor.fit(PreprocessConfig(zca=True), digits.train_x)
+    z = pre(digits.train_x[:50])
+    assert z.dtype == torch.float32 and z.shape == (50, 1, 8, 8)
+    back = pre.to_pixels(z)
+    assert torch.allclose(back, digits.train_x[:50].float() / 255, atol=1e-4)
+    pre.save(tmp_path / "p.safetensors")
+    again = Preprocessor.load(tmp_path / "p.safetensors")
+    assert again.mode == "zca" and torch.allclose(again(digits.train_x[:50]), z)
+
+
+def test_normalisation_statistics(digits):
+    pre = Preprocessor.fit(PreprocessConfig(), digits.train_x)
+    x = pre(digits.train_x)
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2

@@ -1,0 +1,180 @@
+"""Hub round trip: per-stage commits through the real huggingface_hub client, the card, the replay loader, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import datasets
+import pytest
+import torch
+import yaml
+from huggingface_hub import DatasetCard
+
+import hf_condense
+from hf_condense.cli import evaluate as evaluate_cli
+from hf_condense.cli import push as push_cli
+from hf_condense.core.config import RecipeError
+from hf_condense.stages.run_folder import configs_entries, stage_name, write_stage
+from hf_condense.methods.base import SynSet
+from hf_condense.data.preprocess import Preprocessor
+
+STAGE_FILES = {"stage_{k}/train-00000-of-00001.parquet", "stage_{k}/stage.json"}
+TOP = {"README.md", "preprocessing.safetensors", "recipe.yaml", "run.json"}
+
+
+def pushed(tiny, repo="alice/digits-pdd"):
+    tiny["output"].update(push_to_hub=True, repo_id=repo)
+    return hf_condense.load_recipe(tiny)
+
+
+def test_each_stage_is_one_commit_and_the_repo_loads_back(tiny, accelerator, hub, tmp_path):
+    result = hf_condense.run(pushed(tiny), accelerator)
+    assert [c.message for c in hub.commits] == [
+        "Add stage_1",
+        "Add stage_2",
+        "Add results, figures and the final card",
+    ]
+    for k, commit in enumerate(hub.commits[:2], start=1):
+        assert set(commit.files) == TOP | {p.format(k=k) for p in STAGE_FILES}
+        assert commit.repo_id == "alice/digits-pdd"
+    final = set(hub.commits[2].files)
+    assert {"results.json", "accuracy_vs_ipc.png", "images/stage_1.png", "images/stage_2.png", "README.md"} <= final
+    assert not any(".checkpoints" in p or ".hf_condense-" in p for c in hub.commits for p in c.files)
+    repo = hub.materialise("alice/digits-pdd", tmp_path / "repo")
+    for k, syn in enumerate(result.stages, start=1):
+        ds = datasets.load_dataset(str(repo), stage_name(k), split="train").with_format("torch")
+        assert torch.equal(ds["image"][:], syn.images)
+    default = datasets.load_dataset(str(repo), split="train").with_format("torch")
+    assert torch.equal(default["image"][:], result.stages[-1].images)  # the last stage is the default config
+
+
+def test_card_metadata_reads_back_and_names_every_stage(tiny, accelerator, hub, tmp_path):
+    tiny["stages"] = {"count": 3, "ipc": 1}
+    hf_condense.run(pushed(tiny), accelerator)
+    repo = hub.materialise("alice/digits-pdd", tmp_path / "repo")
+    card = DatasetCard.load(repo / "README.md")
+    assert card.data.license == "cc-by-4.0"
+    assert card.data.task_categories == ["image-classification"]
+    assert [c["config_name"] for c in card.data.configs] == ["stage_1", "stage_2", "stage_3"]
+    assert card.data.configs[-1].get("default") is True
+    block = card.data.to_dict()["hf_condense"]
+    assert block["method"] == "random" and len(block["stages"]) == 3 and len(block["results"]["distilled"]) == 3
+    for k in (1, 2, 3):
+        assert f"![stage_{k}](images/stage_{k}.png)" in card.text and (repo / f"images/stage_{k}.png").is_file()
+    assert "accuracy_vs_ipc.png" in card.text and (repo / "accuracy_vs_ipc.png").is_file()
+    assert 'load_dataset("alice/digits-pdd", "stage_3"' in card.text
+    assert "hf_write_token" not in card.content and "hf_write_token" not in (repo / "run.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [(None, "no Hugging Face token"), ("hf_read_token", "cannot write"), ("hf_bogus", "invalid or expired")],
+)
+def test_push_without_write_access_is_refused_before_compute(tiny, accelerator, hub, monkeypatch, token, message):
+    if token is None:
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setenv("HF_HOME", str(os.environ["HF_CONDENSE_CACHE"]))  # no saved token either
+    else:
+        monkeypatch.setenv("HF_TOKEN", token)
+    recipe = pushed(tiny)
+    with pytest.raises(RecipeError, match=message):
+        hf_condense.run(recipe, accelerator)
+    assert not os.path.exists(recipe.output.dir)  # refused before the folder or any stage exists
+    assert hub.commits == []
+
+
+def test_failed_upload_keeps_the_folder_and_the_retry_command_uploads_it(tiny, accelerator, hub, capsys, tmp_path):
+    hub.fail_commits = 1
+    recipe = pushed(tiny)
+    result = hf_condense.run(recipe, accelerator)
+    out = capsys.readouterr().out
+    retry = f"python -m hf_condense.push {recipe.output.dir} alice/digits-pdd"
+    assert retry in out and hub.commits == []  # it stopped pushing after the failure
+    assert len(result.stages) == 2 and (result.folder / "results.json").is_file()
+    assert push_cli.main([recipe.output.dir, "alice/digits-pdd"]) == 0
+    assert len(hub.commits) == 1
+    files = set(hub.commits[0].files)
+    assert {p.format(k=k) for k in (1, 2) for p in STAGE_FILES} | TOP | {"results.json"} <= files
+    loaded = hf_condense.load_progressive(hub.materialise("alice/digits-pdd", tmp_path / "repo"))
+    assert [s.number for s in loaded.stages] == [1, 2]
+
+
+def test_push_cli_refuses_a_folder_that_is_not_an_output(tmp_path, hub, capsys):
+    assert push_cli.main([str(tmp_path), "alice/x"]) == 2
+    assert "is it an hf_condense output" in capsys.readouterr().err
+
+
+def _write_stages(folder, n):
+    """n one-image stages with distinct lrs and epochs, written as hf_condense writes them."""
+    pre = Preprocessor.fit(hf_condense.data.PreprocessConfig(), torch.zeros(4, 1, 8, 8, dtype=torch.uint8))
+    pre.save(folder / "preprocessing.safetensors")
+    for k in range(1, n + 1):
+        syn = SynSet(torch.full((2, 1, 8, 8), float(k)), torch.tensor([0, 1]), lr=0.001 * k)
+        write_stage(folder, k, syn, {"ipc": 1, "epochs": 10 * k}, ["a", "b"], pre)
+    card = "---\n" + yaml.safe_dump({"configs": configs_entries(list(range(1, n + 1)))}) + "---\n"
+    (folder / "README.md").write_text(card)
+
+
+def test_load_progressive_replays_unions_in_numeric_order(tmp_path):
+    _write_stages(tmp_path, 11)
+    ps = hf_condense.load_progressive(tmp_path)
+    assert [s.number for s in ps.stages] == list(range(1, 12))  # stage_10 after stage_9, not after stage_1
+    sched = ps.schedule()
+    assert [s["lr"] for s in sched] == pytest.approx([0.001 * k for k in range(1, 12)])
+    assert [s["epochs"] for s in sched] == [10 * k for k in range(1, 12)]
+    for k, union in enumerate(ps.unions(), start=1):
+        firsts = union.with_format("torch")["image"][:][:, 0, 0, 0]
+        assert firsts.tolist() == [float(j) for j in range(1, k + 1) for _ in range(2)]
+    assert ps.class_names == ["a", "b"]
+
+
+def test_load_progressive_refuses_a_gap(tmp_path):
+    _write_stages(tmp_path, 3)
+    (tmp_path / "stage_2" / "stage.json").rename(tmp_path / "stage.json")
+    import shutil
+
+    shutil.rmtree(tmp_path / "stage_2")
+    with pytest.raises(ValueError, match=r"stages \[1, 3\] are not 1..2"):
+        hf_condense.load_progressive(tmp_path)
+
+
+def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
+    tiny["method"] = {"name": "herding", "embed_epochs": 1}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    recorded = json.loads((result.folder / "results.json").read_text())["distilled"]
+    ps = hf_condense.load_progressive(result.folder)
+    again = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator)["convnet_d2w16"].distilled
+    for (m1, _), (m2, _) in zip(recorded, again):
+        assert abs(m1 - m2) < 0.01
+    assert evaluate_cli.main([str(result.folder), "--runs", "2", "--models", "convnet_d1w16"]) == 0
+    out = capsys.readouterr().out
+    assert "convnet_d1w16" in out and "recorded at distillation" in out
+    # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
+    frozen = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, lr=0.0)["convnet_d2w16"].distilled
+    assert frozen[0] == frozen[1] and frozen[0][0] < min(m for m, _ in again) - 0.2
+    # per-stage epochs: stage 2 given no epochs leaves the progressively carried network as stage 1 left it
+    own = ps.schedule()[0]["epochs"]
+    held = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, epochs=[own, 0])["convnet_d2w16"].distilled
+    assert held[0] == held[1] == pytest.approx(again[0], abs=0.01)
+    assert [s["epochs"] for s in ps.schedule()] == [own, own]  # the loaded stages keep their own schedule
+    with pytest.raises(ValueError, match="epochs: got 3 values for 2 stages"):
+        evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, epochs=[1, 1, 1])
+
+
+@pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="opt-in: needs HF_TOKEN with write access and network")
+def test_real_hub_round_trip(tiny, accelerator, monkeypatch):
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    user = HfApi().whoami()["name"]
+    repo = f"{user}/hf-condense-test-{uuid.uuid4().hex[:8]}"
+    try:
+        result = hf_condense.run(pushed(tiny, repo), accelerator)
+        ps = hf_condense.load_progressive(repo)
+        assert torch.equal(ps.stages[-1].synset().images, result.stages[-1].images)
+    finally:
+        HfApi().delete_repo(repo, repo_type="dataset", missing_ok=True)

@@ -1,0 +1,313 @@
+"""MTT: exact unroll gradients, memory-bounded equality, experts cache, divergence, and that it works on digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+
+import hf_condense
+from hf_condense.stages.recipe import load_recipe
+from hf_condense.models.functional import FlatParams
+from hf_condense.methods import DivergenceError
+from hf_condense.models.training import soft_cross_entropy
+from hf_condense.methods.unroll import batched_unroll_backward, matching_loss, sgd_steps, unroll_backward
+
+from ..conftest import tiny_mtt
+
+
+def tiny_problem(dtype=torch.float64, n=6, steps=4):
+    torch.manual_seed(0)
+    model = timm.create_model("test_convnet", num_classes=3, in_chans=1, img_size=8).to(dtype)
+    net = FlatParams(model)
+    start = net.flatten()
+    target = start + 0.05 * torch.randn_like(start)
+    images = torch.randn(n, 1, 8, 8, dtype=dtype, requires_grad=True)
+    labels = torch.arange(n) % 3
+    alpha = torch.tensor(0.05, dtype=dtype, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    idx = [torch.randperm(n, generator=g)[:4] for _ in range(steps)]
+
+    def batch(j):
+        return images[idx[j]], labels[idx[j]]
+
+    return net, start, target, images, alpha, batch, steps
+
+
+def loss_at(net, start, target, images_value, images, alpha_value, batch, steps):
+    with torch.no_grad():
+        images.copy_(images_value)
+    th = sgd_steps(
+        net,
+        start.clone().requires_grad_(True),
+        torch.tensor(alpha_value, dtype=start.dtype),
+        batch,
+        range(steps),
+        keep_graph=False,
+    )
+    return float(matching_loss(th.detach(), start, target))
+
+
+def test_unroll_gradient_matches_finite_differences():
+    net, start, target, images, alpha, batch, steps = tiny_problem()
+    unroll_backward(net, start, target, alpha, batch, steps)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    base = images.detach().clone()
+    v = torch.randn_like(base)
+    eps = 1e-5
+    fd = (
+        loss_at(net, start, target, base + eps * v, images, 0.05, batch, steps)
+        - loss_at(net, start, target, base - eps * v, images, 0.05, batch, steps)
+    ) / (2 * eps)
+    assert abs(fd - float((g_img * v).sum())) < 1e-6 * max(1.0, abs(fd))
+    fd_a = (
+        loss_at(net, start, target, base, images, 0.05 + eps, batch, steps)
+        - loss_at(net, start, target, base, images, 0.05 - eps, batch, steps)
+    ) / (2 * eps)
+    assert abs(fd_a - float(g_alpha)) < 1e-6 * max(1.0, abs(fd_a))
+
+
+@pytest.mark.parametrize("segments", [2, 3, 7])
+def test_checkpointed_unroll_gradients_equal_plain(segments):
+    net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=7)
+    plain = unroll_backward(net, start, target, alpha, batch, steps, segments=1)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    ckpt = unroll_backward(net, start, target, alpha, batch, steps, segments=segments)
+    assert plain == ckpt  # the replay is bitwise identical
+    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-4
+    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-4
+
+
+@pytest.mark.parametrize("micro_batch, segments", [(1, 1), (3, 1), (3, 3)])
+def test_micro_batched_unroll_gradients_equal_plain(micro_batch, segments):
+    net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=5)
+    plain = unroll_backward(net, start, target, alpha, batch, steps)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    chunked = unroll_backward(net, start, target, alpha, batch, steps, segments=segments, micro_batch=micro_batch)
+    assert abs(chunked - plain) <= 1e-5 * plain
+    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-5
+    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-5
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_micro_batched_gradient_is_the_batch_mean_gradient(soft):
+    net, start, *_ = tiny_problem(dtype=torch.float64)
+    x = torch.randn(7, 1, 8, 8, dtype=torch.float64)
+    y = torch.softmax(torch.randn(7, 3, dtype=torch.float64), 1) if soft else torch.arange(7) % 3
+    theta = start.clone().requires_grad_(True)
+    whole = net.grad(theta, x, y, False, None, soft_cross_entropy)
+    for size in (1, 2, 5, 7, 100):
+        assert torch.allclose(net.grad(theta, x, y, False, size, soft_cross_entropy), whole, rtol=1e-10, atol=1e-12)
+
+
+def test_batched_unroll_equals_separate_unrolls():
+    """K students under vmap give the K plain unrolls' losses and summed gradients (different starts, batches and
+    augmentation per student)."""
+    from hf_condense.data.augment import DSA
+
+    net, start, target, images, alpha, _, steps = tiny_problem()
+    k, dsa, g = 3, DSA(), torch.Generator().manual_seed(1)
+    starts = start + 0.05 * torch.randn(k, len(start), dtype=start.dtype)
+    targets = starts + 0.05 * torch.randn_like(starts)
+    idx = [[torch.randperm(6, generator=g)[:4] for _ in range(steps)] for _ in range(k)]
+    augs = [[dsa.sample(4, (8, 8), g) for _ in range(steps)] for _ in range(k)]
+    labels = torch.arange(6) % 3
+
+    def one(i):
+        return lambda j: (dsa.apply(images[idx[i][j]], augs[i][j]), labels[idx[i][j]])
+
+    separate = [unroll_backward(net, starts[i], targets[i], alpha, one(i), steps, scale=0.5) for i in range(k)]
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+
+    def batches(j):
+        xs, ys = zip(*(one(i)(j) for i in range(k)))
+        return torch.stack(xs), torch.stack(ys)
+
+    together = batched_unroll_backward(net, starts, targets, alpha, batches, steps, scale=0.5)
+    assert together == pytest.approx(separate, rel=1e-10)
+    assert torch.allclose(images.grad, g_img, rtol=1e-9, atol=1e-14)
+    assert torch.allclose(alpha.grad, g_alpha, rtol=1e-9)
+
+
+def test_vectorized_trajectories_distil_the_same_images(tiny, accelerator, tmp_path, monkeypatch):
+    import copy
+
+    from hf_condense.methods import mtt
+
+    calls = []
+    original = mtt.batched_unroll_backward
+    monkeypatch.setattr(mtt, "batched_unroll_backward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    runs = []
+    for vec in (False, True):
+        recipe = copy.deepcopy(tiny)
+        recipe["output"]["dir"] = str(tmp_path / f"vec_{vec}")
+        recipe["evaluation"]["epochs"] = 1
+        result = hf_condense.run(
+            mtt_recipe(recipe, iterations=4, trajectories=3, vectorize_trajectories=vec), accelerator
+        )
+        runs.append((result.stages[0].images, result.stages[0].lr))
+    (a, lr_a), (b, lr_b) = runs
+    assert len(calls) == 4  # one vmapped unroll per iteration, only when asked for
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5) and not torch.equal(a, a.new_zeros(a.shape))
+    assert lr_a == pytest.approx(lr_b, rel=1e-5)
+
+
+def test_vectorized_trajectories_refuse_memory_bounded_modes(tiny):
+    from hf_condense.core.config import RecipeError
+
+    with pytest.raises(RecipeError, match="method.vectorize_trajectories"):
+        mtt_recipe(tiny, vectorize_trajectories=True, memory="checkpoint")
+
+
+def mtt_recipe(tiny, **method):
+    tiny["method"] = tiny_mtt(**method)
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"].update({"runs": 3, "epochs": 100, "random_real": True})
+    return load_recipe(tiny)
+
+
+def test_mtt_lowers_matching_loss_and_beats_random_real(tiny, accelerator, tmp_path):
+    result = hf_condense.run(mtt_recipe(tiny, iterations=60), accelerator)
+    meta = json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())
+    assert meta["log"]["loss_end"] < 0.8 * meta["log"]["loss_start"]
+    (mtt_acc, _), (rand_acc, _) = result.distilled[0], result.random_real[0]
+    assert mtt_acc > rand_acc + 0.05, (mtt_acc, rand_acc)
+
+
+def test_alpha_is_learned_positive_saved_and_used_by_evaluation(tiny, accelerator, tmp_path, monkeypatch):
+    from hf_condense.models import training
+
+    seen = []
+    original = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **k: (seen.append(a[5]), original(*a, **k))[1])
+    result = hf_condense.run(mtt_recipe(tiny, iterations=10), accelerator)
+    alpha = result.stages[0].lr
+    assert alpha > 0 and alpha != 0.01
+    assert json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())["lr"] == alpha
+    assert seen[0] == alpha  # evaluation trains at the learned lr
+
+
+def test_expert_cache_is_reused_and_corruption_is_caught(tiny, accelerator, tmp_path, monkeypatch, caplog):
+    from hf_condense.methods.experts import ExpertStore
+
+    trained = []
+    original = ExpertStore.train_group
+    monkeypatch.setattr(
+        ExpertStore, "train_group", lambda self, es, *a: (trained.extend(es), original(self, es, *a))[1]
+    )
+    tiny["evaluation"]["runs"] = 1
+    hf_condense.run(mtt_recipe(tiny, iterations=2), accelerator)
+    assert trained == [0, 1]
+    tiny["output"]["dir"] = str(tmp_path / "second")
+    hf_condense.run(mtt_recipe(tiny, iterations=3), accelerator)  # another recipe, same experts
+    assert trained == [0, 1]
+    files = sorted((tmp_path / "cache" / "experts").glob("*/expert_0001.safetensors"))
+    assert len(files) == 1
+    files[0].write_bytes(files[0].read_bytes()[:-100])  # truncate
+    tiny["output"]["dir"] = str(tmp_path / "third")
+    with caplog.at_level("WARNING"):
+        hf_condense.run(mtt_recipe(tiny, iterations=4), accelerator)
+    assert trained == [0, 1, 1]
+    assert "expert_0001.safetensors" in caplog.text and "rebuilding" in caplog.text
+
+
+def test_divergence_stops_with_last_good_state(tiny, accelerator, tmp_path):
+    recipe = mtt_recipe(tiny, iterations=50, lr_lr=1e3)
+    with pytest.raises(DivergenceError, match="diverged at iteration") as info:
+        hf_condense.run(recipe, accelerator)
+    assert "lower method.lr_img or method.lr_lr" in str(info.value)
+    assert (tmp_path / "out" / ".checkpoints" / "stage_1" / "mtt.safetensors").is_file()
+
+
+def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, accelerator, tmp_path, monkeypatch):
+    from hf_condense.methods import unroll
+    from hf_condense.methods import mtt
+
+    tiny["evaluation"]["runs"] = 1
+    full = hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    tiny["output"]["dir"] = str(tmp_path / "killed")
+    calls = {"n": 0}
+    original = unroll.unroll_backward
+
+    def dies_at_17(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 17:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(mtt, "unroll_backward", dies_at_17)
+    with pytest.raises(KeyboardInterrupt):
+        hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    monkeypatch.setattr(mtt, "unroll_backward", original)
+    calls["n"] = 0
+    monkeypatch.setattr(
+        mtt, "unroll_backward", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), original(*a, **k))[1]
+    )
+    resumed = hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
+    assert calls["n"] == 15  # resumed at iteration 10
+    assert torch.equal(full.stages[0].images, resumed.stages[0].images)
+    assert full.stages[0].lr == resumed.stages[0].lr
+
+
+def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, accelerator, tmp_path):
+    from ..conftest import tiny_mtt
+
+    tiny["method"] = tiny_mtt(iterations=3, num_experts=2, transition_experts=1, transition_epochs=2)
+    tiny["stages"] = {"count": 3, "ipc": 1, "scheme": "pdd"}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    hf_condense.run(load_recipe(tiny), accelerator)
+    folders = {p.parent for p in (tmp_path / "cache").glob("experts/*/expert_*.safetensors")}
+    assert sorted(len(list(f.glob("expert_*.safetensors"))) for f in folders) == [1, 1, 2]
+
+
+def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, accelerator, tmp_path, monkeypatch):
+    """PDD section 4.2 for MTT: a stage's real data enters only through its experts, so their real epochs (base
+    experts for stage 1, transition experts after) see exactly the stage's forgetting band."""
+    from hf_condense.models.training import NetGroup
+    from hf_condense.models.stacked import StackedNets
+
+    seen = []
+    for cls in (NetGroup, StackedNets):
+        original = cls.train_epoch
+        monkeypatch.setattr(cls, "train_epoch", lambda net, x, *a, _o=original: (seen.append(len(x)), _o(net, x, *a)))
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-7)
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    hf_condense.run(load_recipe(tiny), accelerator)
+    epochs = 2 + 1  # max_start_epoch + expert_epochs
+    sizes = []
+    for k in (1, 2):
+        fraction = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())["real_fraction"]
+        assert 0 < fraction < 1
+        sizes.append(round(fraction * 1437))
+    assert seen == [sizes[0]] * epochs + [sizes[1]] * epochs
+
+
+def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerator, tmp_path):
+    from hf_condense.cli.experts import build_experts
+
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, lr_lr=1e-7)
+    tiny["stages"] = {"count": 1, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    recipe = load_recipe(tiny)
+    build_experts(recipe)
+    built = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("experts/*/*.safetensors")}
+    hf_condense.run(recipe, accelerator)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("experts/*/*.safetensors")}
+    assert len(built) == 1 and after == built  # the run trained nothing: it used the band's prebuilt expert
+
+
+def test_a_stage_diverging_on_a_narrow_band_says_so(tiny, accelerator):
+    tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-4)
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    with pytest.raises(DivergenceError, match=r"lr_lr; this stage's experts trained on \d+ of 1437 real examples"):
+        hf_condense.run(load_recipe(tiny), accelerator)
+    from hf_condense.methods.mtt import band_hint
+
+    assert band_hint([torch.arange(3), torch.arange(3, 5)], 5) == ""  # no band, no extra hint

@@ -1,0 +1,41 @@
+"""kill -9 of the real CLI inside each kind of unit (an expert, a checkpointed stage, between stages), then the same
+command again: it resumes from the last finished unit and ends with the stages an uninterrupted run makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..faults import run_cli, same_stages, write_recipe
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("faults")
+    assert run_cli(write_recipe(folder, "reference")) is False
+    return folder / "reference"
+
+
+@pytest.mark.parametrize(
+    "unit,marker",
+    [
+        # the first expert is on disk: the kill lands while the second trains
+        ("expert", lambda out, cache: next(iter(cache.glob("experts/*/expert_0000.safetensors")), None)),
+        # stage 1's first in-stage checkpoint is on disk: the kill lands mid-stage
+        (
+            "checkpointed iteration",
+            lambda out, cache: next(iter(out.glob(".checkpoints/stage_1/*.safetensors")), None),
+        ),
+        # stage 1 is written: the kill lands in stage 2 (its transition experts or its iterations)
+        ("stage", lambda out, cache: (out / "stage_1" / "stage.json") if (out / "stage_1").is_dir() else None),
+    ],
+)
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, unit, marker):
+    recipe = write_recipe(tmp_path, "killed")
+    out, cache = tmp_path / "killed", tmp_path / "killed_cache"
+    assert run_cli(recipe, lambda _t: marker(out, cache) is not None), f"the run finished before the {unit} marker"
+    assert not (out / "stage_2").exists()
+    assert run_cli(recipe) is False
+    assert same_stages(reference, out) == []
+    assert not list(out.glob(".hf_condense-tmp-*")), "temporary files left behind after the resumed run"

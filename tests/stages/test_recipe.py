@@ -1,0 +1,131 @@
+"""Recipes: parsing, overrides, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_condense.stages.recipe import Recipe, RecipeError, load_recipe
+from hf_condense.methods.mtt import MTTConfig
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+
+
+def errors_of(data, overrides=()):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(data, overrides)
+    return info.value.errors
+
+
+def test_defaults_and_typed_sections(tiny):
+    r = load_recipe(tiny)
+    assert isinstance(r, Recipe)
+    assert r.stages.count == 2 and r.stages.ipc_of(2) == 2
+    assert r.evaluation.momentum == 0.9 and r.evaluation.weight_decay == 5e-4
+
+
+def test_method_section_is_typed_per_method(tiny):
+    tiny["method"] = {"name": "mtt", "syn_steps": 7}
+    r = load_recipe(tiny)
+    assert isinstance(r.method, MTTConfig) and r.method.syn_steps == 7 and r.method.lr_teacher == 0.01
+
+
+def test_dotted_overrides(tiny):
+    tiny["method"] = {"name": "mtt"}
+    r = load_recipe(tiny, ["method.iterations=200", "output.dir=elsewhere", "stages.ipc=[1, 2]"])
+    assert r.method.iterations == 200 and r.output.dir == "elsewhere" and r.stages.ipc == [1, 2]
+
+
+def test_exponent_floats_without_a_dot_are_floats(tiny):
+    # PyYAML (YAML 1.1) reads 1e-7 as a string; a float field takes it as the number, other strings stay refused
+    tiny["method"] = {"name": "mtt", "lr_img": "1E3"}
+    r = load_recipe(tiny, ["method.lr_lr=1e-7"])
+    assert r.method.lr_lr == 1e-7 and r.method.lr_img == 1000.0
+    tiny["method"] = {"name": "mtt", "lr_lr": "1e-7x"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("method.lr_lr: expected float")
+    tiny["method"] = {"name": "mtt", "iterations": "1e3"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("method.iterations: expected int")
+
+
+def test_unknown_key_suggests_the_right_one(tiny):
+    tiny["evaluation"]["epoch"] = 3
+    (err,) = errors_of(tiny)
+    assert err.startswith("evaluation.epoch: unknown key") and "did you mean 'epochs'" in err
+
+
+def test_unknown_method_key(tiny):
+    tiny["method"] = {"name": "mtt", "synsteps": 3}
+    (err,) = errors_of(tiny)
+    assert "method.synsteps" in err and "syn_steps" in err
+
+
+@pytest.mark.parametrize(
+    "path,value,needle",
+    [
+        ("stages.count", 0, "stages.count: 0 is too small; must be >= 1"),
+        ("stages.ipc", 0, "stages.ipc: 0 is too small"),
+        ("evaluation.lr", -0.1, "evaluation.lr: -0.1 is too small; must be > 0"),
+        ("evaluation.momentum", 1.5, "evaluation.momentum: 1.5 is too large"),
+    ],
+)
+def test_impossible_values(tiny, path, value, needle):
+    errors = errors_of(tiny, [f"{path}={value}"])
+    assert any(needle in e for e in errors), errors
+
+
+def test_all_errors_reported_together(tiny):
+    tiny["stages"]["count"] = 0
+    tiny["evaluation"]["runs"] = "x"
+    tiny["bogus"] = 1
+    assert len(errors_of(tiny)) == 3
+
+
+def test_unknown_method_and_model(tiny):
+    tiny["method"] = {"name": "mttt"}
+    assert "did you mean 'mtt'" in errors_of(tiny)[0]
+
+
+def test_unknown_timm_model(tiny):
+    tiny["model"] = {"name": "resnet181"}
+    (err,) = errors_of(tiny)
+    assert err.startswith("model.name: 'resnet181' is not a timm model") and "resnet18" in err
+
+
+def test_stage_overrides_are_checked(tiny):
+    tiny["method"] = {"name": "mtt"}
+    tiny["stages"]["overrides"] = [{"syn_step": 3}]
+    assert errors_of(tiny)[0].startswith("stages.overrides[0].syn_step: unknown key")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates_and_builds_its_model(path):
+    """Each recipe parses, starts with its comment block, and its model builds for its dataset's shape."""
+    from hf_condense.models import build_model
+
+    text = path.read_text()
+    assert text.startswith("#") and "Run:" in text and "Expected:" in text, f"{path.name}: header comment"
+    r = load_recipe(path)
+    shapes = {
+        "cifar100": (3, 32, 100),
+        "cifar10": (3, 32, 10),
+        "tiny-imagenet": (3, 64, 200),
+        "fashion": (1, 28, 10),
+        "digits": (1, 8, 10),
+    }
+    c, size, classes = next(v for k, v in shapes.items() if k in r.dataset.path.lower())
+    import torch
+
+    model = build_model(r.model, classes, c, size)
+    assert model(torch.zeros(2, c, size, size)).shape == (2, classes)
+    assert yaml.safe_load(text)  # plain YAML
+
+
+def test_readme_recipe_reference_is_current():
+    from hf_condense.stages.recipe import recipe_reference
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert recipe_reference() in readme, "regenerate the README's recipe reference from recipe_reference()"
