@@ -19,10 +19,10 @@ import torch
 from timing import seconds_since, sync
 
 import hf_condense  # noqa: F401  (registers the ConvNets with timm)
-from hf_condense.augment import DSA
-from hf_condense.functional import FlatParams
-from hf_condense.io import write_json, write_text
-from hf_condense.unroll import batched_unroll_backward, unroll_backward
+from hf_condense.core.io import write_json, write_text
+from hf_condense.data.augment import DSA
+from hf_condense.methods.unroll import batched_unroll_backward, unroll_backward
+from hf_condense.models.functional import FlatParams
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batched_trajectories"
 WIDTH, IPC, STEPS = 128, 10, 20

@@ -24,8 +24,9 @@ from pathlib import Path
 from accelerate import Accelerator
 
 import hf_condense
-from hf_condense.figures import save_accuracy_curve
-from hf_condense.hub_layout import list_stages, stage_name
+from hf_condense.core.io import write_json
+from hf_condense.hub.figures import save_accuracy_curve
+from hf_condense.stages.run_folder import RunFolder, list_stages, stage_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # a copy elsewhere (e.g. on a device machine, where ../shared does not travel) is named by FASHION_MNIST_DIR
@@ -299,9 +300,10 @@ def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
         return
     for k in list_stages(dst)[keep:]:
         shutil.rmtree(dst / stage_name(k))
-    run = json.loads((dst / "run.json").read_text())
+    folder = RunFolder(dst)
+    run = folder.run_info()
     run["stage_hashes"] = run["stage_hashes"][:keep]
-    (dst / "run.json").write_text(json.dumps(run, indent=2))
+    write_json(folder.run_json, run)
 
 
 # rows whose stages are also evaluated in the other evaluation modes (the row itself uses the recipe's: progressive)

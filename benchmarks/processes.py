@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_condense.hub_layout import read_stage  # noqa: E402
+from hf_condense.stages.run_folder import read_stage  # noqa: E402
 from tests.faults import run_cli  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "processes"

@@ -27,8 +27,8 @@ from accelerate import Accelerator
 from fashion_mnist_cpu import ROWS, WORK, replay_row, row_names, row_tag, stage_seconds, write
 
 import hf_condense
-from hf_condense.config import EVAL_MODES, EvalConfig
-from hf_condense.replay import Stage
+from hf_condense.hub.replay import Stage
+from hf_condense.stages.recipe import EVAL_MODES, EvalConfig
 
 
 def main(

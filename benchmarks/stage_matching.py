@@ -17,12 +17,12 @@ from accelerate import Accelerator
 from fashion_mnist_cpu import RESULTS, ROWS, WORK, row_tag
 
 import hf_condense
-from hf_condense.config import load_recipe
-from hf_condense.context import RunContext
-from hf_condense.curriculum import curriculum_scores, stage_pool
-from hf_condense.data import load_real_data
+from hf_condense.data.sources import load_real_data
+from hf_condense.methods.experts import ExpertStore
 from hf_condense.methods.mtt import expert_settings, stage_experts
-from hf_condense.trajectories import ExpertStore
+from hf_condense.stages.curriculum import curriculum_scores, stage_pool
+from hf_condense.stages.engine import make_context
+from hf_condense.stages.recipe import load_recipe
 
 OUT = RESULTS.with_name("fashion_mnist_stage_matching.md")
 
@@ -32,17 +32,18 @@ def stage_rows(name: str, acc: Accelerator) -> list[str]:
     ipc = next(i for n, i, _ in ROWS if n == name)
     ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
     recipe = load_recipe(ps.recipe)
-    ctx = RunContext.build(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
-    store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation
-    scores = curriculum_scores(ctx)  # a curriculum row's forgetting scores, cached by its run
-    pools = [stage_pool(ctx, k, scores) for k in range(1, len(synsets) + 1)]
+    ctx = make_context(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
+    store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation.schedule()
+    st, seed = recipe.stages, recipe.seed
+    scores = curriculum_scores(ctx, st, seed)  # a curriculum row's forgetting scores, cached by its run
+    pools = [stage_pool(ctx, st, seed, k, scores) for k in range(1, len(synsets) + 1)]
     accuracy = ps.results["distilled"] if ps.results else [[float("nan")]] * len(synsets)
     out = []
     for i, syn in enumerate(synsets, start=1):
         cfg = recipe.stage_method(i)
-        s = expert_settings(cfg)
+        s = expert_settings(cfg, seed)
         earlier = synsets[: i - 1] if recipe.stages.use_transition else []
-        key, paths = stage_experts(store, cfg, earlier, ev, pools[:i])
+        key, paths = stage_experts(store, cfg, earlier, ev, seed, pools[:i])
         starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
         trajs = [store.trajectory(p, key, s.epochs) for p in paths]
         dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)

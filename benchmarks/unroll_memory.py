@@ -33,10 +33,10 @@ from timing import seconds_since, sync
 from torch.utils.flop_counter import FlopCounterMode
 
 import hf_condense  # noqa: F401  (registers the ConvNets with timm)
-from hf_condense.augment import DSA
-from hf_condense.functional import FlatParams
-from hf_condense.io import write_json, write_text
-from hf_condense.unroll import unroll_backward
+from hf_condense.core.io import write_json, write_text
+from hf_condense.data.augment import DSA
+from hf_condense.methods.unroll import unroll_backward
+from hf_condense.models.functional import FlatParams
 
 RESULTS = Path(__file__).resolve().parent / "results" / "unroll_memory"
 PUBLIC_TRAIN_IMAGE_TIMES = 13.7 / (2000 / 550)  # the public code's unroll, in training-image times per image-step

@@ -17,18 +17,17 @@ from pathlib import Path
 import torch
 from timing import seconds_since
 
-from hf_condense.augment import DSA
-from hf_condense.config import EvalConfig, ModelConfig
-from hf_condense.io import write_json, write_text
-from hf_condense.models import build_model
-from hf_condense.training import NetGroup
-from hf_condense.trajectories import EXPERT_SGD
-from hf_condense.vectorized import StackedNets
+from hf_condense.core.io import write_json, write_text
+from hf_condense.data.augment import DSA
+from hf_condense.methods.experts import EXPERT_SGD
+from hf_condense.models import ModelConfig, build_model
+from hf_condense.models.stacked import StackedNets
+from hf_condense.models.training import NetGroup, TrainSchedule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vectorized_eval"
 
 
-def timed(group_cls, models, x, y, epochs: int, cfg: EvalConfig, device: str) -> float:
+def timed(group_cls, models, x, y, epochs: int, cfg: TrainSchedule, device: str) -> float:
     group = group_cls([copy.deepcopy(m).to(device) for m in models], cfg, 0.01)
     gens = [torch.Generator().manual_seed(i) for i in range(len(models))]
     t0 = time.perf_counter()
@@ -64,7 +63,7 @@ def row(what: str, ipc, k: int, epochs: int, seq: list[float], vec: list[float])
 
 
 def main(device: str = "cpu") -> None:
-    cfg, rows = EvalConfig(), []
+    cfg, rows = TrainSchedule(), []
     gpu = device == "cuda"
     results = Path(f"{RESULTS}_{device}") if gpu else RESULTS
     for ipc in (10, 50):

@@ -13,10 +13,9 @@ contract in pyproject.toml, checked in CI):
     cli         the `hf-condense` commands and their error boundary
 """
 
-__version__ = "0.1.0"
-
 from . import models  # noqa: E402  (registers the ConvNet family in timm)
 from .core.config import RecipeError  # noqa: E402
+from .core.version import __version__
 from .data import DSA, Preprocessor, RealData, load_real_data  # noqa: E402
 from .evaluation import RunResult  # noqa: E402
 from .hub import ProgressiveSet, Stage, load_progressive  # noqa: E402
@@ -27,6 +26,7 @@ from .models import ConvNet, build_model  # noqa: E402
 from .stages import Recipe, RunFolder, StageEngine, load_recipe  # noqa: E402
 
 __all__ = [
+    "__version__",
     "DSA",
     "METHODS",
     "Capabilities",

@@ -49,8 +49,8 @@ def accelerator():
 
 @pytest.fixture(scope="session")
 def digits():
-    from hf_condense.stages.recipe import DatasetConfig
     from hf_condense.data.sources import load_real_data
+    from hf_condense.stages.recipe import DatasetConfig
 
     return load_real_data(DatasetConfig(path="sklearn/digits"))
 

@@ -25,7 +25,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """The `hf-condense` console script: a subcommand, then that command's own arguments."""
-    from .. import __version__
+    from ..core.version import __version__
 
     parser = argparse.ArgumentParser(prog="hf-condense", description="Progressive dataset condensation.")
     parser.add_argument("--version", action="version", version=f"hf-condense {__version__}")

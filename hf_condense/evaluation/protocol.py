@@ -10,7 +10,8 @@ import torch
 
 from ..methods import METHODS, StageTask, SynSet, method_config
 from ..methods.context import RunContext
-from ..models.training import TrainSchedule, fit, make_optimizer, protocol_seeds, test_accuracy
+from ..models.runs import protocol_seeds
+from ..models.training import TrainSchedule, fit, make_optimizer, test_accuracy
 from ..stages.recipe import EvalConfig
 
 Score = tuple[float, float]  # mean, std of test accuracy in [0, 1]

@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 
 from ..core.config import opt, suggest
 from ..data.formation import decode, formation_factor_of
 from ..models.training import TrainSchedule
-
-if TYPE_CHECKING:
-    from .context import RunContext
 
 
 @dataclass
@@ -148,7 +145,7 @@ class Distiller(Protocol):
     """A base method: `distill` produces one stage. One whose capabilities say `needs_experts` also has
     `prepare_experts(task)`, which the engine calls before `distill` and whose result it puts in `task.experts`."""
 
-    def __init__(self, ctx: RunContext) -> None: ...
+    def __init__(self, ctx) -> None: ...  # ctx: methods.context.RunContext
 
     def distill(self, task: StageTask) -> StageOutput: ...
 
@@ -162,7 +159,7 @@ class MethodSpec:
     """
 
     config_class: type[MethodConfig]
-    distiller: Callable[[RunContext], Distiller]
+    distiller: Callable[..., Distiller]  # called with the run's RunContext
     capabilities: Capabilities = Capabilities()
     checks: Callable[[Any, float], list[str]] | None = None
 

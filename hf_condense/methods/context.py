@@ -19,7 +19,8 @@ from ..data.augment import DSA
 from ..data.preprocess import PreprocessConfig, Preprocessor
 from ..data.sources import RealData
 from ..models import ModelConfig, build_model
-from ..models.training import StageData, TrainSchedule, evaluate_runs
+from ..models.runs import StageData, evaluate_runs
+from ..models.training import TrainSchedule
 from .base import SynSet
 
 

@@ -30,11 +30,11 @@ import torch
 from accelerate.utils import tqdm
 
 from ..core.io import save_safetensors
-from ..models.training import protocol_seeds
+from ..models.runs import protocol_seeds
 from .base import DivergenceError, StageTask, SynSet
 from .context import RunContext
 
-PROBE_SALT = 2  # the periodic tests' evaluation seeds (see models.training.protocol_seeds)
+PROBE_SALT = 2  # the periodic tests' evaluation seeds (see models.runs.protocol_seeds)
 
 
 class StateFile:

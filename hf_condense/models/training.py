@@ -35,16 +35,6 @@ class TrainSchedule:
     augment: bool = True
 
 
-@dataclass
-class StageData:
-    """What evaluation needs of one stage: its images and labels, and its training schedule."""
-
-    images: torch.Tensor
-    labels: torch.Tensor  # int64 class ids, or float32 soft labels (N x classes)
-    lr: float
-    epochs: int
-
-
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against class ids or against soft label distributions."""
     if target.dtype == torch.long:
@@ -124,20 +114,6 @@ def make_optimizer(model: nn.Module, cfg: TrainSchedule, lr: float) -> torch.opt
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def protocol_seeds(run_seed: int, salt: int, runs: int) -> list[int]:
-    """The evaluation networks' seeds of a run: `salt` keeps the sets apart (distilled 0, random real 1, periodic
-    tests 2, whole data 99), so that each reference gets networks of its own."""
-    return [10_000 * (salt + 1) + 97 * run_seed + r for r in range(runs)]
-
-
-def _concat(stages: Sequence[StageData], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Union of stages; hard labels become one-hot when any stage has soft labels."""
-    if all(s.labels.dtype == torch.long for s in stages):
-        return torch.cat([s.images for s in stages]), torch.cat([s.labels for s in stages])
-    soft = [s.labels if s.labels.dtype != torch.long else F.one_hot(s.labels, num_classes).float() for s in stages]
-    return torch.cat([s.images for s in stages]), torch.cat(soft)
-
-
 class NetGroup:
     """Networks trained side by side (evaluation runs, experts), each with its own optimiser state (one at a time);
     the sequential counterpart of stacked.StackedNets, with the same methods."""
@@ -163,40 +139,3 @@ class NetGroup:
 
     def accuracy(self, x, y, device, batch_size: int) -> list[float]:
         return [test_accuracy(m, x, y, device, batch_size) for m in self.models]
-
-
-def evaluate_runs(
-    stages: Sequence[StageData],
-    make_model: Callable[[], nn.Module],
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    cfg: TrainSchedule,
-    dsa: DSA | None,
-    mode: str,
-    seeds: Sequence[int],
-    device: torch.device,
-    num_classes: int,
-    vectorize: bool = False,
-    test_batch_size: int = 1024,
-) -> list[list[float]]:
-    """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
-    `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one."""
-    from .stacked import StackedNets, stackable
-
-    dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    accs: list[list[float]] = [[] for _ in seeds]
-    group = None
-    for k, stage in enumerate(stages):
-        if mode == "union" or group is None:
-            models = []
-            for s in seeds:
-                torch.manual_seed(s)  # union: the same init for every budget of a run; runs differ by seed
-                models.append(make_model().to(device))
-            stack = vectorize and len(models) > 1 and stackable(models[0])
-            group = StackedNets(models, cfg, stage.lr) if stack else NetGroup(models, cfg, stage.lr)
-        x, y = _concat(stages[: k + 1] if mode != "sequential" else [stage], num_classes)
-        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device)
-        for r, a in enumerate(group.accuracy(test_x, test_y, device, test_batch_size)):
-            accs[r].append(a)
-    return accs

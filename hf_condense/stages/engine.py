@@ -34,7 +34,7 @@ def versions() -> dict[str, str]:
     import huggingface_hub
     import timm
 
-    from .. import __version__
+    from ..core.version import __version__
 
     return {
         "hf_condense": __version__,

@@ -16,9 +16,9 @@ import torch
 
 import hf_condense
 from hf_condense.core.config import RecipeError
+from hf_condense.methods import DivergenceError
 from hf_condense.stages.recipe import load_recipe
 from hf_condense.stages.run_folder import StageDataError, read_stage
-from hf_condense.methods import DivergenceError
 
 from ..data.test_sources import make_repo
 

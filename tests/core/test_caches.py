@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import hf_condense
-from hf_condense.data.preprocess import PreprocessConfig
 from hf_condense.core.io import load_verified, save_verified
-from hf_condense.data.preprocess import Preprocessor
+from hf_condense.data.preprocess import PreprocessConfig, Preprocessor
 
 
 def _truncate(path):
@@ -60,9 +59,9 @@ def test_zca_fit_is_cached_and_a_corrupt_fit_is_refit(tmp_path, digits, monkeypa
 
 
 def test_forgetting_scores_are_cached_and_a_damaged_file_is_recounted(tiny, accelerator, caplog):
-    from hf_condense.stages.engine import make_context
-    from hf_condense.methods.forgetting import forgetting_scores
     from hf_condense.data.sources import load_real_data
+    from hf_condense.methods.forgetting import forgetting_scores
+    from hf_condense.stages.engine import make_context
 
     recipe = hf_condense.load_recipe(tiny)
     ctx = make_context(recipe, accelerator, load_real_data(recipe.dataset))

@@ -8,10 +8,8 @@ import pytest
 import torch
 
 from hf_condense.core.config import RecipeError
-from hf_condense.data.preprocess import PreprocessConfig
-from hf_condense.data.sources import DatasetConfig
-from hf_condense.data.sources import load_real_data
-from hf_condense.data.preprocess import Preprocessor
+from hf_condense.data.preprocess import PreprocessConfig, Preprocessor
+from hf_condense.data.sources import DatasetConfig, load_real_data
 
 from ..conftest import FASHION
 
@@ -65,8 +63,7 @@ def test_missing_column_named(tmp_path):
 
 
 def test_ipc_above_smallest_class_refused(tiny):
-    from hf_condense.stages.recipe import load_recipe
-    from hf_condense.stages.recipe import data_errors
+    from hf_condense.stages.recipe import data_errors, load_recipe
 
     tiny["stages"] = {"count": 2, "ipc": 100}
     data = load_real_data(DatasetConfig(path="sklearn/digits"))

@@ -16,9 +16,9 @@ import hf_condense
 from hf_condense.cli import evaluate as evaluate_cli
 from hf_condense.cli import push as push_cli
 from hf_condense.core.config import RecipeError
-from hf_condense.stages.run_folder import configs_entries, stage_name, write_stage
-from hf_condense.methods.base import SynSet
 from hf_condense.data.preprocess import Preprocessor
+from hf_condense.methods.base import SynSet
+from hf_condense.stages.run_folder import configs_entries, stage_name, write_stage
 
 STAGE_FILES = {"stage_{k}/train-00000-of-00001.parquet", "stage_{k}/stage.json"}
 TOP = {"README.md", "preprocessing.safetensors", "recipe.yaml", "run.json"}

@@ -9,9 +9,9 @@ import torch
 import yaml
 
 import hf_condense
-from hf_condense.stages.run_folder import configs_entries, write_stage
-from hf_condense.methods.base import SynSet
 from hf_condense.data.preprocess import Preprocessor
+from hf_condense.methods.base import SynSet
+from hf_condense.stages.run_folder import configs_entries, write_stage
 
 PACKAGE = Path(hf_condense.__file__).parent
 

@@ -30,19 +30,6 @@ RAT = {"name": "ratbptt", "iterations": 60, "window": 10, "horizon": 30, "batch_
 IDC = {"name": "idc", "iterations": 15, "inner_loop": 10, "factor": 1, "lr_img": 0.05, "n_data": 256}
 
 
-@pytest.mark.parametrize(
-    ("method", "margin"),
-    [(FAST["dm"], 0.05), (FAST["dc"], 0.05), (FAST["dsa"], 0.05), (IDC, 0.05), (RAT, 0.03)],
-    ids=["dm", "dc", "dsa", "idc", "ratbptt-from-noise"],
-)
-def test_method_lowers_its_objective_and_beats_random_real(tiny, accelerator, method, margin):
-    result = hf_condense.run(hf_condense.load_recipe(one_stage(tiny, method)), accelerator)
-    log = result.stages[0].meta["log"]
-    assert log["loss_end"] < log["loss_start"]
-    (acc, _), (rand, _) = result.distilled[0], result.random_real[0]
-    assert acc > rand + margin, (acc, rand)
-
-
 def test_gradient_distance_matches_a_hand_computed_value():
     real = [torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([5.0, -1.0])]
     syn = [torch.tensor([[2.0, 0.0], [1.0, 1.0]]), torch.tensor([1.0, 1.0])]
@@ -60,9 +47,9 @@ def test_forgetting_coreset_keeps_the_most_forgotten_of_each_class(tiny, acceler
     tiny["method"] = {"name": "forgetting", "score_epochs": 3}
     tiny["stages"] = {"count": 2, "ipc": 2}
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
-    from hf_condense.stages.engine import make_context
-    from hf_condense.methods.forgetting import forgetting_scores
     from hf_condense.data.sources import load_real_data
+    from hf_condense.methods.forgetting import forgetting_scores
+    from hf_condense.stages.engine import make_context
 
     recipe = hf_condense.load_recipe(tiny)
     ctx = make_context(recipe, accelerator, load_real_data(recipe.dataset))
@@ -117,10 +104,9 @@ def test_boost_with_dm_moves_earlier_blocks_only_with_beta(tiny, accelerator, be
 
 
 def test_ratbptt_truncated_gradient_equals_full_backward_through_the_window():
-    from hf_condense.models import ModelConfig
-    from hf_condense.models.functional import FlatParams
     from hf_condense.methods.ratbptt import adam_steps, truncated_unroll
-    from hf_condense.models import build_model
+    from hf_condense.models import ModelConfig, build_model
+    from hf_condense.models.functional import FlatParams
 
     torch.manual_seed(0)
     net = FlatParams(build_model(ModelConfig(name="convnet_d1w16"), 3, 1, 8))
@@ -207,7 +193,8 @@ def test_idc_stages_record_their_factor_and_train_on_decoded_images(tiny, accele
     ctx = make_context(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     seen = []
     real_runs = context.evaluate_runs
-    monkeypatch.setattr(context, "evaluate_runs", lambda data, *a, **k: (seen.extend(data), real_runs(data, *a, **k))[1])
+    spy = lambda data, *a, **k: (seen.extend(data), real_runs(data, *a, **k))[1]  # noqa: E731
+    monkeypatch.setattr(context, "evaluate_runs", spy)
     evaluate_synsets(ctx, recipe.evaluation.__class__(runs=1, epochs=1), 0, synsets)
     data = seen
     assert len(data[0].images) == 40 and torch.equal(
@@ -224,10 +211,10 @@ def test_boosting_multi_formation_stages_is_refused(tiny):
 
 
 def test_herding_init_starts_from_the_herding_coreset(tiny, accelerator):
-    from hf_condense.stages.engine import make_context
     from hf_condense.data.sources import load_real_data
     from hf_condense.methods.base import StageTask
     from hf_condense.methods.workspace import init_images
+    from hf_condense.stages.engine import make_context
 
     tiny["method"] = {"name": "herding", "embed_epochs": 1}
     tiny["stages"] = {"count": 1, "ipc": 3}

@@ -9,11 +9,11 @@ import timm
 import torch
 
 import hf_condense
-from hf_condense.stages.recipe import load_recipe
-from hf_condense.models.functional import FlatParams
 from hf_condense.methods import DivergenceError
-from hf_condense.models.training import soft_cross_entropy
 from hf_condense.methods.unroll import batched_unroll_backward, matching_loss, sgd_steps, unroll_backward
+from hf_condense.models.functional import FlatParams
+from hf_condense.models.training import soft_cross_entropy
+from hf_condense.stages.recipe import load_recipe
 
 from ..conftest import tiny_mtt
 
@@ -225,8 +225,7 @@ def test_divergence_stops_with_last_good_state(tiny, accelerator, tmp_path):
 
 
 def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, accelerator, tmp_path, monkeypatch):
-    from hf_condense.methods import unroll
-    from hf_condense.methods import mtt
+    from hf_condense.methods import mtt, unroll
 
     tiny["evaluation"]["runs"] = 1
     full = hf_condense.run(mtt_recipe(tiny, iterations=25, checkpoint_every=10), accelerator)
@@ -268,8 +267,8 @@ def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, ac
 def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, accelerator, tmp_path, monkeypatch):
     """PDD section 4.2 for MTT: a stage's real data enters only through its experts, so their real epochs (base
     experts for stage 1, transition experts after) see exactly the stage's forgetting band."""
-    from hf_condense.models.training import NetGroup
     from hf_condense.models.stacked import StackedNets
+    from hf_condense.models.training import NetGroup
 
     seen = []
     for cls in (NetGroup, StackedNets):

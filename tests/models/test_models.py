@@ -7,9 +7,8 @@ import timm
 import torch
 
 import hf_condense  # noqa: F401  (registers the family)
-from hf_condense.models import ModelConfig
+from hf_condense.models import ModelConfig, build_model, count_parameters
 from hf_condense.models.functional import FlatParams
-from hf_condense.models import build_model, count_parameters
 
 FAMILY = sorted(timm.list_models("convnet_*")) + ["test_convnet"]
 

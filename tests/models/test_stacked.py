@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from hf_condense.data.augment import DSA
-from hf_condense.models import ModelConfig
-from hf_condense.models.training import TrainSchedule
-from hf_condense.models import build_model
-from hf_condense.models.training import NetGroup
+from hf_condense.models import ModelConfig, build_model
 from hf_condense.models.stacked import StackedNets, stackable
+from hf_condense.models.training import NetGroup, TrainSchedule
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -42,7 +40,7 @@ def test_stacked_networks_follow_their_sequential_runs(digits, augment):
 
 @pytest.mark.parametrize("mode", ["progressive", "union"])
 def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
-    from hf_condense.models.training import StageData, evaluate_runs
+    from hf_condense.models.runs import StageData, evaluate_runs
 
     x, y = digits.train_x.float() / 255, digits.train_y
     stages = [StageData(x[i * 50 : (i + 1) * 50], y[i * 50 : (i + 1) * 50], 0.05, 6) for i in range(2)]
@@ -67,8 +65,8 @@ def test_stacked_experts_follow_their_sequential_trajectories(tiny, accelerator,
     import hf_condense
     from hf_condense.cli.distill import prepare
     from hf_condense.methods.base import SynSet
-    from hf_condense.methods.mtt import expert_settings
     from hf_condense.methods.experts import ExpertStore
+    from hf_condense.methods.mtt import expert_settings
 
     from ..conftest import tiny_mtt
 

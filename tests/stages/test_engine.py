@@ -33,9 +33,9 @@ def test_earlier_stages_stay_bit_identical(tiny, accelerator, tmp_path):
 
 def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, accelerator, tmp_path):
     from hf_condense.cli.distill import prepare
-    from hf_condense.models.functional import FlatParams
-    from hf_condense.methods.mtt import expert_settings
     from hf_condense.methods.experts import ExpertStore
+    from hf_condense.methods.mtt import expert_settings
+    from hf_condense.models.functional import FlatParams
 
     recipe = staged(tiny, tmp_path, "t")
     result = hf_condense.run(recipe, accelerator)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_condense.stages.recipe import Recipe, RecipeError, load_recipe
 from hf_condense.methods.mtt import MTTConfig
+from hf_condense.stages.recipe import Recipe, RecipeError, load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 

@@ -1,0 +1,36 @@
+"""The `hf-condense` console script: one CLI module with subcommands, beside `python -m hf_condense.<command>`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import hf_condense
+from hf_condense.cli import main
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"hf-condense {hf_condense.__version__}"
+
+
+def test_subcommands_share_the_error_boundary(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method:\n  name: mtt\n  iterationz: 3\n")
+    assert main(["distill", str(bad)]) == 2
+    assert main(["experts", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("method.iterationz: unknown key (did you mean 'iterations'?)") == 2 and "Traceback" not in err
+    assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
+    assert main(["push", str(tmp_path), "alice/x"]) == 2
+
+
+def test_the_console_script_and_python_m_are_the_same_command(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  count: 0\n")
+    for cmd in (["hf-condense", "distill"], [sys.executable, "-m", "hf_condense.distill"]):
+        proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True)
+        assert proc.returncode == 2 and "stages.count: 0 is too small" in proc.stderr, proc.stderr

@@ -1,0 +1,58 @@
+"""The run folder: the one owner of an output folder's names, its start, its lock and its recovery."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hf_condense
+from hf_condense.core.io import TMP_PREFIX
+from hf_condense.methods import DivergenceError
+from hf_condense.stages.run_folder import FolderLockedError, RunFolder
+
+from ..conftest import tiny_mtt
+
+
+def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
+    first, second = RunFolder(tmp_path / "out"), RunFolder(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    first.lock()
+    with pytest.raises(FolderLockedError, match="being written by another process"):
+        second.lock()
+    first.unlock()
+    second.lock()  # free again once the first lets go
+    second.unlock()
+
+
+def test_recovery_touches_only_its_own_temporary_names(tiny, accelerator, tmp_path):
+    out = tmp_path / "out"
+    hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    mine, theirs, old = out / f"{TMP_PREFIX}stage_2.x", out / ".notes.tmp", out / ".draft.old"
+    mine.mkdir()
+    theirs.mkdir()
+    old.write_text("a user's file")
+    hf_condense.run(hf_condense.load_recipe(tiny), accelerator)  # resumes: every stage is there
+    assert not mine.exists() and theirs.is_dir() and old.read_text() == "a user's file"
+
+
+def test_a_folder_killed_after_its_first_file_resumes(tiny, accelerator, tmp_path):
+    """run.json is written first: a folder that holds only it is a run, and the same command completes it."""
+    recipe = hf_condense.load_recipe(tiny)
+    folder = RunFolder(recipe.output.dir)
+    folder.path.mkdir(parents=True)
+    folder.run_json.write_text(json.dumps({"stage_hashes": recipe.stage_hashes()}))
+    assert folder.check(recipe.stage_hashes()) == []
+    result = hf_condense.run(recipe, accelerator)
+    assert folder.recipe.is_file() and folder.preprocessing.is_file() and len(result.stages) == 2
+
+
+def test_an_unfinished_stage_does_not_block_a_rerun_with_other_settings(tiny, accelerator, capsys):
+    tiny["method"] = tiny_mtt(iterations=20, lr_lr=10.0, checkpoint_every=5)  # alpha leaves its range: diverges
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    with pytest.raises(DivergenceError):
+        hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    tiny["method"]["lr_lr"] = 1e-7  # the advised rerun with a lower lr, in the same folder
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    assert len(result.stages) == 1
+    assert "never finished under other settings" in capsys.readouterr().out
