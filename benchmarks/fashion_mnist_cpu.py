@@ -26,7 +26,7 @@ from accelerate import Accelerator
 import hf_condense
 from hf_condense.core.io import write_json
 from hf_condense.hub.figures import save_accuracy_curve
-from hf_condense.stages.run_folder import RunFolder, list_stages, stage_name
+from hf_condense.stages.run_folder import CHECKPOINTS, RunFolder, list_stages, stage_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # a copy elsewhere (e.g. on a device machine, where ../shared does not travel) is named by FASHION_MNIST_DIR
@@ -295,7 +295,7 @@ EXTENDS = {
 
 def copy_stages(src: Path, dst: Path, keep: int | None) -> None:
     """A finished run folder copied with its first `keep` stages (all when None), as a run of those stages only."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".checkpoints"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(CHECKPOINTS))
     if keep is None:
         return
     for k in list_stages(dst)[keep:]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_condense.stages.run_folder import read_stage  # noqa: E402
+from hf_condense.stages.run_folder import RunFolder, read_stage  # noqa: E402
 from tests.faults import run_cli  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "processes"
@@ -71,7 +71,7 @@ def main() -> None:
                     if method["name"] == "mtt" and r == 0 and n == 1:
                         run_cli(path, module="hf_condense.experts", timeout=3600)
                     run_cli(path, processes=n, timeout=3600)
-                    times[n].append(json.loads((out / "stage_1" / "stage.json").read_text())["seconds"])
+                    times[n].append(RunFolder(out).stage_meta(1)["seconds"])
                     stages[n] = read_stage(out / "stage_1").images
             one, two = min(times[1]), min(times[2])
             diff = float((stages[1] - stages[2]).abs().max())
