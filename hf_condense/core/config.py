@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -117,6 +118,9 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
         return dict(value)
     if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
         return float(value)  # YAML 1.1 (PyYAML) reads 1e-7, without a dot, as a string
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        errors.append(f"{path}: {value!r} is not a finite number")
+        return None
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -183,7 +187,10 @@ def apply_overrides(data: dict, overrides: typing.Sequence[str]) -> dict:
                 break
             node = node.setdefault(part, {})
         else:
-            node[parts[-1]] = yaml.safe_load(raw)
+            try:
+                node[parts[-1]] = yaml.safe_load(raw)
+            except yaml.YAMLError as e:
+                errors.append(f"override {item!r}: its value is not valid YAML ({getattr(e, 'problem', e)})")
     if errors:
         raise RecipeError(errors)
     return data

@@ -3,6 +3,7 @@ files carry their content key and checksum so that a damaged or stale one is nev
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,12 @@ def write_json(path: str | Path, obj) -> None:
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None):
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # its I/O errors bypass OSError: a full disk must still read as one
+            if "No space left" in str(e):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+            raise
 
 
 def content_key(obj) -> str:

@@ -106,6 +106,13 @@ def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
         return datasets.load_dataset(
             cfg.path, cfg.name, revision=cfg.revision, cache_dir=local_cache_dir(Path(cfg.path)) if local else None
         )
+    except ConnectionError:
+        raise RecipeError(
+            [
+                f"dataset.path: cannot reach {cfg.path!r} on the Hub (offline, or no network here); give a local "
+                "folder laid out like a Hub dataset repo, or retry with network access"
+            ]
+        ) from None
     except FileNotFoundError as e:
         raise RecipeError(
             [f"dataset.path: {cfg.path!r} is neither a local dataset folder nor a reachable Hub dataset ({e})"]

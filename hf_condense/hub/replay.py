@@ -97,6 +97,13 @@ class ProgressiveSet:
         return [s.synset() for s in self.stages]
 
 
+def load_preprocessor(path: Path) -> Preprocessor:
+    try:
+        return Preprocessor.load(path)
+    except Exception as e:  # safetensors raises its own error for a truncated or garbled file
+        raise StageDataError(f"{path}: unreadable or damaged ({type(e).__name__}); it cannot map images") from None
+
+
 def resolve(source: str | Path, revision: str | None = None) -> Path:
     """A local folder as is; a Hub id downloaded (only the files a replay reads) into the Hub cache."""
     if Path(source).is_dir():
@@ -125,7 +132,7 @@ def load_progressive(source: str | Path, revision: str | None = None) -> Progres
         source=str(source),
         folder=folder,
         stages=stages,
-        preprocessor=Preprocessor.load(pre_path),
+        preprocessor=load_preprocessor(pre_path),
         recipe=yaml.safe_load(run.recipe.read_text()) if run.recipe.is_file() else {},
         results=run.read_results(),
     )

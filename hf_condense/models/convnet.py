@@ -37,7 +37,6 @@ class ConvNet(nn.Module):
         width: int = 128,
         norm: str = "instance",
         img_size: int = 32,
-        **_: object,
     ):
         super().__init__()
         self.num_classes = num_classes

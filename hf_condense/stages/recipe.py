@@ -25,7 +25,7 @@ from ..data.augment import AugmentConfig, parse_strategy
 from ..data.preprocess import PreprocessConfig
 from ..data.sources import DatasetConfig, RealData
 from ..methods import METHODS, MethodConfig, Probe
-from ..models import ModelConfig, model_names
+from ..models import ModelConfig, build_model, model_names
 from ..models.training import TrainSchedule
 
 
@@ -129,6 +129,9 @@ class OutputConfig:
     )
 
 
+MAX_SEED = (2**32 - 1) // 1000 - 1  # stage k seeds everything with seed x 1000 + k, which numpy takes below 2**32
+
+
 @dataclass
 class Recipe:
     """A whole run."""
@@ -141,7 +144,7 @@ class Recipe:
     stages: StagesConfig = opt(default_factory=StagesConfig)
     evaluation: EvalConfig = opt(default_factory=EvalConfig)
     output: OutputConfig = opt(default_factory=OutputConfig)
-    seed: int = opt(0, min=0, help="Seed of everything.")
+    seed: int = opt(0, min=0, max=MAX_SEED, help="Seed of everything.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -258,9 +261,24 @@ def method_errors(recipe: Recipe) -> list[str]:
 
 
 def data_errors(recipe: Recipe, data: RealData) -> list[str]:
-    """Recipe checks that need the data: IPC against the smallest class, and room on disk for the stages."""
-    errors = []
-    smallest = int(data.class_counts().min())
+    """Recipe checks that need the data: classes, the model on these images, IPC against the smallest class, and
+    room on disk for the stages."""
+    counts = data.class_counts()
+    empty = [i for i, c in enumerate(counts.tolist()) if c == 0]
+    if data.num_classes < 2 or len(empty) > data.num_classes - 2:
+        return [
+            f"dataset.label_column: split {recipe.dataset.train_split!r} has {data.num_classes - len(empty)} "
+            "class(es) with examples; distillation needs at least two"
+        ]
+    if empty:
+        shown = ", ".join(str(i) for i in empty[:8]) + (", ..." if len(empty) > 8 else "")
+        return [
+            f"dataset.label_column: label id(s) {shown} of 0..{data.num_classes - 1} have no example in split "
+            f"{recipe.dataset.train_split!r}; label ids must be contiguous (re-encode them, e.g. with "
+            "Dataset.class_encode_column)"
+        ]
+    errors = model_errors(recipe.model, data)
+    smallest = int(counts.min())
     st = recipe.stages
     per_stage = [st.ipc_of(i) for i in range(1, st.count + 1)]
     total = sum(per_stage)
@@ -270,6 +288,17 @@ def data_errors(recipe: Recipe, data: RealData) -> list[str]:
             f"smallest class of split {recipe.dataset.train_split!r} has {smallest}"
         )
     return errors + disk_errors(recipe, total * data.num_classes * data.train_x[0].numel())
+
+
+def model_errors(model: ModelConfig, data: RealData) -> list[str]:
+    """The recipe's model must build for these images (depth against image size, `model.kwargs` it accepts)."""
+    try:
+        build_model(model, data.num_classes, data.in_chans, data.img_size)
+    except TypeError as e:
+        return [f"model.kwargs: {model.name} does not take {dict(model.kwargs)} ({e})"]
+    except (ValueError, RuntimeError) as e:
+        return [f"model.name: {model.name!r} cannot be built for {tuple(data.train_x.shape[1:])} images ({e})"]
+    return []
 
 
 def disk_errors(recipe: Recipe, values: int) -> list[str]:
@@ -294,7 +323,13 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
         if not path.is_file():
             raise RecipeError([f"{path}: recipe file not found"])
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise RecipeError([f"{path}: not a text file; a recipe is YAML (see recipes/)"]) from None
+        if not text.strip():
+            raise RecipeError([f"{path}: the recipe is empty; it needs a dataset and a method section (see recipes/)"])
+        try:
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from ..core.io import (
+    TMP_PREFIX,
     atomic_path,
     is_own_temporary,
     recover_interrupted_writes,
@@ -152,6 +154,9 @@ class RunFolder:
         folder = self.path
         if folder.exists() and not folder.is_dir():
             return [f"output.dir: {str(folder)!r} is a file; give a folder path"]
+        unwritable = self.unwritable()
+        if unwritable:
+            return [unwritable]
         if self.is_fresh():
             return []
         if not self.is_run():
@@ -179,6 +184,19 @@ class RunFolder:
                     f"recipe {hashes[k - 1]}); choose another folder or remove it"
                 ]
         return []
+
+    def unwritable(self) -> str | None:
+        """Why the folder cannot be made or written here (a file on the way, a read-only or virtual file system)."""
+        where = self.path.absolute()
+        while not where.exists():
+            where = where.parent
+        if not where.is_dir():
+            return f"output.dir: {str(self.path)!r} cannot be made: {where} is a file"
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
+        except OSError as e:
+            return f"output.dir: {str(self.path)!r} cannot be written ({where}: {e.strerror or e})"
+        return None
 
     def start(self, hashes: list[str], recipe_yaml: str, info: dict, preprocessor) -> list[str]:
         """Take the folder for a run: lock it, undo interrupted writes, drop the checkpoints of unfinished stages
@@ -308,7 +326,12 @@ def write_stage(folder: str | Path, k: int, syn: SynSet, meta: dict, class_names
 
 def read_stage_meta(stage_dir: str | Path) -> dict:
     path = Path(stage_dir) / STAGE_META
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StageDataError(f"{path}: unreadable or damaged ({type(e).__name__}: {e}); redistil the stage") from None
+    if not isinstance(meta, dict) or "lr" not in meta:
+        raise StageDataError(f"{path}: damaged (no stage metadata with an lr); redistil the stage")
     if meta.get("format", 0) > STAGE_FORMAT:
         raise StageDataError(
             f"{path}: stage format {meta['format']} is newer than this hf_condense reads "
@@ -323,6 +346,13 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
     soft = t["soft_label"][:].float() if "soft_label" in ds.column_names else None
     idx = meta.get("source_indices")
     images = t["image"][:].float()
+    labels = t["label"][:].long()
+    classes = ds.features["label"].num_classes if hasattr(ds.features["label"], "num_classes") else None
+    if classes is not None and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise StageDataError(
+            f"stage_{meta.get('stage', '?')}: label ids {int(labels.min())}..{int(labels.max())} fall outside the "
+            f"{classes} classes; the stage is corrupt (redistil it)"
+        )
     bad = int((~torch.isfinite(images)).sum())
     if bad:
         raise StageDataError(
@@ -331,7 +361,7 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
         )
     return SynSet(
         images,
-        t["label"][:].long(),
+        labels,
         float(meta["lr"]),
         soft_labels=soft,
         indices=torch.tensor(idx, dtype=torch.long) if idx is not None else None,
@@ -347,7 +377,13 @@ def stage_dataset(stage_dir: str | Path) -> datasets.Dataset:
     shards = sorted(Path(stage_dir).glob("train-*.parquet"))
     if not shards:
         raise FileNotFoundError(f"{stage_dir}: no train-*.parquet file")
-    return datasets.concatenate_datasets([datasets.Dataset(pq.read_table(f)) for f in shards])
+    tables = []
+    for f in shards:
+        try:
+            tables.append(datasets.Dataset(pq.read_table(f)))
+        except Exception as e:  # pyarrow raises several kinds for a truncated or garbled file
+            raise StageDataError(f"{f}: unreadable or damaged ({type(e).__name__}); redistil the stage") from None
+    return datasets.concatenate_datasets(tables)
 
 
 def read_stage(stage_dir: str | Path) -> SynSet:

@@ -110,6 +110,28 @@ def _full_disk(env: Env):
     return env.run()
 
 
+def _binary_recipe(env: Env):
+    path = env.tmp_path / "recipe.yaml"
+    path.write_bytes(bytes(range(128, 256)))
+    return load_recipe(path)
+
+
+def _truncate_parquet(stage: Path):
+    f = stage / "train-00000-of-00001.parquet"
+    f.write_bytes(f.read_bytes()[:100])
+
+
+def _label_out_of_range(stage: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = stage / "train-00000-of-00001.parquet"
+    table = pq.read_table(f)
+    i = table.schema.get_field_index("label")
+    table = table.set_column(i, table.schema.field(i), pa.array([99] * len(table), type=table.schema.field(i).type))
+    pq.write_table(table, f)
+
+
 def _foreign_folder(env: Env):
     (env.tmp_path / "out").mkdir()
     _file(env, "out/mine.txt")
@@ -145,9 +167,37 @@ CASES = [
         "'tensorbord' is not an Accelerate tracker (did you mean 'tensorboard'?)",
     ),
     Case("bad override", lambda e: load_recipe(e.tiny, ["method.iterations"]), RecipeError, "expected key.path=value"),
+    Case(
+        "malformed override value",
+        lambda e: load_recipe(e.tiny, ["method.iterations=[1,"]),
+        RecipeError,
+        "override 'method.iterations=[1,': its value is not valid YAML",
+    ),
+    Case("binary recipe file", _binary_recipe, RecipeError, "not a text file"),
+    Case("empty recipe file", lambda e: e.yaml("\n"), RecipeError, "the recipe is empty"),
+    Case("seed too large", lambda e: e.run(["seed=4294967296"]), RecipeError, "seed: 4294967296 is too large"),
+    Case("NaN lr", lambda e: e.run(["evaluation.lr=.nan"]), RecipeError, "evaluation.lr: nan is not a finite number"),
+    Case(
+        "unknown model kwarg",
+        lambda e: e.run(["model.kwargs={depht: 2}"]),
+        RecipeError,
+        "model.kwargs: convnet_d2w16 does not take {'depht': 2}",
+    ),
+    Case(
+        "model too deep for the images",
+        lambda e: e.run(["model.name=convnet_d5w16"]),
+        RecipeError,
+        "cannot be built for (1, 8, 8) images",
+    ),
     # data
     Case(
         "dataset that does not exist", lambda e: _dataset(e, path=str(e.tmp_path / "nowhere")), RecipeError, "nowhere"
+    ),
+    Case(
+        "Hub dataset id without network",
+        lambda e: _dataset(e, path="nobody-here/no-such-dataset"),
+        RecipeError,
+        "cannot reach 'nobody-here/no-such-dataset' on the Hub",
     ),
     Case("dataset without images", lambda e: e.data(drop="img"), RecipeError, "dataset.image_column: no Image column"),
     Case(
@@ -183,6 +233,13 @@ CASES = [
         "is a file; give a folder path",
     ),
     Case(
+        "output dir below a file",
+        lambda e: e.run([f"output.dir={_file(e, 'file')}/out"]),
+        RecipeError,
+        "cannot be made:",
+    ),
+    Case("output dir on a virtual file system", lambda e: e.run(["output.dir=/proc/out"]), RecipeError, "cannot be"),
+    Case(
         "non-empty output dir of no run",
         _foreign_folder,
         RecipeError,
@@ -197,6 +254,16 @@ CASES = [
     Case("no disk space", _full_disk, RecipeError, "MB free on"),
     Case("stage folder from a newer format", lambda e: e.stage_then(_newer_format), StageDataError, "newer than"),
     Case("NaN in a stored stage", lambda e: e.stage_then(_nan_image), StageDataError, "NaN or infinite"),
+    Case(
+        "damaged stage.json",
+        lambda e: e.stage_then(lambda st: (st / "stage.json").write_text("{not json")),
+        StageDataError,
+        "unreadable or damaged",
+    ),
+    Case(
+        "truncated stage parquet", lambda e: e.stage_then(_truncate_parquet), StageDataError, "unreadable or damaged"
+    ),
+    Case("label id out of range", lambda e: e.stage_then(_label_out_of_range), StageDataError, "fall outside"),
     # Hub
     Case(
         "invalid repo id",

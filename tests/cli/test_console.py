@@ -34,3 +34,16 @@ def test_the_console_script_and_python_m_are_the_same_command(tmp_path):
     for cmd in (["hf-condense", "distill"], [sys.executable, "-m", "hf_condense.distill"]):
         proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True)
         assert proc.returncode == 2 and "stages.count: 0 is too small" in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_says_what_is_kept_and_exits_130(capsys, monkeypatch):
+    from hf_condense.cli.errors import guarded
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert guarded(interrupted) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    monkeypatch.setenv("HF_CONDENSE_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        guarded(interrupted)
