@@ -114,7 +114,7 @@ def render_card(
         source_datasets=[src],
         pretty_name=f"{Path(src).name} distilled ({method}{', ' + scheme if scheme else ''})",
         tags=["dataset-distillation", "hf-condense", method] + ([scheme] if scheme else []),
-        configs=configs_entries(stages),
+        configs=configs_entries(stage_metas),
         hf_condense={
             "method": method,
             "scheme": scheme or "single",

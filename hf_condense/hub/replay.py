@@ -122,7 +122,8 @@ def load_progressive(source: str | Path, revision: str | None = None) -> Progres
         raise FileNotFoundError(f"{source}: no stage_k folders; is it a dataset made by hf_condense?")
     if numbers != list(range(1, len(numbers) + 1)):
         raise StageDataError(f"{source}: stages {numbers} are not 1..{len(numbers)}; the repo is incomplete")
-    stages = [Stage(k, stage_dataset(run.stage_dir(k)), read_stage_meta(run.stage_dir(k))) for k in numbers]
+    metas = [read_stage_meta(run.stage_dir(k)) for k in numbers]
+    stages = [Stage(k, stage_dataset(run.stage_dir(k), m), m) for k, m in zip(numbers, metas)]
     pre_path = run.preprocessing
     if not pre_path.is_file():
         raise FileNotFoundError(

@@ -4,8 +4,8 @@ repo with one config per stage:
     run.json                       the marker of an hf_condense run (written first): stage hashes, versions, command
     recipe.yaml                    the resolved recipe
     preprocessing.safetensors      the map from pixels to the input space of the images (mean/std, ZCA)
-    stage_k/train-00000-of-00001.parquet
-    stage_k/stage.json             IPC, lr, epochs, method, recipe hash (a sidecar survives re-pushes)
+    stage_k/train-00000-of-00001-<sha256 prefix>.parquet
+    stage_k/stage.json             IPC, lr, epochs, method, recipe hash, the sha256 of the stage's parquet
     README.md                      card whose `configs:` lists stage_1..stage_P (the last one is the default)
     results.json, images/stage_k.png, accuracy_vs_ipc.png, forgetting.safetensors
     .checkpoints/stage_k/          resumable in-stage state (never uploaded)
@@ -19,6 +19,7 @@ hub layer (card, push, replay) reads it through the names and file lists defined
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -56,7 +57,7 @@ FORGETTING, CURVE, IMAGES, CHECKPOINTS, LOGS, LOCK = (
     "logs",
     ".hf_condense.lock",
 )
-STAGE_META, PARQUET_NAME = "stage.json", "train-00000-of-00001.parquet"
+STAGE_META, PARQUET_STEM = "stage.json", "train-00000-of-00001"
 _STAGE_RE = re.compile(r"^stage_(\d+)$")
 
 # What leaves the folder for the Hub (no checkpoints, logs, locks or temporary files), and what a replay downloads.
@@ -310,18 +311,54 @@ def write_stage(folder: str | Path, k: int, syn: SynSet, meta: dict, class_names
     target = Path(folder) / stage_name(k)
     with atomic_path(target) as tmp:
         tmp.mkdir()
-        ds.to_parquet(str(tmp / PARQUET_NAME))
+        # The file is named by its checksum: the README's config then points at this very file, so the `datasets`
+        # cache key of the config changes with the stage's contents (two folders of one name, a folder rewritten).
+        written = tmp / f"{PARQUET_STEM}.parquet"
+        ds.to_parquet(str(written))
+        digest = file_sha256(written)
+        name = f"{PARQUET_STEM}-{digest[:16]}.parquet"
+        written.rename(tmp / name)
         full = {
-            **{key: v for key, v in meta.items() if key != "source_indices"},
+            **{key: v for key, v in meta.items() if key not in ("source_indices", "files")},
             "format": STAGE_FORMAT,
             "stage": k,
             "num_images": len(images),
             "lr": float(syn.lr),
+            "files": {name: digest},
         }
         if syn.indices is not None:
             full["source_indices"] = syn.indices.tolist()
         write_json(tmp / STAGE_META, full)
     return target
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stage_files(stage_dir: str | Path, meta: dict) -> list[Path]:
+    """The stage's parquet files, verified against the checksums its stage.json records (stages written before
+    checksums were recorded: every train-*.parquet, unverified). A missing or altered file is refused."""
+    stage_dir = Path(stage_dir)
+    recorded = meta.get("files")
+    if recorded is None:
+        return sorted(stage_dir.glob("train-*.parquet"))
+    files = []
+    for name, digest in sorted(recorded.items()):
+        path = stage_dir / name
+        if not path.is_file():
+            raise StageDataError(f"{path}: missing; the stage is incomplete (redistil it, or download it again)")
+        if file_sha256(path) != digest:
+            raise StageDataError(
+                f"{path}: its contents do not match the checksum in {STAGE_META}; the stage was altered or damaged "
+                "(redistil it, or download it again)"
+            )
+        files.append(path)
+    return files
 
 
 def read_stage_meta(stage_dir: str | Path) -> dict:
@@ -369,12 +406,12 @@ def stage_dataset_to_synset(ds: datasets.Dataset, meta: dict) -> SynSet:
     )
 
 
-def stage_dataset(stage_dir: str | Path) -> datasets.Dataset:
+def stage_dataset(stage_dir: str | Path, meta: dict) -> datasets.Dataset:
     """A stage's parquet shards as one in-memory `datasets.Dataset` (features from the file's schema). Read directly,
     not through the `datasets` cache, which can serve an older stage rewritten at the same path."""
     import pyarrow.parquet as pq
 
-    shards = sorted(Path(stage_dir).glob("train-*.parquet"))
+    shards = stage_files(stage_dir, meta)
     if not shards:
         raise FileNotFoundError(f"{stage_dir}: no train-*.parquet file")
     tables = []
@@ -387,7 +424,8 @@ def stage_dataset(stage_dir: str | Path) -> datasets.Dataset:
 
 
 def read_stage(stage_dir: str | Path) -> SynSet:
-    return stage_dataset_to_synset(stage_dataset(stage_dir), read_stage_meta(stage_dir))
+    meta = read_stage_meta(stage_dir)
+    return stage_dataset_to_synset(stage_dataset(stage_dir, meta), meta)
 
 
 def list_stages(folder: str | Path) -> list[int]:
@@ -399,12 +437,15 @@ def list_stages(folder: str | Path) -> list[int]:
     return sorted(found)
 
 
-def configs_entries(stages: list[int]) -> list[dict]:
-    """README `configs:` entries, one per stage, the last one the default."""
+def configs_entries(stage_metas: list[dict]) -> list[dict]:
+    """README `configs:` entries, one per stage (its recorded parquet files, else train-*), the last one the
+    default."""
     out = []
-    for k in stages:
-        entry = {"config_name": stage_name(k), "data_files": [{"split": "train", "path": f"{stage_name(k)}/train-*"}]}
-        if k == stages[-1]:
+    for i, meta in enumerate(stage_metas):
+        name = stage_name(meta["stage"])
+        paths = [f"{name}/{f}" for f in sorted(meta.get("files", {}))] or [f"{name}/train-*"]
+        entry = {"config_name": name, "data_files": [{"split": "train", "path": p} for p in paths]}
+        if i == len(stage_metas) - 1:
             entry["default"] = True
         out.append(entry)
     return out

@@ -54,6 +54,20 @@ class Env:
         return read_stage(stage)
 
 
+def _parquet(stage: Path) -> Path:
+    (path,) = stage.glob("train-*.parquet")
+    return path
+
+
+def _reseal(stage: Path) -> None:
+    """Record the edited parquet's checksum, as if the stage had been written that way."""
+    from hf_condense.stages.run_folder import file_sha256
+
+    meta = json.loads((stage / "stage.json").read_text())
+    meta["files"] = {_parquet(stage).name: file_sha256(_parquet(stage))}
+    (stage / "stage.json").write_text(json.dumps(meta))
+
+
 def _newer_format(stage: Path):
     meta = json.loads((stage / "stage.json").read_text())
     (stage / "stage.json").write_text(json.dumps({**meta, "format": 99}))
@@ -62,12 +76,13 @@ def _newer_format(stage: Path):
 def _nan_image(stage: Path):
     import datasets
 
-    ds = datasets.Dataset.from_parquet(str(stage / "train-00000-of-00001.parquet"))
+    ds = datasets.Dataset.from_parquet(str(_parquet(stage)))
     images = torch.tensor(ds["image"])
     images[0, 0, 0, 0] = float("nan")
     ds.remove_columns("image").add_column("image", images.numpy().tolist(), feature=ds.features["image"]).to_parquet(
-        str(stage / "train-00000-of-00001.parquet")
+        str(_parquet(stage))
     )
+    _reseal(stage)
 
 
 def _file(env: Env, name: str, text: str = "x") -> Path:
@@ -117,19 +132,28 @@ def _binary_recipe(env: Env):
 
 
 def _truncate_parquet(stage: Path):
-    f = stage / "train-00000-of-00001.parquet"
+    f = _parquet(stage)
     f.write_bytes(f.read_bytes()[:100])
+    _reseal(stage)
 
 
 def _label_out_of_range(stage: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    f = stage / "train-00000-of-00001.parquet"
+    f = _parquet(stage)
     table = pq.read_table(f)
     i = table.schema.get_field_index("label")
     table = table.set_column(i, table.schema.field(i), pa.array([99] * len(table), type=table.schema.field(i).type))
     pq.write_table(table, f)
+    _reseal(stage)
+
+
+def _altered_image(stage: Path):
+    f = _parquet(stage)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the image data
+    f.write_bytes(bytes(data))
 
 
 def _foreign_folder(env: Env):
@@ -264,6 +288,13 @@ CASES = [
         "truncated stage parquet", lambda e: e.stage_then(_truncate_parquet), StageDataError, "unreadable or damaged"
     ),
     Case("label id out of range", lambda e: e.stage_then(_label_out_of_range), StageDataError, "fall outside"),
+    Case("stage altered on disk", lambda e: e.stage_then(_altered_image), StageDataError, "do not match the checksum"),
+    Case(
+        "stage altered before resume",
+        lambda e: (e.stage_then(lambda st: None), _altered_image(e.tmp_path / "out" / "stage_1"), e.run())[2],
+        StageDataError,
+        "do not match the checksum",
+    ),
     # Hub
     Case(
         "invalid repo id",

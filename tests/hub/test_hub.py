@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from fnmatch import fnmatch
 
 import datasets
 import pytest
@@ -18,9 +19,18 @@ from hf_condense.cli import push as push_cli
 from hf_condense.core.config import RecipeError
 from hf_condense.data.preprocess import Preprocessor
 from hf_condense.methods.base import SynSet
-from hf_condense.stages.run_folder import configs_entries, stage_name, write_stage
+from hf_condense.stages.run_folder import configs_entries, read_stage_meta, stage_name, write_stage
 
-STAGE_FILES = {"stage_{k}/train-00000-of-00001.parquet", "stage_{k}/stage.json"}
+STAGE_FILES = {"stage_{k}/train-00000-of-00001-*.parquet", "stage_{k}/stage.json"}
+
+
+def matches(files, patterns) -> bool:
+    """Every file matches one pattern and every pattern one file."""
+    return all(any(fnmatch(f, p) for p in patterns) for f in files) and all(
+        any(fnmatch(f, p) for f in files) for p in patterns
+    )
+
+
 TOP = {"README.md", "preprocessing.safetensors", "recipe.yaml", "run.json"}
 
 
@@ -37,7 +47,7 @@ def test_each_stage_is_one_commit_and_the_repo_loads_back(tiny, accelerator, hub
         "Add results, figures and the final card",
     ]
     for k, commit in enumerate(hub.commits[:2], start=1):
-        assert set(commit.files) == TOP | {p.format(k=k) for p in STAGE_FILES}
+        assert matches(set(commit.files), TOP | {p.format(k=k) for p in STAGE_FILES})
         assert commit.repo_id == "alice/digits-pdd"
     final = set(hub.commits[2].files)
     assert {"results.json", "accuracy_vs_ipc.png", "images/stage_1.png", "images/stage_2.png", "README.md"} <= final
@@ -96,7 +106,8 @@ def test_failed_upload_keeps_the_folder_and_the_retry_command_uploads_it(tiny, a
     assert push_cli.main([recipe.output.dir, "alice/digits-pdd"]) == 0
     assert len(hub.commits) == 1
     files = set(hub.commits[0].files)
-    assert {p.format(k=k) for k in (1, 2) for p in STAGE_FILES} | TOP | {"results.json"} <= files
+    wanted = {p.format(k=k) for k in (1, 2) for p in STAGE_FILES} | TOP | {"results.json"}
+    assert all(any(fnmatch(f, p) for f in files) for p in wanted)
     loaded = hf_condense.load_progressive(hub.materialise("alice/digits-pdd", tmp_path / "repo"))
     assert [s.number for s in loaded.stages] == [1, 2]
 
@@ -113,7 +124,8 @@ def _write_stages(folder, n):
     for k in range(1, n + 1):
         syn = SynSet(torch.full((2, 1, 8, 8), float(k)), torch.tensor([0, 1]), lr=0.001 * k)
         write_stage(folder, k, syn, {"ipc": 1, "epochs": 10 * k}, ["a", "b"], pre)
-    card = "---\n" + yaml.safe_dump({"configs": configs_entries(list(range(1, n + 1)))}) + "---\n"
+    metas = [read_stage_meta(folder / stage_name(k)) for k in range(1, n + 1)]
+    card = "---\n" + yaml.safe_dump({"configs": configs_entries(metas)}) + "---\n"
     (folder / "README.md").write_text(card)
 
 

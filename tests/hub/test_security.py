@@ -11,7 +11,7 @@ import yaml
 import hf_condense
 from hf_condense.data.preprocess import Preprocessor
 from hf_condense.methods.base import SynSet
-from hf_condense.stages.run_folder import configs_entries, write_stage
+from hf_condense.stages.run_folder import configs_entries, read_stage_meta, write_stage
 
 PACKAGE = Path(hf_condense.__file__).parent
 
@@ -58,7 +58,7 @@ def test_replay_reads_only_the_stage_folders_whatever_the_card_says(tmp_path):
         ["a", "b"],
         pre,
     )
-    configs = configs_entries([1])
+    configs = configs_entries([read_stage_meta(repo / "stage_1")])
     configs[0]["data_files"] = [{"split": "train", "path": "../outside/*.parquet"}]
     (repo / "README.md").write_text("---\n" + yaml.safe_dump({"configs": configs}) + "---\n")
     ps = hf_condense.load_progressive(repo)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 
 import hf_condense
 from hf_condense.core.io import TMP_PREFIX
@@ -56,3 +58,26 @@ def test_an_unfinished_stage_does_not_block_a_rerun_with_other_settings(tiny, ac
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
     assert len(result.stages) == 1
     assert "never finished under other settings" in capsys.readouterr().out
+
+
+def test_load_dataset_returns_the_folders_own_stage(tiny, accelerator, tmp_path):
+    """Two folders of one base name, then one rewritten in place: `datasets`' cache key of a stage config follows
+    the stage's contents (its parquet is named by its checksum), so each load returns that folder's images."""
+    import datasets
+
+    def run_into(path, seed):
+        tiny["output"] = {"dir": str(path)}
+        tiny["seed"] = seed
+        return hf_condense.run(hf_condense.load_recipe(tiny), accelerator).stages[0].images
+
+    def loaded(path):
+        ds = datasets.load_dataset(str(path), "stage_1", split="train", cache_dir=str(tmp_path / "hf_cache"))
+        return ds.with_format("torch")["image"][:]
+
+    a, b = tmp_path / "a" / "out", tmp_path / "b" / "out"
+    images_a, images_b = run_into(a, 0), run_into(b, 1)
+    assert not torch.equal(images_a, images_b)
+    assert torch.equal(loaded(a), images_a) and torch.equal(loaded(b), images_b)
+    shutil.rmtree(a)
+    images_a2 = run_into(a, 2)  # the same folder, rewritten with other images
+    assert torch.equal(loaded(a), images_a2)
