@@ -2,16 +2,20 @@
 
 1. Runs the bad-input catalogue, the per-unit kill tests, the cache-damage tests and the security checks with
    pytest and counts what passed.
-2. Kills the real CLI (SIGKILL) at uniformly random moments of a PDD + MTT run on digits, reruns the same command and
-   checks that the result equals an uninterrupted run's, bit for bit.
+2. Kills the real CLI (SIGKILL) just before each of its write boundaries in turn (every rename, replace and tree
+   removal of a PDD + MTT run on digits: tests/write_killer.py), and at uniformly random moments; after each kill it
+   reruns the same command and checks that the result equals an uninterrupted run's, bit for bit.
 
     nohup python benchmarks/reliability.py > benchmarks/results/reliability.log 2>&1 &
+
+Resumable: each kill's outcome is kept in benchmarks/runs/reliability/ as it is measured.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,14 +25,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.faults import run_cli, same_stages, write_recipe  # noqa: E402
+from tests.faults import run_cli, run_cli_killed_at_write, same_stages, write_recipe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "reliability"
+WORK = ROOT / "benchmarks" / "runs" / "reliability"
 SUITES = {
-    "bad inputs refused cleanly": "tests/test_bad_inputs.py",
-    "kills inside a unit, resumed to the same result": "tests/test_crash_safety.py",
-    "damaged cache files caught": "tests/test_caches.py",
-    "security checks": "tests/test_security.py",
+    "bad inputs refused cleanly": "tests/cli/test_bad_inputs.py",
+    "kills inside a unit or before a first write, resumed to the same result": "tests/stages/test_crash_safety.py",
+    "run folder: lock, own temporary names, unfinished stages, load_dataset": "tests/stages/test_run_folder.py",
+    "damaged cache files caught": "tests/core/test_caches.py",
+    "security checks": "tests/hub/test_security.py",
 }
 RANDOM_KILLS = 6
 
@@ -73,11 +79,43 @@ def random_kills(work: Path, n: int, seed: int = 0) -> dict:
     return {"reference_s": round(duration, 1), "kills": kills}
 
 
+def boundary_kills(work: Path) -> dict:
+    """A kill just before every write boundary of the run, in turn, each followed by a rerun (kept as measured)."""
+    work.mkdir(parents=True, exist_ok=True)
+    done_file = work / "boundaries.json"
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    reference = work / "reference"
+    if not (reference / "results.json").is_file():
+        shutil.rmtree(reference, ignore_errors=True)
+        done = {"count": run_cli_killed_at_write(write_recipe(work, "reference"), -1), "kills": {}}
+        done_file.write_text(json.dumps(done))
+    for i in range(done["count"]):
+        if str(i) in done["kills"]:
+            continue
+        name = f"boundary_{i}"
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.rmtree(work / f"{name}_cache", ignore_errors=True)
+        recipe = write_recipe(work, name)
+        try:
+            killed = run_cli_killed_at_write(recipe, i)
+            run_cli(recipe)
+            problems = same_stages(reference, work / name)
+        except (RuntimeError, TimeoutError) as e:
+            killed, problems = True, [f"rerun failed: {str(e).splitlines()[-1][:300]}"]
+        done["kills"][str(i)] = {"killed": killed, "same_result": not problems, "problems": problems}
+        done_file.write_text(json.dumps(done))
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.rmtree(work / f"{name}_cache", ignore_errors=True)
+        print(f"boundary {i + 1}/{done['count']}: killed {killed}, same result {not problems} {problems}", flush=True)
+    return done
+
+
 def main() -> None:
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for title, path in SUITES.items():
             report[title] = suite_counts(path, Path(tmp) / "junit.xml")
+        report["write boundaries"] = boundary_kills(WORK)
         report["random kills"] = random_kills(Path(tmp), RANDOM_KILLS)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{RESULTS}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -86,6 +124,10 @@ def main() -> None:
     survived = sum(k["killed"] and k["same_result"] for k in kills)
     lines = ["| check | tried | passed |", "|---|---|---|"]
     lines += [f"| {t} | {report[t]['tried']} | {report[t]['passed']} |" for t in SUITES]
+    bounds = list(report["write boundaries"]["kills"].values())
+    tried, kept = sum(b["killed"] for b in bounds), sum(b["killed"] and b["same_result"] for b in bounds)
+    count = report["write boundaries"]["count"]
+    lines.append(f"| SIGKILL before each of the run's {count} write boundaries, rerun equals it | {tried} | {kept} |")
     lines.append(f"| SIGKILL at random moments, rerun equals an uninterrupted run | {injected} | {survived} |")
     at = ", ".join(f"{k['at_s']}s" for k in kills)
     lines += ["", f"Random kill times ({report['random kills']['reference_s']}s uninterrupted run): {at}."]

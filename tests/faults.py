@@ -92,6 +92,23 @@ def run_cli(
     return False
 
 
+def run_cli_killed_at_write(recipe: Path, boundary: int, timeout: float = 600) -> int | bool:
+    """Run `python -m hf_condense.distill recipe`, SIGKILLed just before its `boundary`-th write boundary
+    (tests/write_killer.py). boundary < 0: run to the end and return how many boundaries it crossed; otherwise
+    return whether it was killed (False: the run finished before reaching that boundary)."""
+    count = recipe.with_suffix(".boundaries")
+    killer = Path(__file__).with_name("write_killer.py")
+    cmd = [sys.executable, str(killer), str(boundary), str(count), "hf_condense.distill", str(recipe)]
+    proc = subprocess.run(
+        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout
+    )
+    if proc.returncode == -signal.SIGKILL:
+        return True
+    if proc.returncode != 0:
+        raise RuntimeError(f"{recipe} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return int(count.read_text()) if boundary < 0 else False
+
+
 def same_stages(a: Path, b: Path, atol: float = 0.0) -> list[str]:
     """Differences between two finished output folders' stages (images within atol, bit-exact by default; labels;
     lr)."""

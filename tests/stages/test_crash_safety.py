@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ..faults import run_cli, same_stages, write_recipe
+from ..faults import run_cli, run_cli_killed_at_write, same_stages, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +39,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, uni
     assert run_cli(recipe) is False
     assert same_stages(reference, out) == []
     assert not list(out.glob(".hf_condense-tmp-*")), "temporary files left behind after the resumed run"
+
+
+@pytest.mark.parametrize("boundary", [0, 1, 2, 3])
+def test_a_kill_between_the_first_writes_of_a_run_resumes(tmp_path, reference, boundary):
+    """The first writes of a run (run.json, recipe.yaml, preprocessing, ...): a SIGKILL before any of them leaves a
+    folder the same command takes up again (benchmarks/reliability.py kills before every write boundary)."""
+    recipe = write_recipe(tmp_path, "killed")
+    assert run_cli_killed_at_write(recipe, boundary) is True
+    assert run_cli(recipe) is False
+    assert same_stages(reference, tmp_path / "killed") == []
