@@ -36,7 +36,7 @@ def guarded(body: Callable[[], object]) -> int:
         code = exit_code(e)
         if code is None:
             raise
-        print(f"error: {e}", file=sys.stderr) if code != EXIT_NO_SPACE else print(no_space(e), file=sys.stderr)
+        print(no_space(e) if code == EXIT_NO_SPACE else f"error: {e}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         if os.environ.get("HF_CONDENSE_DEBUG") == "1":

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from ..core.io import atomic_path
 from ..data.formation import formation_factor_of
 from ..data.sources import DIGITS
-from ..stages.run_folder import RunFolder, configs_entries, stage_name
+from ..stages.run_folder import RunFolder, configs_entries, grid_name, stage_name
 
 BIBTEX = {
     "pdd": "@inproceedings{chen2024pdd,\n  title={Data Distillation Can Be Like Vodka: Distilling More Times For "
@@ -92,7 +92,7 @@ def render_card(
     rows, cum = [], 0
     for i, m in enumerate(stage_metas):
         cum += m["ipc"]
-        grid = run.grid_name(m["stage"])
+        grid = grid_name(m["stage"])
         rows.append(
             {
                 "name": stage_name(m["stage"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -132,10 +133,9 @@ def feature_selector(select: Callable[[torch.Tensor, int, torch.Tensor], torch.T
 class CoresetDistiller:
     """Selects real images with its `selector`; the stage's lr is the evaluation lr."""
 
-    selector: Selector = select_random  # called as a method: the distiller comes first
-
-    def __init__(self, ctx):
+    def __init__(self, ctx, selector: Selector = select_random):
         self.ctx = ctx
+        self.selector = selector
         self._scores: torch.Tensor | None = None
 
     def forgetting(self, task: StageTask) -> torch.Tensor:
@@ -153,21 +153,16 @@ class CoresetDistiller:
         for c, pool in enumerate(task.pool):
             prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
             free = pool[~torch.isin(pool, prior)]
-            picks.append(self.selector(task, free, pool, prior, task.ipc, g))
+            picks.append(self.selector(self, task, free, pool, prior, task.ipc, g))
         idx = torch.cat(picks)
         stage = SynSet(self.ctx.train_x[idx].clone(), self.ctx.train_y[idx].clone(), lr=task.default_lr, indices=idx)
         return StageOutput(stage)
 
 
-def coreset(name: str, selector: Selector) -> type[CoresetDistiller]:
-    """The CoresetDistiller of coreset `name`, which selects with `selector`."""
-    return type(f"{name.capitalize()}Coreset", (CoresetDistiller,), {"selector": selector, "__doc__": f"{name}."})
-
-
 _CAPS = Capabilities(synthetic=False)
 SPECS = {
-    "random": MethodSpec(RandomConfig, coreset("random", select_random), _CAPS),
-    "herding": MethodSpec(HerdingConfig, coreset("herding", feature_selector(herding)), _CAPS),
-    "kcenter": MethodSpec(KCenterConfig, coreset("kcenter", feature_selector(kcenter)), _CAPS),
-    "forgetting": MethodSpec(ForgettingConfig, coreset("forgetting", select_forgetting), _CAPS),
+    "random": MethodSpec(RandomConfig, partial(CoresetDistiller, selector=select_random), _CAPS),
+    "herding": MethodSpec(HerdingConfig, partial(CoresetDistiller, selector=feature_selector(herding)), _CAPS),
+    "kcenter": MethodSpec(KCenterConfig, partial(CoresetDistiller, selector=feature_selector(kcenter)), _CAPS),
+    "forgetting": MethodSpec(ForgettingConfig, partial(CoresetDistiller, selector=select_forgetting), _CAPS),
 }

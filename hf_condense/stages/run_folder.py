@@ -66,9 +66,14 @@ FINAL_FILES = [*TOP_FILES, RESULTS, FORGETTING, CURVE, f"{IMAGES}/*.png"]
 REPLAY_FILES = [CARD, PREPROCESSING, RECIPE, RESULTS, "stage_*/*"]
 
 
+def grid_name(k: int) -> str:
+    """Stage k's image grid, relative to the folder (as the card links it)."""
+    return f"{IMAGES}/{stage_name(k)}.png"
+
+
 def stage_patterns(k: int) -> list[str]:
     """The upload patterns of stage k's files."""
-    return [f"{stage_name(k)}/*.parquet", f"{stage_name(k)}/{STAGE_META}", f"{IMAGES}/{stage_name(k)}.png"]
+    return [f"{stage_name(k)}/*.parquet", f"{stage_name(k)}/{STAGE_META}", grid_name(k)]
 
 
 class FolderLockedError(RuntimeError):
@@ -116,17 +121,13 @@ class RunFolder:
         return self.path / LOGS
 
     def grid(self, k: int) -> Path:
-        return self.path / IMAGES / f"{stage_name(k)}.png"
+        return self.path / grid_name(k)
 
     def stage_dir(self, k: int) -> Path:
         return self.path / stage_name(k)
 
     def checkpoint_dir(self, k: int) -> Path:
         return self.path / CHECKPOINTS / stage_name(k)
-
-    def grid_name(self, k: int) -> str:
-        """Stage k's grid as the card links it (relative to the folder)."""
-        return f"{IMAGES}/{stage_name(k)}.png"
 
     # State of the folder.
     def stages(self) -> list[int]:
