@@ -8,7 +8,8 @@ import sys
 
 from ..core.config import RecipeError
 from ..hub.push import Pusher, check_access
-from ..stages.run_folder import RunFolder
+from ..stages.run_folder import RunFolder, StageDataError
+from .errors import exit_code
 
 
 def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
@@ -21,11 +22,12 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
     try:
         if not folder.stages() or not folder.card.is_file():
             raise RecipeError([f"folder: {folder} has no stage_k folders and README.md; is it an hf_condense output?"])
+        folder.verify_stages()  # a missing or altered stage is never uploaded
         repo_id = check_access(args.repo_id)
         Pusher(folder.path, repo_id, private=args.private).push_all()
-    except RecipeError as e:
+    except (RecipeError, StageDataError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code(e)
     except Exception as e:  # any upload failure: one line, the folder untouched
         print(f"error: upload of {folder.path} to {args.repo_id} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -252,6 +252,11 @@ class RunFolder:
     def read_stage(self, k: int) -> SynSet:
         return read_stage(self.stage_dir(k))
 
+    def verify_stages(self) -> None:
+        """Every stage's files against the checksums it recorded (StageDataError names a missing or altered one)."""
+        for k in self.stages():
+            stage_files(self.stage_dir(k), self.stage_meta(k))
+
     def stage_meta(self, k: int) -> dict:
         return read_stage_meta(self.stage_dir(k))
 

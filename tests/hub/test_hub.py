@@ -117,6 +117,15 @@ def test_push_cli_refuses_a_folder_that_is_not_an_output(tmp_path, hub, capsys):
     assert "is it an hf_condense output" in capsys.readouterr().err
 
 
+def test_push_cli_refuses_an_altered_stage_and_uploads_nothing(tiny, accelerator, tmp_path, hub, capsys):
+    recipe = hf_condense.load_recipe(tiny)
+    hf_condense.run(recipe, accelerator)
+    (parquet,) = (tmp_path / "out" / "stage_2").glob("train-*.parquet")
+    parquet.write_bytes(parquet.read_bytes()[:-1] + b"x")
+    assert push_cli.main([recipe.output.dir, "alice/digits-pdd"]) == 3
+    assert "do not match the checksum" in capsys.readouterr().err and hub.commits == []
+
+
 def _write_stages(folder, n):
     """n one-image stages with distinct lrs and epochs, written as hf_condense writes them."""
     pre = Preprocessor.fit(hf_condense.data.PreprocessConfig(), torch.zeros(4, 1, 8, 8, dtype=torch.uint8))
