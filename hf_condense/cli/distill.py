@@ -35,6 +35,14 @@ def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
         recipe.output.repo_id = check_access(recipe.output.repo_id)
     with accelerator.main_process_first():
         data = load_real_data(recipe.dataset)
+    remap = data.source.get("label_remap")
+    if remap:
+        accelerator.print(
+            f"note: dataset.label_column: {len(remap['source_ids'])} of the label ids have train examples; they are "
+            f"re-encoded 0..{len(remap['source_ids']) - 1} (source ids {remap['source_ids'][:10]}"
+            f"{', ...' if len(remap['source_ids']) > 10 else ''}, recorded in run.json as label_remap), "
+            f"{remap['test_left_out']} test example(s) of other classes left out"
+        )
     errors = data_errors(recipe, data)
     if errors:
         raise RecipeError(errors)

@@ -159,6 +159,31 @@ def _images(ds: datasets.Dataset, column: str) -> torch.Tensor:
     return out.unsqueeze(1) if out.ndim == 3 else out
 
 
+def compact_labels(names: list[str], train_y: torch.Tensor, test_y: torch.Tensor) -> dict | None:
+    """Re-encode the label ids that have train examples as 0..K-1 when some ids of the label space have none
+    (a class-filtered dataset, 1-based integer labels); None when they are already contiguous.
+
+    Test examples of a class without train examples are left out: no image can be distilled for them. The record
+    (`source_ids[new id]`, the kept names, how many test examples were left out) goes into the run's data key and
+    run.json, so the stages' label ids can be read back against the source's."""
+    present = torch.unique(train_y)
+    if len(present) == len(names) and (len(present) == 0 or int(present[-1]) == len(names) - 1):
+        return None
+    size = max([len(names)] + [int(y.max()) + 1 for y in (train_y, test_y) if len(y)])
+    lookup = torch.full((size,), -1)
+    lookup[present] = torch.arange(len(present))
+    new_test = lookup[test_y]
+    keep = torch.nonzero(new_test >= 0).flatten()
+    return {
+        "source_ids": present.tolist(),
+        "names": [names[i] if i < len(names) else str(i) for i in present.tolist()],
+        "test_left_out": len(test_y) - len(keep),
+        "train_y": lookup[train_y],
+        "test_y": new_test[keep],
+        "keep": keep,
+    }
+
+
 def load_real_data(cfg: DatasetConfig) -> RealData:
     """Load train and test splits as tensors, checking splits and columns first."""
     dd = load_source(cfg)
@@ -190,6 +215,10 @@ def load_real_data(cfg: DatasetConfig) -> RealData:
                     f"(missing) labels in {label_col!r}; every example needs a class"
                 ]
             )
+    remap = compact_labels(names, train_y, test_y)
+    if remap is not None:
+        names, train_y, test_y, keep = remap["names"], remap.pop("train_y"), remap.pop("test_y"), remap.pop("keep")
+        test = test.select(keep.tolist())
     data = RealData(
         _images(train, image_col),
         train_y,
@@ -204,6 +233,7 @@ def load_real_data(cfg: DatasetConfig) -> RealData:
             "label_column": label_col,
             "fingerprint": getattr(train, "_fingerprint", None),
             "num_train": len(train),
+            **({"label_remap": remap} if remap is not None else {}),
         },
     )
     if data.test_x.shape[1:] != data.train_x.shape[1:]:

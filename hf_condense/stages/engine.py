@@ -89,6 +89,8 @@ class StageEngine:
             raise RecipeError(errors)
         if self.is_main:
             info = {"versions": versions(), "command": " ".join(sys.argv)}
+            if "label_remap" in self.ctx.data.source:  # the stages' label ids against the source's
+                info["label_remap"] = self.ctx.data.source["label_remap"]
             notes = self.folder.start(
                 self.recipe.stage_hashes(), recipe_to_yaml(self.recipe), info, self.ctx.preprocessor
             )

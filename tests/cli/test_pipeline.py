@@ -109,3 +109,18 @@ def test_quickstart_recipe_beats_random_real_at_every_stage(accelerator, tmp_pat
         assert acc > rand + 0.02, f"stage {k}: {acc:.4f} vs random real {rand:.4f}"
     ps = hf_condense.load_progressive(tmp_path / "quickstart")
     assert [s.number for s in ps.stages] == [1, 2, 3]
+
+
+def test_sparse_label_ids_distil_under_the_source_names(tiny, accelerator, tmp_path, capsys):
+    from ..data.test_sources import make_repo
+
+    repo = make_repo(tmp_path / "repo", labels={"train": [1, 3], "test": [1, 2, 3]})
+    tiny["dataset"] = {"path": str(repo)}
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    result = run(tiny, accelerator)
+    assert "re-encoded 0..1 (source ids [1, 3]" in capsys.readouterr().out
+    ds = datasets.load_dataset(str(tmp_path / "out"), "stage_1", split="train")
+    assert ds.features["label"].names == ["b", "d"] and sorted(ds["label"]) == [0, 1]
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["label_remap"]["source_ids"] == [1, 3] and run_json["label_remap"]["test_left_out"] > 0
+    assert len(result.distilled) == 1

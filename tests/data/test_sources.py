@@ -14,13 +14,16 @@ from hf_condense.data.sources import DatasetConfig, load_real_data
 from ..conftest import FASHION
 
 
-def make_repo(tmp_path, n=40, mixed=False, size=8, label_name="label", image_name="img", drop=None, test_label=None):
+def make_repo(
+    tmp_path, n=40, mixed=False, size=8, label_name="label", image_name="img", drop=None, test_label=None, labels=None
+):
     """A local folder laid out like a Hub dataset repo (parquet under data/, README with configs); `drop` leaves a
-    column out, `test_label` gives every test example that label (-1: missing)."""
+    column out, `test_label` gives every test example that label (-1: missing), `labels` maps a split to the label
+    ids its examples cycle through, from the names a, b, c, d (default: 0, 1 in both)."""
     rng = np.random.default_rng(0)
     feats = {
         image_name: datasets.Image(),
-        label_name: datasets.ClassLabel(names=["a", "b"]),
+        label_name: datasets.ClassLabel(names=["a", "b"] if labels is None else ["a", "b", "c", "d"]),
         "note": datasets.Value("string"),
     }
     feats = datasets.Features({k: v for k, v in feats.items() if k != drop})
@@ -28,10 +31,11 @@ def make_repo(tmp_path, n=40, mixed=False, size=8, label_name="label", image_nam
         imgs = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(n)]
         if mixed:
             imgs[0] = imgs[0][..., 0]
-        labels = [test_label if split == "test" and test_label is not None else i % 2 for i in range(n)]
-        cols = {image_name: imgs, label_name: labels, "note": ["x"] * n}
+        ids = (labels or {}).get(split, [0, 1])
+        ys = [test_label if split == "test" and test_label is not None else ids[i % len(ids)] for i in range(n)]
+        cols = {image_name: imgs, label_name: ys, "note": ["x"] * n}
         ds = datasets.Dataset.from_dict({k: v for k, v in cols.items() if k != drop}, features=feats)
-        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data").mkdir(parents=True, exist_ok=True)
         ds.to_parquet(str(tmp_path / "data" / f"{split}-00000-of-00001.parquet"))
     (tmp_path / "README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
@@ -60,6 +64,27 @@ def test_mixed_grayscale_and_rgb_images_become_rgb(tmp_path):
 def test_missing_column_named(tmp_path):
     with pytest.raises(RecipeError, match="dataset.image_column: column 'image' is not in the dataset; columns: img"):
         load_real_data(DatasetConfig(path=str(make_repo(tmp_path)), image_column="image"))
+
+
+def test_label_ids_without_train_examples_are_re_encoded_and_recorded(tmp_path):
+    repo = make_repo(tmp_path, labels={"train": [1, 3], "test": [1, 2, 3, 3]})
+    data = load_real_data(DatasetConfig(path=str(repo)))
+    assert data.class_names == ["b", "d"] and data.train_y.unique().tolist() == [0, 1]
+    assert data.test_y.tolist() == [0, 1, 1] * 10 and len(data.test_x) == 30
+    assert data.source["label_remap"] == {"source_ids": [1, 3], "names": ["b", "d"], "test_left_out": 10}
+
+
+def test_contiguous_labels_are_kept_as_they_are(tmp_path):
+    data = load_real_data(DatasetConfig(path=str(make_repo(tmp_path))))
+    assert "label_remap" not in data.source and data.class_names == ["a", "b"]
+
+
+def test_one_class_is_refused(tmp_path, tiny):
+    from hf_condense.stages.recipe import data_errors, load_recipe
+
+    data = load_real_data(DatasetConfig(path=str(make_repo(tmp_path, labels={"train": [2], "test": [2]}))))
+    (err,) = data_errors(load_recipe(tiny), data)
+    assert err == "dataset.label_column: split 'train' has 1 class(es) with examples; distillation needs at least two"
 
 
 def test_ipc_above_smallest_class_refused(tiny):
