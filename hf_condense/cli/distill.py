@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 
 from ..core.config import RecipeError
@@ -72,6 +73,7 @@ def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:
         "eval_runs": rec.evaluation.runs,
         "model": rec.model.name,
         "processes": ctx.accelerator.num_processes,
+        "threads": torch.get_num_threads(),
         "seconds": round(result.seconds, 1),
     }
     folder.write_results(results)
@@ -131,7 +133,6 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     finally:
         engine.folder.unlock()
     result = RunResult(folder.path, stages)
-    ctx.print(f"evaluating {len(stages)} stage(s): {ev.runs} network(s), {ev.epochs} epochs per stage, {ev.mode}")
     result.distilled = evaluate_synsets(ctx, ev, recipe.seed, stages)
     if ev.random_real:
         ipcs, epochs = [s.meta["ipc"] for s in stages], [s.meta["epochs"] for s in stages]

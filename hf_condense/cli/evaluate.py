@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from ..evaluation import Score
 from ..hub.evaluate import evaluate_progressive
 from ..hub.replay import ProgressiveSet, load_progressive
@@ -17,6 +19,19 @@ from .errors import InputError, guarded
 
 def _recorded(ps: ProgressiveSet) -> list[Score]:
     return [tuple(s) for s in (ps.results or {}).get("distilled", [])]
+
+
+def reproduction(recorded: list[Score], now: list[Score], threads: int | None) -> str:
+    """One line: whether this evaluation reproduced the recorded table, and the likely reason when it did not."""
+    mine = torch.get_num_threads()
+    if [m for m, _ in recorded] == [m for m, _ in now]:
+        return f"identical to the recorded table ({mine} CPU thread(s) per process)"
+    if threads is not None and threads != mine:
+        return (
+            f"differs from the recorded table: it was evaluated with {threads} CPU thread(s) per process, this with "
+            f"{mine} (float round-off); rerun with threads={threads} to reproduce it exactly"
+        )
+    return "differs from the recorded table (other evaluation settings, processes or device)"
 
 
 def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> int:
@@ -53,7 +68,8 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> i
         for name, result in results.items():
             print(f"\n{ps.source}: {name}")
             print(result.table())
-            if recorded:
+            if recorded and name == ps.recipe.get("model", {}).get("name"):
                 print("recorded at distillation: " + ", ".join(f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in recorded))
+                print(reproduction(recorded, result.distilled, (ps.results or {}).get("threads")))
 
     return guarded(body)

@@ -31,11 +31,21 @@ def evaluate_synsets(
     model: str | None = None,
     salt: int = DISTILLED_SALT,
     runs: int | None = None,
+    desc: str | None = None,
 ) -> list[Score]:
-    """Mean and std test accuracy after each stage over `runs` (default `ev.runs`) fresh networks."""
+    """Mean and std test accuracy after each stage over `runs` (default `ev.runs`) fresh networks; `desc` names the
+    phase on the console and in the trackers (default: what is evaluated, on which model)."""
     seeds = protocol_seeds(run_seed, salt, runs or ev.runs)
+    what = {DISTILLED_SALT: "distilled", RANDOM_REAL_SALT: "random_real"}.get(salt, f"set_{salt}")
     scores = ctx.train_and_test(
-        synsets, ev.schedule(), mode or ev.mode, seeds, model, ev.vectorize, ev.test_batch_size
+        synsets,
+        ev.schedule(),
+        mode or ev.mode,
+        seeds,
+        model,
+        ev.vectorize,
+        ev.test_batch_size,
+        desc=desc or f"evaluation {what} {model or ctx.model.name}",
     )
     return [mean_std([r[k] for r in scores]) for k in range(len(synsets))]
 
@@ -68,7 +78,7 @@ def whole_data_reference(ctx: RunContext, ev: EvalConfig, run_seed: int) -> Scor
     """The run's network trained on the whole train split (protocol optimiser, `whole_data_epochs`)."""
     schedule = ev.schedule()
 
-    def one(seed: int) -> float:
+    def one(seed: int, bar) -> float:
         torch.manual_seed(seed)
         model = ctx.make_model().to(ctx.device)
         g = torch.Generator().manual_seed(seed)
@@ -83,8 +93,15 @@ def whole_data_reference(ctx: RunContext, ev: EvalConfig, run_seed: int) -> Scor
             ctx.dsa if ev.augment else None,
             g,
             ctx.device,
+            bar.update,
         )
         return test_accuracy(model, ctx.test_x, ctx.test_y, ctx.device, ev.test_batch_size)
 
-    seeds = protocol_seeds(run_seed, WHOLE_DATA_SALT, ev.runs)
-    return mean_std(ctx.per_process(seeds, lambda mine: [one(s) for s in mine]))
+    def mine(seeds: list[int]) -> list[float]:
+        detail = f"{ev.runs} network(s) x {ev.whole_data_epochs} epoch(s) on {len(ctx.train_y)} images"
+        with ctx.progress(
+            f"evaluation whole_data {ctx.model.name}", len(seeds) * ev.whole_data_epochs, "epoch", detail=detail
+        ) as bar:
+            return [one(s, bar) for s in seeds]
+
+    return mean_std(ctx.per_process(protocol_seeds(run_seed, WHOLE_DATA_SALT, ev.runs), mine))

@@ -15,6 +15,7 @@ from accelerate.utils import gather_object
 from torch import nn
 
 from ..core.io import content_key
+from ..core.progress import Progress
 from ..data.augment import DSA
 from ..data.preprocess import PreprocessConfig, Preprocessor
 from ..data.sources import RealData
@@ -29,6 +30,22 @@ def make_accelerator(**kwargs) -> Accelerator:
     without `--cpu` (Accelerate otherwise runs every process alone there, each redoing the whole job)."""
     launched = int(os.environ.get("WORLD_SIZE", 1)) > 1
     return Accelerator(cpu=launched and not torch.cuda.is_available(), **kwargs)
+
+
+def cpu_threads(requested: int = 0) -> tuple[int, str]:
+    """(torch CPU threads per process, where the number came from): `requested` (the recipe's `threads`), else
+    `HF_CONDENSE_THREADS`, else `OMP_NUM_THREADS` when set by the user, else the cores this process may use shared
+    among the processes on this machine. Under `accelerate launch` OMP_NUM_THREADS is the launcher's default of 1,
+    which would leave all but one core idle, so it is not read there."""
+    if requested:
+        return requested, "recipe threads"
+    for var in ("HF_CONDENSE_THREADS",) + (() if "ACCELERATE_DYNAMO_BACKEND" in os.environ else ("OMP_NUM_THREADS",)):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value), var
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, cores // local), f"{cores} core(s) / {local} process(es)"
 
 
 def default_cache_dir() -> Path:
@@ -103,6 +120,10 @@ class RunContext:
         """Everything about the real data and its preprocessing that cached artefacts depend on."""
         return {"dataset": self.data.source, "preprocess": self.preprocess.__dict__, "shape": list(self.train_x.shape)}
 
+    def progress(self, desc: str, total: int, unit: str = "it", **kw) -> Progress:
+        """A phase of the run (start and end lines, a bar with ETA) whose reported values go to the trackers."""
+        return Progress(desc, total, unit, log=self.accelerator.log, **kw)
+
     def print(self, *args) -> None:
         """Print once per run (the main process of all nodes), not once per node."""
         if self.accelerator.is_main_process:
@@ -133,26 +154,31 @@ class RunContext:
         model: str | None = None,
         vectorize: bool = False,
         test_batch_size: int = 1024,
+        desc: str | None = None,
     ) -> list[list[float]]:
         """Per seed, the test accuracy after each stage of fresh networks trained on `synsets` under the protocol
         (progressive, union or sequential), split across processes. A stage's own `epochs` (in its metadata) wins
-        over the schedule's."""
+        over the schedule's. With `desc`, a phase with a bar over the networks' epochs, logged under that name."""
         data = [StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs)) for s in synsets]
 
         def mine(my_seeds: list[int]) -> list[list[float]]:
-            return evaluate_runs(
-                data,
-                lambda: self.make_model(model),
-                self.test_x,
-                self.test_y,
-                schedule,
-                self.dsa,
-                mode,
-                my_seeds,
-                self.device,
-                self.num_classes,
-                vectorize=vectorize,
-                test_batch_size=test_batch_size,
-            )
+            epochs = len(my_seeds) * sum(d.epochs for d in data)
+            detail = f"{len(seeds)} network(s) x {len(data)} stage(s), {epochs} network-epoch(s), {mode}"
+            with self.progress(desc or "", epochs, "epoch", detail=detail, quiet=desc is None) as bar:
+                return evaluate_runs(
+                    data,
+                    lambda: self.make_model(model),
+                    self.test_x,
+                    self.test_y,
+                    schedule,
+                    self.dsa,
+                    mode,
+                    my_seeds,
+                    self.device,
+                    self.num_classes,
+                    vectorize=vectorize,
+                    test_batch_size=test_batch_size,
+                    on_epoch=bar.update,
+                )
 
         return self.per_process(list(seeds), mine)

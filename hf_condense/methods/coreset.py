@@ -95,8 +95,9 @@ def embedding_features(ctx, epochs: int, seed: int) -> torch.Tensor:
             model = ctx.make_model().to(ctx.device)
         g = torch.Generator().manual_seed(seed)
         sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        for _ in range(epochs):
-            train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device)
+        with ctx.progress("embedding network", epochs, "epoch", detail=f"{epochs} epoch(s) on real data") as bar:
+            for _ in range(epochs):
+                bar.update(1, **train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device))
         model.eval()
         with torch.no_grad():
             chunks = [ctx.train_x[i : i + 1024].to(ctx.device) for i in range(0, len(ctx.train_x), 1024)]

@@ -119,9 +119,10 @@ class ExpertStore:
         starts: list[torch.Tensor] | None = None,
         pretrain=None,
         real: torch.Tensor | None = None,
+        desc: str = "experts",
     ) -> list[Path]:
         """Ensure experts 0..n-1 exist under `key`; process p trains experts p, p+P, ...; returns their paths.
-        `real`: the train indices their real epochs use (None: all)."""
+        `real`: the train indices their real epochs use (None: all); `desc` names the phase."""
         folder = self.folder(key)
         paths = [folder / f"expert_{e:04d}.safetensors" for e in range(s.num_experts)]
         acc = self.ctx.accelerator
@@ -129,13 +130,16 @@ class ExpertStore:
         if todo and not self.train:
             raise FileNotFoundError(f"{folder}: {len(todo)} of {s.num_experts} expert trajectories are not cached")
         mine = todo[acc.process_index :: acc.num_processes]
-        if todo and acc.is_main_process:
-            self.ctx.print(f"training {len(todo)} expert(s) x {s.epochs} epoch(s) into {folder}")
-        stack = s.stack if stackable(self.flat.model) else 1
-        for i in range(0, len(mine), stack):
-            group = mine[i : i + stack]
-            for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain, real)):
-                save_trajectory(paths[e], traj, self.flat, key)
+        if todo:
+            epochs = s.epochs + (pretrain[3] if pretrain is not None else 0)
+            pre = f" ({pretrain[3]} on the earlier stages first)" if pretrain is not None else ""
+            detail = f"{len(todo)} of {s.num_experts} expert(s) x {epochs} epoch(s){pre} into {folder}"
+            stack = s.stack if stackable(self.flat.model) else 1
+            with self.ctx.progress(desc, len(mine) * epochs, "epoch", detail=detail) as bar:
+                for i in range(0, len(mine), stack):
+                    group = mine[i : i + stack]
+                    for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain, real, bar.update)):
+                        save_trajectory(paths[e], traj, self.flat, key)
         acc.wait_for_everyone()
         return paths
 
@@ -149,24 +153,24 @@ class ExpertStore:
         return model, torch.Generator().manual_seed(seed)
 
     def train_group(
-        self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain, real
+        self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain, real, on_epoch
     ) -> list[torch.Tensor]:
         """The experts' trajectories: optional start weights and synthetic pre-training (PDD transition), then real
         epochs with a snapshot each. One expert trains alone; several as one stacked network (same trajectories up to
-        float rounding)."""
+        float rounding). `on_epoch(experts, loss=..., accuracy=...)` after every epoch."""
         ctx = self.ctx
         models, gens = zip(*(self.init_expert(e, key, starts) for e in experts))
         group = (StackedNets if len(models) > 1 else NetGroup)(models, EXPERT_SGD, s.lr)
         if pretrain is not None:
             x, y, lr, epochs, ev = pretrain
             group.set_optimizer(ev, lr)
-            group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device)
+            group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device, on_epoch)
             group.set_optimizer(EXPERT_SGD, s.lr)
         dsa = ctx.dsa if s.augment else None
         x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
         snaps = [group.flat_params().cpu()]
         for _ in range(s.epochs):
-            group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device)
+            on_epoch(len(models), **group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device))
             snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
 
@@ -213,5 +217,7 @@ class ExpertStore:
             starts = [self.trajectory(p, key, 0)[0] for p in paths]
             syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
             key = subset_key(content_key([key, syn_hash, lr, transition_epochs, ev.__dict__]), reals[level])
-            paths = self.build(s, key, starts=starts, pretrain=(x, y, lr, transition_epochs, ev), real=reals[level])
+            pretrain = (x, y, lr, transition_epochs, ev)
+            desc = f"transition experts after stage {level}"
+            paths = self.build(s, key, starts=starts, pretrain=pretrain, real=reals[level], desc=desc)
         return key, paths

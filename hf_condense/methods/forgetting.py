@@ -58,9 +58,11 @@ def forgetting_scores(ctx: RunContext, epochs: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         counter = ForgettingCounter(ctx.train_y)
-        ctx.print(f"counting forgetting events over {epochs} epoch(s)")
-        for _ in range(epochs):
-            train_epoch(model, sgd, ctx.train_x, ctx.train_y, 256, ctx.dsa, g, ctx.device, on_batch=counter)
+        detail = f"{epochs} epoch(s) over {len(ctx.train_y)} examples"
+        with ctx.progress("forgetting scores", epochs, "epoch", detail=detail) as bar:
+            for _ in range(epochs):
+                x, y = ctx.train_x, ctx.train_y
+                bar.update(1, **train_epoch(model, sgd, x, y, 256, ctx.dsa, g, ctx.device, on_batch=counter))
         scores = counter.scores()
         save_verified({"scores": scores}, path, key)
         return scores

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from accelerate.utils import tqdm
 
 from ..core.io import save_safetensors
+from ..core.progress import Progress
 from ..models.runs import protocol_seeds
 from .base import DivergenceError, StageTask, SynSet
 from .context import RunContext
@@ -130,16 +130,19 @@ class DistillLoop:
         )
         first = file.restore(self.state, self.optimizers, g)
         learnable = [t for t in self.state.values() if t.requires_grad]
-        losses: list[float] = []
-        bar = tqdm(
-            range(first, self.iterations),
-            desc=f"stage {task.stage} {self.name}",
-            mininterval=5,
-            main_process_only=True,
+        resumed = f", resumed at {first}" if first else ""
+        with Progress(
+            f"stage {task.stage} {self.name}",
+            self.iterations,
             initial=first,
-            total=self.iterations,
-        )
-        for it in bar:
+            detail=f"{self.iterations} iteration(s){resumed}",
+        ) as bar:
+            return self._iterate(step, file, first, learnable, bar)
+
+    def _iterate(self, step, file: StateFile, first: int, learnable: list[torch.Tensor], bar: Progress) -> list[float]:
+        ctx, task, g = self.ctx, self.task, self.generator
+        losses: list[float] = []
+        for it in range(first, self.iterations):
             good = {k: v.detach().clone() for k, v in self.state.items()}
             for o in self.optimizers.values():
                 o.zero_grad(set_to_none=True)
@@ -169,8 +172,7 @@ class DistillLoop:
                 acc = periodic_test(ctx, task, self.snapshot())
                 ctx.accelerator.log({f"stage_{task.stage}/test_accuracy": acc}, step=it)
                 ctx.print(f"stage {task.stage} iteration {it + 1}: test accuracy {100 * acc:.2f}% (periodic test)")
-            if it % 10 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in extra.items()})
+            bar.update(1, loss=loss, **extra)
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < self.iterations:
                 file.save(self.state, self.optimizers, g, it + 1)
         return losses

@@ -34,12 +34,15 @@ def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dic
     x, y = training_union(task.previous)
     lr = task.previous[-1].lr
     starts = []
-    for i in range(count):
-        torch.manual_seed(task.seed + 7 * i)
-        model = ctx.make_model().to(ctx.device)
-        g = torch.Generator().manual_seed(task.seed + 7 * i)
-        fit(model, make_optimizer(model, ev, lr), x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, g, ctx.device)
-        starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    detail = f"{count} network(s) x {epochs} epoch(s) on the {len(x)} images of stages 1..{len(task.previous)}"
+    with ctx.progress(f"stage {task.stage} transition networks", count * epochs, "epoch", detail=detail) as bar:
+        for i in range(count):
+            torch.manual_seed(task.seed + 7 * i)
+            model = ctx.make_model().to(ctx.device)
+            g = torch.Generator().manual_seed(task.seed + 7 * i)
+            dsa = ctx.dsa if ev.augment else None
+            fit(model, make_optimizer(model, ev, lr), x, y, epochs, lr, ev, dsa, g, ctx.device, bar.update)
+            starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     return starts
 
 

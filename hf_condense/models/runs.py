@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data.augment import DSA
 from .stacked import StackedNets, stackable
-from .training import NetGroup, TrainSchedule
+from .training import EpochHook, NetGroup, TrainSchedule
 
 
 @dataclass
@@ -52,9 +52,11 @@ def evaluate_runs(
     num_classes: int,
     vectorize: bool = False,
     test_batch_size: int = 1024,
+    on_epoch: EpochHook | None = None,
 ) -> list[list[float]]:
     """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
-    `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one."""
+    `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one.
+    `on_epoch(networks, loss=..., accuracy=...)` after every training epoch (progress, trackers)."""
     dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     accs: list[list[float]] = [[] for _ in seeds]
@@ -68,7 +70,7 @@ def evaluate_runs(
             stack = vectorize and len(models) > 1 and stackable(models[0])
             group = StackedNets(models, cfg, stage.lr) if stack else NetGroup(models, cfg, stage.lr)
         x, y = _concat(stages[: k + 1] if mode != "sequential" else [stage], num_classes)
-        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device)
+        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device, on_epoch)
         for r, a in enumerate(group.accuracy(test_x, test_y, device, test_batch_size)):
             accs[r].append(a)
     return accs

@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from ..data.augment import DSA
-from .training import TrainSchedule, scheduled_epochs, soft_cross_entropy
+from .training import TrainSchedule, batch_stats, epoch_values, scheduled_epochs, soft_cross_entropy
 
 
 def stackable(model: nn.Module) -> bool:
@@ -47,14 +47,20 @@ class StackedNets:
     def unstack(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i].detach() for k, v in self.params.items()}
 
-    def fit(self, x, y, epochs: int, lr: float, cfg: TrainSchedule, dsa: DSA | None, generators, device) -> None:
-        """Every network's epochs on the standard schedule; each its own shuffle and augmentation draws."""
+    def fit(
+        self, x, y, epochs: int, lr: float, cfg: TrainSchedule, dsa: DSA | None, generators, device, on_epoch=None
+    ) -> None:
+        """Every network's epochs on the standard schedule; each its own shuffle and augmentation draws.
+        `on_epoch(K, loss=..., accuracy=...)` after each epoch of the K networks."""
         for _ in scheduled_epochs(self.opt, lr, epochs):
-            self.train_epoch(x, y, cfg.batch_size, dsa, generators, device)
+            values = self.train_epoch(x, y, cfg.batch_size, dsa, generators, device)
+            if on_epoch is not None:
+                on_epoch(self.k, **values)
 
-    def train_epoch(self, x, y, batch_size: int, dsa: DSA | None, generators, device) -> None:
-        """One epoch of every network, one vmapped forward/backward per batch."""
+    def train_epoch(self, x, y, batch_size: int, dsa: DSA | None, generators, device) -> dict[str, float]:
+        """One epoch of every network, one vmapped forward/backward per batch; their mean train loss and accuracy."""
         perms = [torch.randperm(len(x), generator=g) for g in generators]
+        total = torch.zeros(3, device=device)
         for i in range(0, len(x), batch_size):
             xs, ys = [], []
             for perm, g in zip(perms, generators):
@@ -64,10 +70,12 @@ class StackedNets:
                 ys.append(y[idx].to(device, non_blocking=True))
             logits = self(torch.stack(xs))
             # the sum of each network's mean loss: network k gets its own run's gradient
-            loss = soft_cross_entropy(logits.flatten(0, 1), torch.cat(ys)) * self.k
+            mean = soft_cross_entropy(logits.flatten(0, 1), torch.cat(ys))
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (mean * self.k).backward()
             self.opt.step()
+            total += batch_stats(logits.flatten(0, 1), torch.cat(ys), mean)
+        return epoch_values(total)
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int) -> list[float]:

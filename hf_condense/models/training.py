@@ -42,6 +42,23 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
+EpochHook = Callable[..., None]  # on_epoch(networks, loss=mean train loss, accuracy=train accuracy)
+
+
+def batch_stats(logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """(summed loss, correct predictions, examples) of one batch, kept on the device until the epoch ends."""
+    hard = target if target.dtype == torch.long else target.argmax(-1)
+    n = hard.numel()
+    return torch.stack(
+        [loss.detach() * n, (logits.detach().argmax(-1) == hard).sum().to(loss.dtype), loss.new_tensor(n)]
+    )
+
+
+def epoch_values(total: torch.Tensor) -> dict[str, float]:
+    loss, correct, n = total.tolist()
+    return {"loss": loss / max(n, 1), "accuracy": correct / max(n, 1)}
+
+
 def train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -52,10 +69,12 @@ def train_epoch(
     generator: torch.Generator,
     device: torch.device,
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
-) -> None:
-    """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters)."""
+) -> dict[str, float]:
+    """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters).
+    Returns the epoch's mean train loss and train accuracy."""
     model.train()
     perm = torch.randperm(len(x), generator=generator)
+    total = torch.zeros(3, device=device)
     for i in range(0, len(x), batch_size):
         idx = perm[i : i + batch_size]
         xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
@@ -66,8 +85,10 @@ def train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        total += batch_stats(logits, yb, loss)
         if on_batch is not None:
             on_batch(idx, logits.detach())
+    return epoch_values(total)
 
 
 @torch.no_grad()
@@ -104,10 +125,13 @@ def fit(
     dsa: DSA | None,
     generator: torch.Generator,
     device: torch.device,
+    on_epoch: EpochHook | None = None,
 ) -> None:
-    """Train for `epochs` on the standard schedule."""
+    """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each."""
     for _ in scheduled_epochs(opt, lr, epochs):
-        train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
+        values = train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
+        if on_epoch is not None:
+            on_epoch(1, **values)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainSchedule, lr: float) -> torch.optim.Optimizer:
@@ -125,13 +149,16 @@ class NetGroup:
     def set_optimizer(self, cfg: TrainSchedule, lr: float) -> None:
         self.opts = [make_optimizer(m, cfg, lr) for m in self.models]
 
-    def fit(self, x, y, epochs: int, lr: float, cfg: TrainSchedule, dsa, generators, device) -> None:
+    def fit(self, x, y, epochs: int, lr: float, cfg: TrainSchedule, dsa, generators, device, on_epoch=None) -> None:
         for model, opt, g in zip(self.models, self.opts, generators):
-            fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device)
+            fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device, on_epoch)
 
-    def train_epoch(self, x, y, batch_size: int, dsa, generators, device) -> None:
-        for model, opt, g in zip(self.models, self.opts, generators):
-            train_epoch(model, opt, x, y, batch_size, dsa, g, device)
+    def train_epoch(self, x, y, batch_size: int, dsa, generators, device) -> dict[str, float]:
+        """One epoch of every network; their mean train loss and accuracy."""
+        values = [
+            train_epoch(m, o, x, y, batch_size, dsa, g, device) for m, o, g in zip(self.models, self.opts, generators)
+        ]
+        return {k: sum(v[k] for v in values) / len(values) for k in values[0]}
 
     def flat_params(self) -> torch.Tensor:
         """(networks, parameters): every network's parameters, flattened in module order, detached."""

@@ -22,7 +22,7 @@ from ..core.config import RecipeError
 from ..data.preprocess import Preprocessor
 from ..data.sources import RealData
 from ..methods import METHODS, StageTask, SynSet
-from ..methods.context import RunContext
+from ..methods.context import RunContext, cpu_threads
 from .curriculum import curriculum_scores, stage_pool
 from .recipe import Recipe, recipe_to_yaml
 from .run_folder import RunFolder
@@ -49,8 +49,13 @@ def versions() -> dict[str, str]:
 def make_context(
     recipe: Recipe, accelerator: Accelerator, data: RealData, preprocessor: Preprocessor | None = None
 ) -> RunContext:
-    """The run context of a recipe: its data in the input space of its preprocessing, its model and augmentation."""
+    """The run context of a recipe: its data in the input space of its preprocessing, its model and augmentation;
+    torch's CPU thread count set first (`cpu_threads`)."""
+    threads, source = cpu_threads(recipe.threads)
+    torch.set_num_threads(threads)
     out = recipe.output
+    if accelerator.device.type == "cpu":
+        accelerator.print(f"torch: {threads} CPU thread(s) per process ({source})")
     return RunContext.build(
         accelerator, data, recipe.model, recipe.preprocess, recipe.augment.strategy, out.cache_dir, preprocessor
     )
@@ -88,7 +93,7 @@ class StageEngine:
         if errors:
             raise RecipeError(errors)
         if self.is_main:
-            info = {"versions": versions(), "command": " ".join(sys.argv)}
+            info = {"versions": versions(), "command": " ".join(sys.argv), "threads": torch.get_num_threads()}
             if "label_remap" in self.ctx.data.source:  # the stages' label ids against the source's
                 info["label_remap"] = self.ctx.data.source["label_remap"]
             notes = self.folder.start(

@@ -145,6 +145,13 @@ class Recipe:
     evaluation: EvalConfig = opt(default_factory=EvalConfig)
     output: OutputConfig = opt(default_factory=OutputConfig)
     seed: int = opt(0, min=0, max=MAX_SEED, help="Seed of everything.")
+    threads: int = opt(
+        0,
+        min=0,
+        help="torch CPU threads per process (0: HF_CONDENSE_THREADS, else OMP_NUM_THREADS outside accelerate "
+        "launch, else this machine's cores shared among its processes). Results match to float round-off across "
+        "thread counts, bit for bit at equal ones.",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +166,7 @@ class Recipe:
         k = self.stages.count if stages is None else stages
         d = self.to_dict()
         d.pop("output")
+        d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
         d["evaluation"] = dataclasses.asdict(self.evaluation.schedule())
         st = d["stages"]
         st.pop("count")

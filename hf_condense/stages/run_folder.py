@@ -40,6 +40,7 @@ from ..core.io import (
     write_json,
     write_text,
 )
+from ..core.progress import quiet_datasets
 from ..methods.base import SynSet
 
 RUN_JSON, RECIPE, PREPROCESSING, CARD, RESULTS = (
@@ -320,7 +321,8 @@ def write_stage(folder: str | Path, k: int, syn: SynSet, meta: dict, class_names
         # The file is named by its checksum: the README's config then points at this very file, so the `datasets`
         # cache key of the config changes with the stage's contents (two folders of one name, a folder rewritten).
         written = tmp / f"{PARQUET_STEM}.parquet"
-        ds.to_parquet(str(written))
+        with quiet_datasets():
+            ds.to_parquet(str(written))
         digest = file_sha256(written)
         name = f"{PARQUET_STEM}-{digest[:16]}.parquet"
         written.rename(tmp / name)

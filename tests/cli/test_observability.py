@@ -34,7 +34,7 @@ class MemoryTracker(GeneralTracker):
 def test_losses_and_periodic_tests_reach_the_trackers(tiny, capsys):
     tiny["method"] = tiny_mtt(iterations=10)
     tiny["stages"] = {"count": 2, "ipc": 1}
-    tiny["evaluation"].update({"runs": 1, "epochs": 5, "every": 5, "every_epochs": 3})
+    tiny["evaluation"].update({"runs": 1, "epochs": 5, "every": 5, "every_epochs": 3, "random_real": True})
     tracker = MemoryTracker()
     accelerator = Accelerator(cpu=True, log_with=[tracker])
     accelerator.init_trackers("digits")
@@ -47,4 +47,11 @@ def test_losses_and_periodic_tests_reach_the_trackers(tiny, capsys):
     tests = [v["stage_2/test_accuracy"] for _, v in tracker.logged if "stage_2/test_accuracy" in v]
     assert all(0 <= a <= 1 for a in tests)
     assert [s for s, k in keys if k == "test_accuracy"] == [1, 2]
-    assert "stage 2 iteration 10: test accuracy" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "stage 2 iteration 10: test accuracy" in out
+    phases = ["experts", "transition experts after stage 1", "stage 1 mtt", "stage 2 mtt"]
+    phases += ["evaluation distilled convnet_d2w16", "evaluation random_real convnet_d2w16"]
+    for phase in phases:  # a start line and an end line with its time, on the main process
+        assert f"\n{phase}: " in f"\n{out}" and f"\n{phase}: done in " in f"\n{out}", phase
+    assert "Creating parquet" not in err  # datasets' own bars stay quiet
+    assert {k for _, k in keys} >= {"experts/loss", "experts/accuracy", "evaluation_distilled_convnet_d2w16/loss"}

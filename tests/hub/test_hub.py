@@ -167,11 +167,15 @@ def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
     recorded = json.loads((result.folder / "results.json").read_text())["distilled"]
     ps = hf_condense.load_progressive(result.folder)
     again = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator)["convnet_d2w16"].distilled
-    for (m1, _), (m2, _) in zip(recorded, again):
-        assert abs(m1 - m2) < 0.01
+    assert [m for m, _ in again] == [m for m, _ in recorded]  # bit for bit at the same thread count
+    assert json.loads((result.folder / "results.json").read_text())["threads"] == torch.get_num_threads()
+    assert evaluate_cli.main([str(result.folder)]) == 0
+    assert "identical to the recorded table" in capsys.readouterr().out
     assert evaluate_cli.main([str(result.folder), "--runs", "2", "--models", "convnet_d1w16"]) == 0
     out = capsys.readouterr().out
-    assert "convnet_d1w16" in out and "recorded at distillation" in out
+    assert "convnet_d1w16" in out and "recorded at distillation" not in out  # another model: nothing to compare
+    line = evaluate_cli.reproduction([(0.5, 0.1)], [(0.51, 0.1)], torch.get_num_threads() + 1)
+    assert f"rerun with threads={torch.get_num_threads() + 1}" in line
     # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
     frozen = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, lr=0.0)["convnet_d2w16"].distilled
     assert frozen[0] == frozen[1] and frozen[0][0] < min(m for m, _ in again) - 0.2

@@ -273,7 +273,9 @@ def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, acce
     seen = []
     for cls in (NetGroup, StackedNets):
         original = cls.train_epoch
-        monkeypatch.setattr(cls, "train_epoch", lambda net, x, *a, _o=original: (seen.append(len(x)), _o(net, x, *a)))
+        monkeypatch.setattr(
+            cls, "train_epoch", lambda net, x, *a, _o=original: (seen.append(len(x)), _o(net, x, *a))[1]
+        )
     tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-7)
     tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
     tiny["evaluation"].update({"runs": 1, "epochs": 2})
