@@ -15,7 +15,7 @@ from accelerate import Accelerator
 
 from ..core.config import RecipeError
 from ..data.sources import load_real_data
-from ..evaluation import RunResult, evaluate_synsets, random_real_stages, whole_data_reference
+from ..evaluation import RunResult, evaluate_run
 from ..hub.card import render_card
 from ..hub.figures import save_accuracy_curve, save_grid
 from ..hub.push import Pusher, check_access
@@ -65,9 +65,7 @@ def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:
         }
         save_accuracy_curve(curves, folder.curve, title=f"{Path(rec.dataset.path).name}")
     results = {
-        "distilled": [list(s) for s in result.distilled],
-        "random_real": [list(s) for s in result.random_real],
-        "whole_data": list(result.whole_data) if result.whole_data else None,
+        **result.to_json(),
         "ipc_cumulative": ipc_cum,
         "eval_mode": rec.evaluation.mode,
         "eval_runs": rec.evaluation.runs,
@@ -92,6 +90,22 @@ def write_card(ctx: RunContext, rec: Recipe, folder: RunFolder, results: dict | 
         versions(),
         repo_id=rec.output.repo_id,
     )
+
+
+def log_evaluation(accelerator: Accelerator, result: RunResult, model: str) -> None:
+    """The evaluation curves per stage (step = stage number) to the trackers: each model's accuracy, random real's,
+    and DD-Ranking's scores."""
+    for k, (mean, _) in enumerate(result.distilled, start=1):
+        values = {"test_accuracy": mean, f"evaluation/{model}/test_accuracy": mean}
+        if k <= len(result.random_real):
+            values[f"evaluation/{model}/random_real_accuracy"] = result.random_real[k - 1][0]
+        for name, r in result.models.items():
+            values[f"evaluation/{name}/test_accuracy"] = r["distilled"][k - 1][0]
+            if r["random_real"]:
+                values[f"evaluation/{name}/random_real_accuracy"] = r["random_real"][k - 1][0]
+        score = result.scores()[k - 1]
+        values.update({f"evaluation/{model}/{s}": v for s, v in score.items() if v is not None})
+        accelerator.log(values, step=k)
 
 
 def flat_config(d: dict, prefix: str = "") -> dict:
@@ -132,17 +146,9 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
         stages = engine.run()
     finally:
         engine.folder.unlock()
-    result = RunResult(folder.path, stages)
-    result.distilled = evaluate_synsets(ctx, ev, recipe.seed, stages)
-    if ev.random_real:
-        ipcs, epochs = [s.meta["ipc"] for s in stages], [s.meta["epochs"] for s in stages]
-        rand = random_real_stages(ctx, recipe.seed, ipcs, epochs, ev.lr)
-        result.random_real = evaluate_synsets(ctx, ev, recipe.seed, rand, salt=1)
-    if ev.whole_data:
-        result.whole_data = whole_data_reference(ctx, ev, recipe.seed)
+    result = evaluate_run(ctx, ev, recipe.seed, stages, folder.path)
     result.seconds = time.perf_counter() - t0
-    for k, (mean, _) in enumerate(result.distilled, start=1):
-        accelerator.log({"test_accuracy": mean}, step=k)
+    log_evaluation(accelerator, result, recipe.model.name)
     accelerator.end_training()
     finish(ctx, recipe, result)
     if pusher is not None and pusher.push_final():

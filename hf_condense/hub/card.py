@@ -7,13 +7,15 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import datasets
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..core.io import atomic_path
 from ..data.formation import formation_factor_of
 from ..data.sources import DIGITS
-from ..stages.run_folder import RunFolder, configs_entries, grid_name, stage_name
+from ..stages.recipe import is_local_path, public_recipe
+from ..stages.run_folder import RunFolder, configs_entries, grid_name, stage_dataset, stage_files, stage_name
 
 BIBTEX = {
     "pdd": "@inproceedings{chen2024pdd,\n  title={Data Distillation Can Be Like Vodka: Distilling More Times For "
@@ -55,6 +57,43 @@ def source_license(path: str) -> str | None:
     return lic if isinstance(lic, str) or lic is None else ", ".join(lic)
 
 
+def project_url() -> str | None:
+    """The project URL the installed package declares (pyproject `[project.urls]`); None when it declares none."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("hf_condense").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    return urls[0].split(",", 1)[1].strip() if urls else None
+
+
+def source_reference(path: str) -> tuple[str, str | None, list[str] | None]:
+    """(how the card names the source, its page when one exists, `source_datasets`): a Hub id links its Hub page and
+    is listed; a local folder is named by its folder name only and the bundled digits by what they are."""
+    if path == DIGITS:
+        return "scikit-learn's bundled 8x8 digits (UCI optical digits)", None, None
+    if is_local_path(path):
+        return f"a local copy named {Path(path).name}", None, None
+    return path, f"https://huggingface.co/datasets/{path}", [path]
+
+
+def dataset_infos(folder: Path, stage_metas: list[dict]) -> datasets.info.DatasetInfosDict:
+    """Features and split sizes of every stage config, read from the stage files themselves (`dataset_info`)."""
+    infos = datasets.info.DatasetInfosDict()
+    for m in stage_metas:
+        stage_dir = folder / stage_name(m["stage"])
+        ds = stage_dataset(stage_dir, m)
+        size = ds.data.nbytes
+        splits = datasets.SplitDict()
+        splits.add(datasets.SplitInfo(name="train", num_bytes=size, num_examples=len(ds)))
+        download = sum(f.stat().st_size for f in stage_files(stage_dir, m))
+        infos[stage_name(m["stage"])] = datasets.DatasetInfo(
+            features=ds.features, splits=splits, download_size=download, dataset_size=size
+        )
+    return infos
+
+
 def template_path() -> str:
     return str(resources.files("hf_condense") / "templates" / "model_card_template.md")
 
@@ -68,6 +107,14 @@ def _size_category(n: int) -> str:
 
 def _pct(score) -> str:
     return f"{100 * score[0]:.2f} ± {100 * score[1]:.2f}" if score else "–"
+
+
+def _pts(value) -> str:
+    return f"{100 * value:+.2f}" if value is not None else "–"
+
+
+def _at(values: list | None, i: int):
+    return values[i] if values and i < len(values) else None
 
 
 def render_card(
@@ -86,6 +133,7 @@ def render_card(
     stages = [m["stage"] for m in stage_metas]
     results = results or {}
     accs, rand = results.get("distilled", []), results.get("random_real", [])
+    scores, models = results.get("scores") or [], results.get("models") or {}
     src = recipe.dataset.path
     method = recipe.method.name
     scheme = recipe.stages.scheme if recipe.stages.count > 1 else None
@@ -101,17 +149,26 @@ def render_card(
                 "num_images": m["num_images"],
                 "lr": f"{m['lr']:.4g}",
                 "epochs": m["epochs"],
-                "acc": _pct(accs[i] if i < len(accs) else None),
-                "random": _pct(rand[i] if i < len(rand) else None),
+                "acc": _pct(_at(accs, i)),
+                "random": _pct(_at(rand, i)),
+                "ior": _pts((_at(scores, i) or {}).get("ior")),
+                "hlr": _pts((_at(scores, i) or {}).get("hlr")),
+                "lrs": f"{lrs:.3f}" if (lrs := (_at(scores, i) or {}).get("lrs")) is not None else "–",
+                "models": [
+                    f"{_pct(_at(r.get('distilled'), i))} ({_pts(_at(r.get('ior'), i))})" for r in models.values()
+                ],
                 "grid": grid if run.grid(m["stage"]).exists() else None,
             }
         )
     total = sum(m["num_images"] for m in stage_metas)
+    source_name, source_url, source_datasets = source_reference(src)
     data = DatasetCardData(
         license=source_license(src),
+        annotations_creators=["machine-generated"],
         task_categories=["image-classification"],
+        task_ids=["multi-class-image-classification"],
         size_categories=_size_category(total),
-        source_datasets=[src],
+        source_datasets=source_datasets,
         pretty_name=f"{Path(src).name} distilled ({method}{', ' + scheme if scheme else ''})",
         tags=["dataset-distillation", "hf-condense", method] + ([scheme] if scheme else []),
         configs=configs_entries(stage_metas),
@@ -123,12 +180,21 @@ def render_card(
             "recipe_hash": recipe.distill_hash(),
         },
     )
+    infos = dataset_infos(run.path, stage_metas)
+    infos.to_dataset_card_data(data)
+    soft = any("soft_label" in info.features for info in infos.values())
     card = DatasetCard.from_template(
         data,
         template_path=template_path(),
         pretty_name=data.pretty_name,
-        source_id=src,
-        source_url=src if Path(src).exists() else f"https://huggingface.co/datasets/{src}",
+        source_name=source_name,
+        source_url=source_url,
+        project_url=project_url(),
+        class_names=", ".join(class_names),
+        soft_labels=soft,
+        model_names=list(models),
+        has_scores=bool(scores),
+        has_hlr=any(s.get("hlr") is not None for s in scores),
         total_images=total,
         ipc_total=cum,
         num_classes=len(class_names),
@@ -144,9 +210,9 @@ def render_card(
         eval_mode=recipe.evaluation.mode,
         whole_data=_pct(results.get("whole_data")) if results.get("whole_data") else None,
         has_plot=run.curve.exists(),
-        repo_id=repo_id or str(run.path),
+        repo_id=repo_id or run.path.name,
         last_stage=stage_name(stages[-1]) if stages else "stage_1",
-        recipe_yaml=yaml.safe_dump(recipe.to_dict(), sort_keys=False).strip(),
+        recipe_yaml=yaml.safe_dump(public_recipe(recipe.to_dict()), sort_keys=False).strip(),
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) + f", Python {platform.python_version()}",
         bibtex=[BIBTEX[k] for k in (scheme, method, "dsa") if k in BIBTEX],
     )

@@ -8,14 +8,16 @@ retries the upload alone, which also serves folders made earlier.
 from __future__ import annotations
 
 import logging
+from fnmatch import fnmatch
 from pathlib import Path
 
-from huggingface_hub import HfApi
+import yaml
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from ..core.config import RecipeError
-from ..stages.recipe import repo_id_errors
-from ..stages.run_folder import FINAL_FILES, TOP_FILES, list_stages, stage_name, stage_patterns
+from ..stages.recipe import public_recipe, repo_id_errors
+from ..stages.run_folder import FINAL_FILES, RECIPE, TOP_FILES, list_stages, stage_name, stage_patterns
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +83,23 @@ class Pusher:
         if not self._created:
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
             self._created = True
-        self.api.upload_folder(
-            folder_path=self.folder,
-            repo_id=self.repo_id,
-            repo_type="dataset",
-            allow_patterns=patterns,
-            commit_message=message,
+        self.api.create_commit(
+            repo_id=self.repo_id, repo_type="dataset", operations=self.operations(patterns), commit_message=message
         )
+
+    def operations(self, patterns: list[str]) -> list[CommitOperationAdd]:
+        """The folder's files that match `patterns`; recipe.yaml in its public form (no local paths)."""
+        ops = []
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            rel = path.relative_to(self.folder).as_posix()
+            if not any(fnmatch(rel, pat) for pat in patterns):
+                continue
+            if rel == RECIPE:
+                public = yaml.safe_dump(public_recipe(yaml.safe_load(path.read_text())), sort_keys=False)
+                ops.append(CommitOperationAdd(rel, public.encode()))
+            else:
+                ops.append(CommitOperationAdd(rel, str(path)))
+        return ops
 
     def _safe_commit(self, patterns: list[str], message: str) -> bool:
         if self.failed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from functools import cached_property
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -44,6 +45,16 @@ def versions() -> dict[str, str]:
         "timm": timm.__version__,
         "huggingface_hub": huggingface_hub.__version__,
     }
+
+
+def public_command(argv: list[str]) -> str:
+    """The command line as run.json records it (it is uploaded): absolute paths by their last component only."""
+
+    def short(token: str) -> str:
+        key, eq, value = token.rpartition("=") if "=" in token else ("", "", token)
+        return f"{key}{eq}{Path(value).name}" if Path(value).is_absolute() else token
+
+    return " ".join(short(t) for t in argv)
 
 
 def make_context(
@@ -93,7 +104,7 @@ class StageEngine:
         if errors:
             raise RecipeError(errors)
         if self.is_main:
-            info = {"versions": versions(), "command": " ".join(sys.argv), "threads": torch.get_num_threads()}
+            info = {"versions": versions(), "command": public_command(sys.argv), "threads": torch.get_num_threads()}
             if "label_remap" in self.ctx.data.source:  # the stages' label ids against the source's
                 info["label_remap"] = self.ctx.data.source["label_remap"]
             notes = self.folder.start(

@@ -7,6 +7,7 @@ dotted path, the bad value and what is allowed, before any download or compute s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 from ..core.config import RecipeError, apply_overrides, describe, opt, parse_dataclass, suggest
 from ..data.augment import AugmentConfig, parse_strategy
 from ..data.preprocess import PreprocessConfig
-from ..data.sources import DatasetConfig, RealData
+from ..data.sources import DIGITS, DatasetConfig, RealData
 from ..methods import METHODS, MethodConfig, Probe
 from ..models import ModelConfig, build_model, model_names
 from ..models.training import TrainSchedule
@@ -98,7 +99,11 @@ class EvalConfig:
     random_real: bool = opt(True, help="Also train on random real images of the same budget.")
     whole_data: bool = opt(False, help="Also train on the whole train split.")
     whole_data_epochs: int = opt(30, min=1, help="Epochs for the whole-data reference.")
-    models: list[str] = opt(default_factory=list, help="Extra timm names to evaluate on (cross-architecture).")
+    models: list[str] = opt(
+        default_factory=list,
+        help="Other architectures (ConvNet or timm names) trained on every stage beside the run's model, with random "
+        "real images too when random_real is on: the cross-architecture columns of the table, results and card.",
+    )
     test_batch_size: int = opt(1024, min=1, help="Batch size for test-set inference.")
     every: int = opt(
         0, min=0, help="During distillation, test the images every this many iterations (0: never); logged."
@@ -280,6 +285,8 @@ def data_errors(recipe: Recipe, data: RealData) -> list[str]:
     if len(data.test_y) == 0:
         return [f"dataset.test_split: split {recipe.dataset.test_split!r} has no example of the train classes"]
     errors = model_errors(recipe.model, data)
+    for name in recipe.evaluation.models:  # cross-architecture models train on the same images
+        errors += [e.replace("model.name", "evaluation.models") for e in model_errors(ModelConfig(name=name), data)]
     smallest = int(counts.min())
     st = recipe.stages
     per_stage = [st.ipc_of(i) for i in range(1, st.count + 1)]
@@ -350,6 +357,24 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+
+
+def is_local_path(path: str) -> bool:
+    return Path(path).expanduser().exists() or Path(path).is_absolute()
+
+
+def public_recipe(d: dict) -> dict:
+    """A recipe dict as it may be published: no local paths (a local dataset folder and the output folder by their
+    names only, no cache folder). Hub ids and everything that shapes the images are kept."""
+    d = copy.deepcopy(d)
+    ds, out = d.get("dataset", {}), d.get("output", {})
+    if isinstance(ds.get("path"), str) and ds["path"] != DIGITS and is_local_path(ds["path"]):
+        ds["path"] = Path(ds["path"]).name
+    if isinstance(out.get("dir"), str):
+        out["dir"] = Path(out["dir"]).name
+    if out.get("cache_dir") is not None:
+        out["cache_dir"] = None
+    return d
 
 
 def recipe_reference() -> str:
