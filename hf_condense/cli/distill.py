@@ -7,6 +7,7 @@ the card and figures, upload when asked, and print the table.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..core.config import RecipeError
 from ..data.sources import load_real_data
 from ..evaluation import RunResult, evaluate_run
 from ..hub.card import render_card
-from ..hub.figures import save_accuracy_curve, save_grid
+from ..hub.figures import save_accuracy_curve, save_grid, save_overview
 from ..hub.push import Pusher, check_access
 from ..methods import SynSet
 from ..methods.context import RunContext, make_accelerator
@@ -55,15 +56,14 @@ def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:
     if not ctx.accelerator.is_main_process:
         return
     folder = RunFolder(result.folder)
-    for i, s in enumerate(result.stages, start=1):
-        save_grid(ctx.preprocessor.to_pixels(s.images), s.labels, ctx.num_classes, folder.grid(i))
+    names = ctx.data.class_names
+    pixels = [(ctx.preprocessor.to_pixels(s.images), s.labels) for s in result.stages]
+    for i, (px, y) in enumerate(pixels, start=1):
+        save_grid(px, y, names, folder.grid(i), title=f"stage {i}")
+    save_overview(pixels, names, folder.overview)
     ipc_cum = [sum(rec.stages.ipc_of(j) for j in range(1, i + 1)) for i in range(1, len(result.stages) + 1)]
     if result.distilled:
-        curves = {
-            rec.method.name: [(c, *s) for c, s in zip(ipc_cum, result.distilled)],
-            "random real": [(c, *s) for c, s in zip(ipc_cum, result.random_real)],
-        }
-        save_accuracy_curve(curves, folder.curve, title=f"{Path(rec.dataset.path).name}")
+        save_accuracy_curve(accuracy_curves(rec, result, ipc_cum), folder.curve, title=Path(rec.dataset.path).name)
     results = {
         **result.to_json(),
         "ipc_cumulative": ipc_cum,
@@ -76,6 +76,20 @@ def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:
     }
     folder.write_results(results)
     write_card(ctx, rec, folder, results)
+
+
+def accuracy_curves(rec: Recipe, result: RunResult, ipc_cum: list[int]) -> dict[str, list]:
+    """The accuracy plot's lines: the method on each evaluated model, and random real images on each."""
+
+    def pts(scores):
+        return [(c, *s) for c, s in zip(ipc_cum, scores)]
+
+    curves = {f"{rec.method.name} ({rec.model.name})": pts(result.distilled)}
+    curves[f"random real ({rec.model.name})"] = pts(result.random_real)
+    for name, r in result.models.items():
+        curves[f"{rec.method.name} ({name})"] = pts(r["distilled"])
+        curves[f"random real ({name})"] = pts(r["random_real"])
+    return curves
 
 
 def write_card(ctx: RunContext, rec: Recipe, folder: RunFolder, results: dict | None) -> None:
@@ -125,6 +139,9 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     """Distil, evaluate and report one recipe; returns the stages and their scores."""
     out = recipe.output
     folder = RunFolder(out.dir)
+    if "wandb" in out.log_with and "WANDB_DIR" not in os.environ:  # beside tensorboard's, not in the working dir
+        folder.logs.mkdir(parents=True, exist_ok=True)
+        os.environ["WANDB_DIR"] = str(folder.logs)
     accelerator = accelerator or make_accelerator(log_with=out.log_with or None, project_dir=folder.logs)
     t0 = time.perf_counter()
     ctx = prepare(recipe, accelerator)

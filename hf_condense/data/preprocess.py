@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kornia
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -24,6 +25,29 @@ class PreprocessConfig:
     normalize: bool = opt(True, help="Per-channel mean/std normalisation (ignored when zca is on, as in MTT).")
     zca: bool = opt(False, help="ZCA whitening fitted on the train split in [0, 1] (kornia).")
     zca_eps: float = opt(0.1, gt=0, help="ZCA regulariser (MTT uses 0.1).")
+
+
+def as_image_tensor(images, channels: int) -> torch.Tensor:
+    """An N x C x H x W tensor from a tensor (as is), a numpy array (N x C x H x W, N x H x W x C, or N x H x W for
+    one channel) or PIL images (one or a sequence, converted to the run's L or RGB mode)."""
+    if isinstance(images, torch.Tensor):
+        return images
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, list | tuple) and images and isinstance(images[0], Image.Image):
+        images = np.stack([np.asarray(im.convert("L" if channels == 1 else "RGB")) for im in images])
+    arr = np.asarray(images)
+    if arr.ndim == 3 and channels == 1:
+        arr = arr[:, None]
+    elif arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"images: expected N x C x H x W (or N x H x W x C), got shape {arr.shape}")
+    if arr.shape[1] != channels and arr.shape[-1] == channels:
+        arr = arr.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 class Preprocessor:
@@ -49,14 +73,20 @@ class Preprocessor:
             return cls("zca", mean, std, state)
         return cls("normalize" if cfg.normalize else "none", mean, std)
 
-    def __call__(self, images: torch.Tensor, batch: int = 8192) -> torch.Tensor:
-        """uint8 (or [0, 1] float) N x C x H x W -> model input space, float32."""
+    def __call__(self, images, batch: int = 8192) -> torch.Tensor:
+        """uint8 (or [0, 1] float) N x C x H x W -> model input space, float32. Also takes numpy arrays (N x C x H x
+        W, or N x H x W x C / N x H x W as `datasets` and PIL give them) and PIL images (one, or a list)."""
+        images = as_image_tensor(images, self.channels)
         out = torch.empty(images.shape, dtype=torch.float32)
         for i in range(0, len(images), batch):
             x = images[i : i + batch]
             x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             out[i : i + batch] = self._forward(x)
         return out
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "zca":

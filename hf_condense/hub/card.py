@@ -15,7 +15,7 @@ from ..core.io import atomic_path
 from ..data.formation import formation_factor_of
 from ..data.sources import DIGITS
 from ..stages.recipe import is_local_path, public_recipe
-from ..stages.run_folder import RunFolder, configs_entries, grid_name, stage_dataset, stage_files, stage_name
+from ..stages.run_folder import OVERVIEW, RunFolder, configs_entries, grid_name, stage_dataset, stage_files, stage_name
 
 BIBTEX = {
     "pdd": "@inproceedings{chen2024pdd,\n  title={Data Distillation Can Be Like Vodka: Distilling More Times For "
@@ -210,6 +210,7 @@ def render_card(
         eval_mode=recipe.evaluation.mode,
         whole_data=_pct(results.get("whole_data")) if results.get("whole_data") else None,
         has_plot=run.curve.exists(),
+        overview=OVERVIEW if run.overview.exists() else None,
         repo_id=repo_id or run.path.name,
         last_stage=stage_name(stages[-1]) if stages else "stage_1",
         recipe_yaml=yaml.safe_dump(public_recipe(recipe.to_dict()), sort_keys=False).strip(),

@@ -109,8 +109,17 @@ def resolve(source: str | Path, revision: str | None = None) -> Path:
     if Path(source).is_dir():
         return Path(source)
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
 
-    return Path(snapshot_download(str(source), repo_type="dataset", revision=revision, allow_patterns=REPLAY_FILES))
+    nowhere = f"{source}: neither a local folder nor a Hub dataset"
+    try:
+        return Path(
+            snapshot_download(str(source), repo_type="dataset", revision=revision, allow_patterns=REPLAY_FILES)
+        )
+    except HFValidationError:
+        raise FileNotFoundError(f"{nowhere} id (namespace/name): no such folder here") from None
+    except Exception as e:  # not found, gated, offline, no network: the Hub's own reason in brackets
+        raise FileNotFoundError(f"{nowhere} that can be reached ({type(e).__name__}); no such folder here") from None
 
 
 def load_progressive(source: str | Path, revision: str | None = None) -> ProgressiveSet:

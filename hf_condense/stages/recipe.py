@@ -130,7 +130,10 @@ class OutputConfig:
     private: bool = opt(False, help="Create the Hub repo as private.")
     cache_dir: str | None = opt(None, help="Cache for experts, ZCA and scores (default ~/.cache/hf_condense).")
     log_with: list[str] = opt(
-        default_factory=list, help="Accelerate trackers for losses and periodic tests: tensorboard, wandb, ..."
+        default_factory=list,
+        help="Accelerate trackers (tensorboard, wandb, ...; `pip install hf_condense[trackers]`) under <dir>/logs: "
+        "distillation losses, periodic tests, experts' and evaluation networks' per-epoch loss and accuracy, and the "
+        "per-stage accuracies and DD-Ranking scores.",
     )
 
 
@@ -216,7 +219,9 @@ def tracker_errors(names: list[str]) -> list[str]:
                 f"output.log_with: {name!r} is not an Accelerate tracker{suggest(name, LOGGER_TYPE_TO_CLASS)}"
             )
         elif name not in available:
-            errors.append(f"output.log_with: {name!r} is not installed here (pip install {name})")
+            errors.append(
+                f"output.log_with: {name!r} is not installed here (pip install {name}, or hf_condense[trackers])"
+            )
     return errors
 
 

@@ -67,6 +67,9 @@ FINAL_FILES = [*TOP_FILES, RESULTS, FORGETTING, CURVE, f"{IMAGES}/*.png"]
 REPLAY_FILES = [CARD, PREPROCESSING, RECIPE, RESULTS, "stage_*/*"]
 
 
+OVERVIEW = f"{IMAGES}/overview.png"  # every stage's grid side by side
+
+
 def grid_name(k: int) -> str:
     """Stage k's image grid, relative to the folder (as the card links it)."""
     return f"{IMAGES}/{stage_name(k)}.png"
@@ -120,6 +123,10 @@ class RunFolder:
     @property
     def logs(self) -> Path:
         return self.path / LOGS
+
+    @property
+    def overview(self) -> Path:
+        return self.path / OVERVIEW
 
     def grid(self, k: int) -> Path:
         return self.path / grid_name(k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 
@@ -55,3 +56,53 @@ def test_losses_and_periodic_tests_reach_the_trackers(tiny, capsys):
         assert f"\n{phase}: " in f"\n{out}" and f"\n{phase}: done in " in f"\n{out}", phase
     assert "Creating parquet" not in err  # datasets' own bars stay quiet
     assert {k for _, k in keys} >= {"experts/loss", "experts/accuracy", "evaluation_distilled_convnet_d2w16/loss"}
+
+
+def _tags(logdir) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in logdir.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
+def test_tensorboard_on_a_fresh_folder_and_on_resume(tiny, tmp_path):
+    pytest.importorskip("tensorboard")
+    tiny["method"] = tiny_mtt(iterations=4)
+    tiny["stages"] = {"count": 2, "ipc": 1}
+    tiny["evaluation"].update({"runs": 1, "epochs": 3, "random_real": True})
+    tiny["output"]["log_with"] = ["tensorboard"]
+    from hf_condense.methods.context import make_accelerator
+
+    def run():  # a fresh accelerator each time, as a new command would have
+        from hf_condense.stages.run_folder import RunFolder
+
+        acc = make_accelerator(log_with=["tensorboard"], project_dir=RunFolder(tmp_path / "out").logs)
+        return hf_condense.run(hf_condense.load_recipe(tiny), acc)
+
+    run()
+    tags = _tags(tmp_path / "out" / "logs")
+    want = {"stage_1/loss", "stage_2/alpha", "experts/loss", "experts/accuracy", "test_accuracy"}
+    want |= {"evaluation/convnet_d2w16/test_accuracy", "evaluation/convnet_d2w16/ior"}
+    want |= {"evaluation_distilled_convnet_d2w16/loss", "transition_experts_after_stage_1/loss"}
+    assert want <= tags, want - tags
+    tiny["stages"]["count"] = 3  # resume the same folder with one more stage
+    run()
+    assert "stage_3/loss" in _tags(tmp_path / "out" / "logs")
+
+
+def test_wandb_offline_on_a_fresh_folder(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    tiny["method"] = tiny_mtt(iterations=3)
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"].update({"runs": 1, "epochs": 2})
+    tiny["output"]["log_with"] = ["wandb"]
+    hf_condense.run(hf_condense.load_recipe(tiny))
+    runs = list((tmp_path / "out" / "logs").rglob("*.wandb"))  # under the run's logs, not the working folder
+    assert runs and runs[0].stat().st_size > 0

@@ -118,3 +118,16 @@ def test_normalisation_statistics(digits):
     pre = Preprocessor.fit(PreprocessConfig(), digits.train_x)
     x = pre(digits.train_x)
     assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2
+
+
+def test_preprocessor_takes_numpy_arrays_and_pil_images(digits):
+    from PIL import Image
+
+    pre = Preprocessor.fit(PreprocessConfig(), digits.train_x)
+    x = digits.train_x[:4]
+    want = pre(x)
+    assert torch.equal(pre(x.numpy()), want)  # N x C x H x W
+    assert torch.equal(pre(x.permute(0, 2, 3, 1).numpy()), want)  # N x H x W x C, as `datasets` gives them
+    assert torch.equal(pre(x[:, 0].numpy()), want)  # N x H x W, one channel
+    pil = [Image.fromarray(a) for a in x[:, 0].numpy()]
+    assert torch.equal(pre(pil), want) and torch.equal(pre(pil[0]), want[:1])

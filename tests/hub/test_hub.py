@@ -203,3 +203,12 @@ def test_real_hub_round_trip(tiny, accelerator, monkeypatch):
         assert torch.equal(ps.stages[-1].synset().images, result.stages[-1].images)
     finally:
         HfApi().delete_repo(repo, repo_type="dataset", missing_ok=True)
+
+
+def test_evaluate_on_a_path_that_is_nowhere_says_so(tmp_path, capsys):
+    assert evaluate_cli.main([str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"error: {tmp_path / 'missing'}: neither a local folder nor a Hub dataset id (namespace/name): no such folder here"
+    )
