@@ -208,7 +208,5 @@ def test_real_hub_round_trip(tiny, accelerator, monkeypatch):
 def test_evaluate_on_a_path_that_is_nowhere_says_so(tmp_path, capsys):
     assert evaluate_cli.main([str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.strip()
-        == f"error: {tmp_path / 'missing'}: neither a local folder nor a Hub dataset id (namespace/name): no such folder here"
-    )
+    want = "neither a local folder nor a Hub dataset id (namespace/name): no such folder here"
+    assert err.strip() == f"error: {tmp_path / 'missing'}: {want}"
