@@ -110,14 +110,20 @@ class StageTask:
     conditioning: bool  # earlier stages are fixed inputs of the student
     transition: bool  # match dynamics that start from weights trained on the earlier stages
     boost_beta: float  # earlier stages keep training at lr x beta (0: frozen)
-    pool: list[torch.Tensor]  # per class, the real train indices this stage may draw from
+    pool: list[torch.Tensor]  # per class, the real train indices this stage's matching draws on (experts, batches)
     seed: int
     train: TrainSchedule = TrainSchedule()  # the protocol's schedule: transitions, inner trainings, default lr
     run_seed: int = 0  # the run's seed (cache keys of experts and embeddings)
     checkpoint_dir: Path | None = None  # where a long stage keeps its resumable state
     earlier_pools: list[list[torch.Tensor]] = field(default_factory=list)  # the pools of stages 1..stage-1
     probe: Probe = Probe()
+    init_pool: list[torch.Tensor] | None = None  # per class, where its initial (or selected) real images come from
     experts: Any = None  # what the distiller's `prepare_experts` built for this stage (methods that need experts)
+
+    @property
+    def start_pool(self) -> list[torch.Tensor]:
+        """Per class, the real images a stage's images start from (a coreset: are selected from); default `pool`."""
+        return self.init_pool if self.init_pool is not None else self.pool
 
     @property
     def context_set(self) -> list[SynSet]:

@@ -151,7 +151,7 @@ class CoresetDistiller:
         )
         g = torch.Generator().manual_seed(task.seed)
         picks = []
-        for c, pool in enumerate(task.pool):
+        for c, pool in enumerate(task.start_pool):
             prior = taken[self.ctx.train_y[taken] == c] if len(taken) else taken
             free = pool[~torch.isin(pool, prior)]
             picks.append(self.selector(self, task, free, pool, prior, task.ipc, g))

@@ -114,8 +114,8 @@ def band_hint(pool: list[torch.Tensor], n: int) -> str:
         return ""
     return (
         f"; this stage's experts trained on {len(real)} of {n} real examples (its forgetting band), which move them "
-        "little and inflate the matching loss: a wider stages.forgetting_band or "
-        "stages.curriculum=forgetting_quantile gives them more"
+        "little and inflate the matching loss: stages.curriculum_scope=init (experts on all data), a wider "
+        "stages.forgetting_band or stages.curriculum=forgetting_quantile gives them more"
     )
 
 

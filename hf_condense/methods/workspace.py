@@ -31,9 +31,9 @@ def init_images(
     n = task.ipc * factor**2
     if mode == "herding":  # greedy mean matching in the features of a network trained one epoch on real data
         feats, none = embedding_features(ctx, 1, task.run_seed), torch.empty(0, dtype=torch.long)
-        picks = [pool[herding(feats[pool], n, none)] for pool in task.pool]
+        picks = [pool[herding(feats[pool], n, none)] for pool in task.start_pool]
     else:
-        picks = [pool[torch.randperm(len(pool), generator=g)[:n]] for pool in task.pool]
+        picks = [pool[torch.randperm(len(pool), generator=g)[:n]] for pool in task.start_pool]
     return torch.cat([encode(ctx.train_x[p], factor) for p in picks]), labels
 
 

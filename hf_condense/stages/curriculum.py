@@ -26,7 +26,7 @@ def stage_pool(
         return ctx.class_indices
     if st.curriculum == "forgetting_quantile":
         return quantile_pools(scores, ctx.class_indices, stage, st.count, st.ipc_of(stage), seed)
-    return band_pools(scores, ctx.class_indices, stage, st.forgetting_band, st.ipc_of(stage))
+    return band_pools(scores, ctx.class_indices, stage, st.forgetting_band, st.ipc_of(stage), last=stage == st.count)
 
 
 def quantile_pools(
@@ -50,15 +50,15 @@ def quantile_pools(
 
 
 def band_pools(
-    scores: torch.Tensor, class_indices: list[torch.Tensor], stage: int, width: float, need: int
+    scores: torch.Tensor, class_indices: list[torch.Tensor], stage: int, width: float, need: int, last: bool = False
 ) -> list[torch.Tensor]:
-    """Per class, the examples with score in [width (stage-1), width stage); when fewer than `need` fall in the
-    band, the examples whose scores are nearest to it fill up the pool."""
-    lo, hi = width * (stage - 1), width * stage
+    """Per class, the examples with score in [width (stage-1), width stage), open-ended for the `last` stage; when
+    fewer than `need` fall in the band, the examples whose scores are nearest to it fill up the pool."""
+    lo, hi = width * (stage - 1), (float("inf") if last else width * stage)
     pools = []
     for idx in class_indices:
         s = scores[idx]
-        inside = (s >= lo) & (s < hi)
+        inside = (s >= lo) & ((s < hi) | last)
         if int(inside.sum()) >= need:
             pools.append(idx[inside])
             continue

@@ -135,12 +135,13 @@ class StageEngine:
             conditioning=st.use_conditioning,
             transition=st.use_transition,
             boost_beta=st.boost_beta if st.scheme == "boost" else 0.0,
-            pool=self.pools[k - 1],
+            pool=self.real_pools[k - 1],
+            init_pool=self.pools[k - 1],
             seed=seed_of_stage(self.recipe, k),
             train=ev.schedule(),
             run_seed=self.recipe.seed,
             checkpoint_dir=self.folder.checkpoint_dir(k),
-            earlier_pools=self.pools[: k - 1],
+            earlier_pools=self.real_pools[: k - 1],
             probe=ev.probe(),
         )
 
@@ -150,14 +151,33 @@ class StageEngine:
         st, seed = self.recipe.stages, self.recipe.seed
         return [stage_pool(self.ctx, st, seed, k, self.forgetting) for k in range(1, st.count + 1)]
 
+    @property
+    def real_pools(self) -> list[list[torch.Tensor]]:
+        """Per stage, the real data its matching sees: its band with `curriculum_scope: real`, else everything."""
+        if self.recipe.stages.curriculum_scope == "real":
+            return self.pools
+        return [self.ctx.class_indices] * self.recipe.stages.count
+
     @cached_property
     def forgetting(self) -> torch.Tensor | None:
         """The curriculum's forgetting scores (None without one), counted (or read from the cache) once per run."""
         return curriculum_scores(self.ctx, self.recipe.stages, self.recipe.seed)
 
-    def stage_meta(self, k: int, seconds: float, log: dict, pool: list[torch.Tensor]) -> dict:
+    def stage_meta(self, k: int, seconds: float, log: dict, task: StageTask) -> dict:
+        def fraction(pool: list[torch.Tensor]) -> float:
+            return round(sum(len(p) for p in pool) / len(self.ctx.train_y), 4)
+
+        st = self.recipe.stages
+        curriculum = {}
+        if st.curriculum != "none":  # which curriculum shaped the stage, and how much data each part drew on
+            curriculum = {"curriculum": {"kind": st.curriculum, "scope": st.curriculum_scope}}
+            curriculum["curriculum"]["init_fraction"] = fraction(task.start_pool)
+            if st.curriculum == "forgetting":
+                lo, hi = st.forgetting_band * (k - 1), st.forgetting_band * k
+                curriculum["curriculum"]["band"] = [lo, None if k == st.count else hi]
         return {
-            "real_fraction": round(sum(len(p) for p in pool) / len(self.ctx.train_y), 4),
+            **curriculum,
+            "real_fraction": fraction(task.pool),
             "ipc": self.recipe.stages.ipc_of(k),
             "epochs": self.recipe.evaluation.epochs,
             "method": self.recipe.method.name,
@@ -206,7 +226,7 @@ class StageEngine:
                 for j, syn in enumerate(out.previous, start=1):
                     self.write(j, syn, stages[j - 1].meta)
                 stages = list(out.previous)
-            self.write(k, out.stage, {**out.stage.meta, **self.stage_meta(k, seconds, out.log, task.pool)})
+            self.write(k, out.stage, {**out.stage.meta, **self.stage_meta(k, seconds, out.log, task)})
             stages.append(out.stage)
             if self.is_main:
                 self.folder.finish_stage(k)
@@ -214,6 +234,11 @@ class StageEngine:
                 f"stage {k}/{self.recipe.stages.count}: {len(out.stage.images)} images, "
                 f"lr {out.stage.lr:.4g}, {seconds:.1f}s, "
                 f"{100 * sum(len(p) for p in task.pool) / len(self.ctx.train_y):.0f}% of the real data"
+                + (
+                    f", initialised from {100 * sum(len(p) for p in task.start_pool) / len(self.ctx.train_y):.0f}%"
+                    if task.init_pool is not task.pool
+                    else ""
+                )
             )
             self.ctx.accelerator.wait_for_everyone()
             if self.on_stage is not None:

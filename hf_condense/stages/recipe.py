@@ -52,9 +52,14 @@ class StagesConfig:
         "none",
         help="forgetting: stage i draws only on real examples with forgetting score in "
         "[band x (i-1), band x i) (PDD section 4.2); forgetting_quantile: on the i-th of P equal slices of each "
-        "class ranked by score (for skewed scores); for MTT, the stage's experts train on them.",
+        "class ranked by score (for skewed scores); the last band is open-ended.",
     )
-    forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band.")
+    curriculum_scope: Literal["init", "real"] = opt(
+        "init",
+        help="init: the band only chooses the real images a stage's images start from (coresets: select from), as "
+        "the public PDD code does; real: it also restricts the real data the stage matches (experts, real batches).",
+    )
+    forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band (3 in the paper).")
     forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")
     overrides: list[dict[str, Any]] = opt(
         default_factory=list, help="Per-stage method overrides, one mapping per stage."
@@ -178,6 +183,8 @@ class Recipe:
         d["evaluation"] = dataclasses.asdict(self.evaluation.schedule())
         st = d["stages"]
         st.pop("count")
+        if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
+            st.pop("curriculum_scope")
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -264,9 +264,11 @@ def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, ac
     assert sorted(len(list(f.glob("expert_*.safetensors"))) for f in folders) == [1, 1, 2]
 
 
-def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, accelerator, tmp_path, monkeypatch):
-    """PDD section 4.2 for MTT: a stage's real data enters only through its experts, so their real epochs (base
-    experts for stage 1, transition experts after) see exactly the stage's forgetting band."""
+@pytest.mark.parametrize("scope", ["init", "real"])
+def test_forgetting_curriculum_scope(tiny, accelerator, tmp_path, monkeypatch, scope):
+    """PDD section 4.2 for MTT. `init` (default, the public code): the band only chooses the images a stage starts
+    from, its experts train on all real data; `real` (the paper's text): the experts' real epochs (base experts for
+    stage 1, transition experts after) see exactly the stage's band. The last band is open-ended."""
     from hf_condense.models.stacked import StackedNets
     from hf_condense.models.training import NetGroup
 
@@ -278,15 +280,20 @@ def test_forgetting_curriculum_trains_each_stages_experts_on_its_band(tiny, acce
         )
     tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-7)
     tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["stages"]["curriculum_scope"] = scope
     tiny["evaluation"].update({"runs": 1, "epochs": 2})
     hf_condense.run(load_recipe(tiny), accelerator)
     epochs = 2 + 1  # max_start_epoch + expert_epochs
-    sizes = []
-    for k in (1, 2):
-        fraction = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())["real_fraction"]
-        assert 0 < fraction < 1
-        sizes.append(round(fraction * 1437))
-    assert seen == [sizes[0]] * epochs + [sizes[1]] * epochs
+    metas = [json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text()) for k in (1, 2)]
+    bands = [round(m["curriculum"]["init_fraction"] * 1437) for m in metas]
+    assert all(0 < b < 1437 for b in bands) and [m["curriculum"]["band"] for m in metas] == [[0.0, 1.0], [1.0, None]]
+    assert all(m["curriculum"]["scope"] == scope for m in metas)
+    if scope == "real":
+        assert [round(m["real_fraction"] * 1437) for m in metas] == bands
+        assert seen == [bands[0]] * epochs + [bands[1]] * epochs
+    else:
+        assert [m["real_fraction"] for m in metas] == [1.0, 1.0]
+        assert seen == [1437] * (2 * epochs)
 
 
 def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerator, tmp_path):
@@ -306,6 +313,7 @@ def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerat
 def test_a_stage_diverging_on_a_narrow_band_says_so(tiny, accelerator):
     tiny["method"] = tiny_mtt(iterations=2, num_experts=1, transition_epochs=1, lr_lr=1e-4)
     tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting", "forgetting_band": 1.0, "forgetting_epochs": 4}
+    tiny["stages"]["curriculum_scope"] = "real"  # experts on the band alone (the paper's text)
     tiny["evaluation"].update({"runs": 1, "epochs": 2})
     with pytest.raises(DivergenceError, match=r"lr_lr; this stage's experts trained on \d+ of 1437 real examples"):
         hf_condense.run(load_recipe(tiny), accelerator)

@@ -127,9 +127,9 @@ def test_forgetting_curriculum_restricts_each_stage_to_its_band(tiny, accelerato
     assert len(scores) == 1437  # one per digits train example
     for k, stage in enumerate(result.stages, start=1):
         meta = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())
-        assert 0 < meta["real_fraction"] < 1
+        assert 0 < meta["curriculum"]["init_fraction"] < 1 and meta["real_fraction"] == 1.0
         chosen = scores[stage.indices]
-        in_band = (chosen >= k - 1) & (chosen < k)
+        in_band = (chosen >= k - 1) & ((chosen < k) | (k == 2))  # the last band is open-ended
         assert in_band.float().mean() >= 0.5  # all in band, except classes whose band was too small
 
 
@@ -142,6 +142,7 @@ def test_band_pools_fill_small_bands_with_nearest_scores():
     assert band_pools(scores, idx, 2, 3.0, 1)[0].tolist() == [3]
     assert band_pools(scores, idx, 3, 3.0, 1)[0].tolist() == [4]
     assert sorted(band_pools(scores, idx, 2, 3.0, 2)[0].tolist()) == [3, 4]  # 7 is nearer to [3, 6) than 1
+    assert band_pools(scores, idx, 2, 3.0, 1, last=True)[0].tolist() == [3, 4, 5]  # the last band: [3, inf]
 
 
 def test_quantile_pools_partition_each_class_by_rank():
@@ -168,5 +169,5 @@ def test_quantile_curriculum_gives_each_stage_an_equal_share(tiny, accelerator, 
     result = hf_condense.run(load_recipe(tiny), accelerator)
     for k in (1, 2):
         meta = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())
-        assert abs(meta["real_fraction"] - 0.5) < 0.01
+        assert abs(meta["curriculum"]["init_fraction"] - 0.5) < 0.01
     assert not set(result.stages[0].indices.tolist()) & set(result.stages[1].indices.tolist())
