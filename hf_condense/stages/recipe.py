@@ -79,6 +79,7 @@ class StagesConfig:
 
 
 EvalMode = Literal["progressive", "union", "sequential"]
+SCHEME_EVAL_MODE = {"boost": "union"}  # a scheme's natural evaluation when the recipe names none
 EVAL_MODES: tuple[str, ...] = typing.get_args(EvalMode)  # for command lines that pick one
 
 
@@ -96,10 +97,11 @@ class EvalConfig:
     vectorize: bool = opt(
         False, help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU)."
     )
-    mode: EvalMode = opt(
-        "progressive",
+    mode: EvalMode | None = opt(
+        None,
         help="progressive: S1, then S1 u S2, ... carrying weights and optimiser state; "
-        "union: fresh network per cumulative union; sequential: S1, then S2 alone, ...",
+        "union: fresh network per cumulative union; sequential: S1, then S2 alone, ...; default: the scheme's own "
+        "(union for boost, whose paper evaluates each nested prefix from scratch; progressive otherwise).",
     )
     random_real: bool = opt(True, help="Also train on random real images of the same budget.")
     whole_data: bool = opt(False, help="Also train on the whole train split.")
@@ -361,6 +363,8 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
     errors: list[str] = []
     recipe = parse_dataclass(Recipe, data, "", errors)
     if not errors:
+        if recipe.evaluation.mode is None:
+            recipe.evaluation.mode = SCHEME_EVAL_MODE.get(recipe.stages.scheme, "progressive")
         errors += check_recipe(recipe)
     if errors:
         raise RecipeError(errors)

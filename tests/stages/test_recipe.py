@@ -129,3 +129,14 @@ def test_readme_recipe_reference_is_current():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert recipe_reference() in readme, "regenerate the README's recipe reference from recipe_reference()"
+
+
+def test_a_scheme_evaluates_in_its_own_mode_unless_the_recipe_says(tiny):
+    from hf_condense.stages.recipe import load_recipe
+
+    tiny["stages"] = {"count": 2, "ipc": 1, "scheme": "boost"}
+    tiny["evaluation"].pop("mode", None)
+    assert load_recipe(tiny).evaluation.mode == "union"  # Boost-DD evaluates each nested prefix from scratch
+    assert load_recipe(tiny, ["evaluation.mode=progressive"]).evaluation.mode == "progressive"
+    tiny["stages"]["scheme"] = "pdd"
+    assert load_recipe(tiny).evaluation.mode == "progressive"
