@@ -87,6 +87,8 @@ class ProgressiveSet:
                 "ipc": s.ipc,
                 "lr": s.lr,
                 "epochs": s.epochs,
+                "optimizer": s.meta.get("schedule", {}).get("optimizer", "sgd"),
+                "lr_decay": s.meta.get("schedule", {}).get("lr_decay", True),
                 "soft_labels": s.soft_labels,
                 "formation_factor": s.formation_factor,
             }

@@ -9,7 +9,7 @@ learns lr, learns labels) and never inspects its class.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,6 +79,11 @@ class SynSet:
     def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and (soft) labels a network trains on: multi-formation stages decoded."""
         return decode(self.images, self.training_labels(), self.formation_factor)
+
+    def schedule(self, base: TrainSchedule) -> TrainSchedule:
+        """The schedule this stage's images are meant for: `base` (the protocol's) with what the method that made
+        them declared (`meta["schedule"]`, e.g. RaT-BPTT's Adam without decay)."""
+        return replace(base, **self.meta.get("schedule", {}))
 
 
 def training_union(synsets: list[SynSet]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -159,7 +159,10 @@ class RunContext:
         """Per seed, the test accuracy after each stage of fresh networks trained on `synsets` under the protocol
         (progressive, union or sequential), split across processes. A stage's own `epochs` (in its metadata) wins
         over the schedule's. With `desc`, a phase with a bar over the networks' epochs, logged under that name."""
-        data = [StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs)) for s in synsets]
+        data = [
+            StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs), s.schedule(schedule))
+            for s in synsets
+        ]
 
         def mine(my_seeds: list[int]) -> list[list[float]]:
             epochs = len(my_seeds) * sum(d.epochs for d in data)

@@ -213,11 +213,11 @@ class ExpertStore:
         for level in range(1, len(stage_sets) + 1):
             union = stage_sets[:level]
             x, y = training_union(union)
-            lr = float(union[-1].lr)
+            lr, sched = float(union[-1].lr), union[-1].schedule(ev)  # the schedule those images are meant for
             starts = [self.trajectory(p, key, 0)[0] for p in paths]
             syn_hash = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
-            key = subset_key(content_key([key, syn_hash, lr, transition_epochs, ev.__dict__]), reals[level])
-            pretrain = (x, y, lr, transition_epochs, ev)
+            key = subset_key(content_key([key, syn_hash, lr, transition_epochs, sched.key()]), reals[level])
+            pretrain = (x, y, lr, transition_epochs, sched)
             desc = f"transition experts after stage {level}"
             paths = self.build(s, key, starts=starts, pretrain=pretrain, real=reals[level], desc=desc)
         return key, paths

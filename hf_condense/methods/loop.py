@@ -9,6 +9,8 @@ A method builds its learnable state and hands the loop its hooks:
   generator and restored on resume (`StateFile`);
 - **reduce across processes**: a step that computes only its process's share of the work (`ctx.share`) calls
   `reduce_shared` (or `backward_shared`) before returning, so that every process takes the same update;
+- **project** (optional): `project()`, run (without grad) after each update to put the state back in its domain
+  (RaT-BPTT's soft labels clamped at 0);
 - **check** (optional): `check() -> reason | None`, a divergence test after each update, besides non-finite losses
   and gradients, which the loop always catches;
 - **snapshot** (optional): `snapshot() -> SynSet`, the stage as it stands, for the periodic tests of `task.probe`.
@@ -118,6 +120,7 @@ class DistillLoop:
     optimizers: dict[str, torch.optim.Optimizer]
     generator: torch.Generator
     identity: dict = field(default_factory=dict)
+    project: Callable[[], None] | None = None
     check: Callable[[], str | None] | None = None
     postfix: Callable[[], dict] | None = None
     snapshot: Callable[[], SynSet] | None = None
@@ -154,6 +157,9 @@ class DistillLoop:
             if reason is None:
                 for o in self.optimizers.values():
                     o.step()
+                if self.project is not None:
+                    with torch.no_grad():
+                        self.project()
                 reason = self.check() if self.check is not None else None
             if reason:
                 with torch.no_grad():

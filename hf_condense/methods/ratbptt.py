@@ -1,10 +1,14 @@
 """RaT-BPTT: Embarrassingly Simple Dataset Distillation (Feng, Vedantam & Kempe, ICLR 2024).
 
-Each outer step trains a freshly initialised network on the synthetic set with Adam for N steps, N drawn uniformly
-in [window, horizon]; only the last `window` steps keep a graph (random truncation), and the meta-loss is the
-cross-entropy of the trained network on a real batch. Images (and, optionally, label logits) are updated by Adam;
-the meta-gradient is clipped at clip_factor x an EMA of its norm. Images start as unit-norm Gaussian noise.
-Learned labels are stored as soft labels (softmax of the logits) and used by evaluation.
+Each outer step trains a freshly initialised network on the synthetic set with Adam for N steps; only the last
+`window` steps keep a graph (random truncation), and the meta-loss is the cross-entropy of the trained network on a
+real batch. As the reference does: the real batches walk through the real data epoch by epoch (a shuffled pass of
+`batch_real` batches), N is drawn uniformly in [window, horizon] once per such epoch, and the real batch is augmented
+like the synthetic one. Images (and, optionally, labels) are updated by Adam; the EMA of the meta-gradient norm is
+updated first and the gradient then clipped at clip_factor x it. Images start as unit-norm Gaussian noise. Learned
+labels are raw non-negative scores (one-hot at the start, clamped at 0 after each update), stored as the stage's soft
+labels and trained on as they are. The images are meant for the inner loop's optimiser: the stage records the
+schedule Adam at `inner_lr` without lr decay (`EVAL_SCHEDULE`), which evaluation, transitions and replay use.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .loop import DistillLoop, loss_log
 from .workspace import Workspace
 
 BETAS, EPS = (0.9, 0.999), 1e-8
+EVAL_SCHEDULE = {"optimizer": "adam", "lr_decay": False, "weight_decay": 0.0}  # the paper's evaluation of its sets
 
 
 @dataclass
@@ -91,27 +96,32 @@ class RaTBPTTDistiller:
         ctx, dev = self.ctx, self.ctx.device
         g = torch.Generator().manual_seed(task.seed)
         ws = Workspace.build(ctx, task, cfg.init, g)
-        logits = (F.one_hot(ws.labels, ctx.num_classes).float() * 5.0).requires_grad_(cfg.learn_labels)
+        labels = F.one_hot(ws.labels, ctx.num_classes).float().requires_grad_(cfg.learn_labels)
         groups = ws.param_groups(cfg.lr_img, task.boost_beta)
         if cfg.learn_labels:
-            groups.append({"params": [logits], "lr": cfg.lr_label})
+            groups.append({"params": [labels], "lr": cfg.lr_label})
         opt_img = torch.optim.Adam(groups, lr=cfg.lr_img)
         net = FlatParams(ctx.make_model().to(dev))
         size = tuple(ws.images.shape[-2:])
         ctx_soft = F.one_hot(ws.ctx_y, ctx.num_classes).float()
         ema = torch.zeros(())  # EMA of the meta-gradient norm (kept in checkpoints)
         real_pool = torch.cat(task.pool)
-        learnable = ws.learnable() + ([logits] if cfg.learn_labels else [])
+        learnable = ws.learnable() + ([labels] if cfg.learn_labels else [])
+        per_epoch = max(1, len(real_pool) // cfg.batch_real)  # real batches per pass over the data (last one dropped)
 
-        def targets():
-            own = torch.softmax(logits, 1) if cfg.learn_labels else F.one_hot(ws.labels, ctx.num_classes).float()
-            return torch.cat([ctx_soft, own])
+        def real_epoch(e: int) -> tuple[torch.Tensor, int]:
+            """Epoch e of the real data: its shuffled order and its unroll length (a generator of its own, so that a
+            resumed stage redraws the same)."""
+            ge = torch.Generator().manual_seed(task.seed * 1_000_003 + e)
+            return torch.randperm(len(real_pool), generator=ge), int(
+                torch.randint(cfg.window, cfg.horizon + 1, (1,), generator=ge)
+            )
 
         def step(it: int) -> float:
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))
             p0 = FlatParams(ctx.make_model()).flatten().to(dev)
-            n = int(torch.randint(cfg.window, cfg.horizon + 1, (1,), generator=g))
-            x_all, y_all = ws.all_x, targets()
+            order, n = real_epoch(it // per_epoch)
+            x_all, y_all = ws.all_x, torch.cat([ctx_soft, labels])
             bs = min(cfg.batch_syn or len(y_all), len(y_all))
             draws = [torch.randperm(len(y_all), generator=g)[:bs].to(dev, non_blocking=True) for _ in range(n)]
             augs = [ctx.dsa.sample(bs, size, g) for _ in range(n)]
@@ -120,24 +130,30 @@ class RaTBPTTDistiller:
                 return ctx.dsa.apply(x_all[draws[i]], augs[i]), y_all[draws[i]]
 
             p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr, cfg.micro_batch)
-            xr_idx = real_pool[torch.randperm(len(real_pool), generator=g)[: cfg.batch_real]]
+            b = it % per_epoch
+            xr_idx = real_pool[order[b * cfg.batch_real : (b + 1) * cfg.batch_real]]
             xr = ctx.train_x[xr_idx].to(dev)
+            xr = ctx.dsa(xr, g) if ctx.dsa.enabled else xr  # both batches augmented, as the reference
             loss = F.cross_entropy(net(p, xr), ctx.train_y[xr_idx].to(dev))
             loss.backward(inputs=learnable)
             norm = torch.sqrt(sum((t.grad**2).sum() for t in learnable if t.grad is not None))
-            if torch.isfinite(norm):
-                first = float(ema) == 0
-                limit = float("inf") if first else cfg.clip_factor * float(ema)
+            if torch.isfinite(norm):  # the EMA first (the first step starts it), then the clip at clip_factor x it
+                ema.copy_(norm if float(ema) == 0 else cfg.clip_ema * ema + (1 - cfg.clip_ema) * norm)
+                limit = cfg.clip_factor * float(ema)
                 if float(norm) > limit:
                     for t in learnable:
                         t.grad.mul_(limit / float(norm))
-                ema.copy_(norm if first else cfg.clip_ema * ema + (1 - cfg.clip_ema) * norm)
             return float(loss.detach())
 
         def soft_labels():
-            return torch.softmax(logits.detach(), 1).cpu() if cfg.learn_labels else None
+            return labels.detach().cpu().clone() if cfg.learn_labels else None
 
-        tensors = {**ws.tensors(), "logits": logits, "ema": ema}
+        def output(log: dict):
+            out = ws.output(task, cfg.inner_lr, log, soft_labels=soft_labels())
+            out.stage.meta["schedule"] = dict(EVAL_SCHEDULE)
+            return out
+
+        tensors = {**ws.tensors(), "labels": labels, "ema": ema}
         loop = DistillLoop(
             ctx,
             task,
@@ -148,11 +164,12 @@ class RaTBPTTDistiller:
             {"img": opt_img},
             g,
             hint="lower method.lr_img or method.inner_lr",
-            snapshot=lambda: ws.output(task, task.default_lr, {}, soft_labels=soft_labels()).stage,
+            identity={"revision": 2},  # raw labels and per-epoch real batches: older checkpoints do not apply
+            project=(lambda: labels.clamp_(min=0)) if cfg.learn_labels else None,
+            snapshot=lambda: output({}).stage,
         )
         losses = loop.run(step)
-        log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema))
-        return ws.output(task, task.default_lr, log, soft_labels=soft_labels())
+        return output(loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch))
 
 
 def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:

@@ -30,7 +30,7 @@ def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dic
     optimiser, `epochs` epochs, each stage's lr), whose weights replace fresh initialisations; None for stage 1."""
     if not (task.transition and task.previous):
         return None
-    ev = task.train
+    ev = task.previous[-1].schedule(task.train)  # the schedule the earlier stages' images are meant for
     x, y = training_union(task.previous)
     lr = task.previous[-1].lr
     starts = []

@@ -23,6 +23,7 @@ class StageData:
     labels: torch.Tensor  # int64 class ids, or float32 soft labels (N x classes)
     lr: float
     epochs: int
+    schedule: TrainSchedule | None = None  # the stage's own (optimiser, decay, ...); None: the evaluation's
 
 
 def protocol_seeds(run_seed: int, salt: int, runs: int) -> list[int]:
@@ -57,20 +58,25 @@ def evaluate_runs(
     """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
     `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one.
     `on_epoch(networks, loss=..., accuracy=...)` after every training epoch (progress, trackers)."""
-    dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None
+    dsa = dsa if (cfg.augment and dsa is not None and dsa.enabled) else None  # the protocol's augmentation
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     accs: list[list[float]] = [[] for _ in seeds]
     group = None
+    current = None
     for k, stage in enumerate(stages):
+        sched = stage.schedule or cfg
         if mode == "union" or group is None:
             models = []
             for s in seeds:
                 torch.manual_seed(s)  # union: the same init for every budget of a run; runs differ by seed
                 models.append(make_model().to(device))
             stack = vectorize and len(models) > 1 and stackable(models[0])
-            group = StackedNets(models, cfg, stage.lr) if stack else NetGroup(models, cfg, stage.lr)
+            group = StackedNets(models, sched, stage.lr) if stack else NetGroup(models, sched, stage.lr)
+        elif sched.optimizer != current.optimizer:  # a stage meant for another optimiser: a fresh one for it
+            group.set_optimizer(sched, stage.lr)
+        current = sched
         x, y = _concat(stages[: k + 1] if mode != "sequential" else [stage], num_classes)
-        group.fit(x, y, stage.epochs, stage.lr, cfg, dsa, generators, device, on_epoch)
+        group.fit(x, y, stage.epochs, stage.lr, sched, dsa, generators, device, on_epoch)
         for r, a in enumerate(group.accuracy(test_x, test_y, device, test_batch_size)):
             accs[r].append(a)
     return accs

@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from ..data.augment import DSA
-from .training import TrainSchedule, batch_stats, epoch_values, scheduled_epochs, soft_cross_entropy
+from .training import TrainSchedule, batch_stats, epoch_values, optimizer_for, scheduled_epochs, soft_cross_entropy
 
 
 def stackable(model: nn.Module) -> bool:
@@ -34,8 +34,8 @@ class StackedNets:
         self.set_optimizer(cfg, lr)
 
     def set_optimizer(self, cfg: TrainSchedule, lr: float) -> None:
-        # element-wise SGD on stacked tensors is K independent SGDs (momentum, weight decay)
-        self.opt = torch.optim.SGD(self.params.values(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        # element-wise SGD (or Adam) on stacked tensors is K independent optimisers (momentum, moments, weight decay)
+        self.opt = optimizer_for(self.params.values(), cfg, lr)
 
     def flat_params(self) -> torch.Tensor:
         """(networks, parameters): every network's parameters, flattened in module order, detached."""
@@ -52,7 +52,7 @@ class StackedNets:
     ) -> None:
         """Every network's epochs on the standard schedule; each its own shuffle and augmentation draws.
         `on_epoch(K, loss=..., accuracy=...)` after each epoch of the K networks."""
-        for _ in scheduled_epochs(self.opt, lr, epochs):
+        for _ in scheduled_epochs(self.opt, lr, epochs, cfg.lr_decay):
             values = self.train_epoch(x, y, cfg.batch_size, dsa, generators, device)
             if on_epoch is not None:
                 on_epoch(self.k, **values)

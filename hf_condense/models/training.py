@@ -9,7 +9,8 @@ Staged sets are trained progressively (S1, then S1 u S2, ... carrying weights an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,11 @@ from .functional import FlatParams
 
 @dataclass(frozen=True)
 class TrainSchedule:
-    """How a network trains on a (synthetic) set: the protocol's SGD, batch, epochs, lr and augmentation.
+    """How a network trains on a (synthetic) set: optimiser, batch, epochs, lr (and its decay) and augmentation.
 
-    Resolved from the recipe's `evaluation` section; distillation trains networks with it too (PDD transitions,
-    experts' pre-training on earlier stages), so it is part of what shapes a stage.
+    The protocol's SGD is resolved from the recipe's `evaluation` section; a method whose images are meant for
+    another schedule (RaT-BPTT: Adam, no decay) stores its changes in the stage (`SynSet.schedule`). Distillation
+    trains networks with it too (PDD transitions, experts' pre-training on earlier stages), so it shapes a stage.
     """
 
     epochs: int = 1000
@@ -33,6 +35,17 @@ class TrainSchedule:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr_decay: bool = True  # lr x 0.1 once at half the epochs
+
+    def key(self) -> dict:
+        """What identifies the schedule in stage hashes and cache keys; settings added later are left out at their
+        defaults, so that folders and caches made before them keep their keys."""
+        d = asdict(self)
+        for name in ("optimizer", "lr_decay"):
+            if d[name] == getattr(TrainSchedule, name):
+                d.pop(name)
+        return d
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -103,12 +116,12 @@ def test_accuracy(
     return correct / max(len(x), 1)
 
 
-def scheduled_epochs(opt: torch.optim.Optimizer, lr: float, epochs: int) -> Iterator[int]:
-    """Yield the epochs at `lr`, dropping it x 0.1 once at half (the standard protocol)."""
+def scheduled_epochs(opt: torch.optim.Optimizer, lr: float, epochs: int, decay: bool = True) -> Iterator[int]:
+    """Yield the epochs at `lr`, dropping it x 0.1 once at half (the standard protocol) when `decay`."""
     for group in opt.param_groups:
         group["lr"] = lr
     for epoch in range(epochs):
-        if epoch == epochs // 2 and epochs > 1:
+        if decay and epoch == epochs // 2 and epochs > 1:
             for group in opt.param_groups:
                 group["lr"] = lr * 0.1
         yield epoch
@@ -128,14 +141,21 @@ def fit(
     on_epoch: EpochHook | None = None,
 ) -> None:
     """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each."""
-    for _ in scheduled_epochs(opt, lr, epochs):
+    for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay):
         values = train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
         if on_epoch is not None:
             on_epoch(1, **values)
 
 
+def optimizer_for(params, cfg: TrainSchedule, lr: float) -> torch.optim.Optimizer:
+    """The schedule's optimiser over `params` (element-wise, so it also serves stacked networks)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainSchedule, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return optimizer_for(model.parameters(), cfg, lr)
 
 
 class NetGroup:

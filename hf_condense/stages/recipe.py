@@ -120,7 +120,8 @@ class EvalConfig:
     def schedule(self) -> TrainSchedule:
         """The training schedule of the protocol, which distillation also trains networks with (PDD transitions,
         inner loops): what of this section shapes a stage."""
-        return TrainSchedule(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSchedule)})
+        names = [f.name for f in dataclasses.fields(TrainSchedule) if hasattr(self, f.name)]
+        return TrainSchedule(**{name: getattr(self, name) for name in names})
 
     def probe(self) -> Probe:
         """The periodic tests during distillation."""
@@ -182,7 +183,7 @@ class Recipe:
         d = self.to_dict()
         d.pop("output")
         d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
-        d["evaluation"] = dataclasses.asdict(self.evaluation.schedule())
+        d["evaluation"] = self.evaluation.schedule().key()
         st = d["stages"]
         st.pop("count")
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume

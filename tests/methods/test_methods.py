@@ -138,17 +138,61 @@ def test_ratbptt_truncated_gradient_equals_full_backward_through_the_window():
     assert torch.allclose(g_trunc, g_full, rtol=1e-4, atol=1e-7)
 
 
-def test_ratbptt_learned_soft_labels_round_trip_and_train_evaluation(tiny, accelerator):
-    tiny = one_stage(tiny, {**RAT, "iterations": 10, "learn_labels": True, "lr_label": 0.05})
+def test_ratbptt_learned_soft_labels_stay_raw_and_non_negative_and_round_trip(tiny, accelerator):
+    tiny = one_stage(tiny, {**RAT, "iterations": 10, "learn_labels": True, "lr_label": 0.2})
     tiny["evaluation"] = {"runs": 1, "epochs": 5, "random_real": False}
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
     soft = result.stages[0].soft_labels
-    assert soft is not None and torch.allclose(soft.sum(1), torch.ones(len(soft)))
+    assert soft is not None and bool((soft >= 0).all()) and (soft == 0).any()  # clamped at 0, not a softmax
+    assert not torch.allclose(soft.sum(1), torch.ones(len(soft)))  # raw scores, not a distribution
     assert not torch.equal(soft, torch.nn.functional.one_hot(result.stages[0].labels, 10).float())
     ps = hf_condense.load_progressive(result.folder)
     assert ps.schedule()[0]["soft_labels"] is True
     back = ps.stages[0].synset()
     assert torch.equal(back.soft_labels, soft) and torch.equal(back.training_labels(), soft)
+
+
+def test_ratbptt_stages_are_evaluated_with_adam_as_the_paper(tiny, accelerator, monkeypatch):
+    from hf_condense.models import training
+
+    made = []
+    original = training.optimizer_for
+    monkeypatch.setattr(
+        training, "optimizer_for", lambda p, cfg, lr: (made.append((cfg.optimizer, lr)), original(p, cfg, lr))[1]
+    )
+    tiny = one_stage(tiny, {**RAT, "iterations": 2, "inner_lr": 0.002})
+    tiny["evaluation"] = {"runs": 1, "epochs": 4, "random_real": True}
+    result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    stage = result.stages[0]
+    assert stage.lr == 0.002 and stage.meta["schedule"] == {
+        "optimizer": "adam",
+        "lr_decay": False,
+        "weight_decay": 0.0,
+    }
+    assert ("adam", 0.002) in made and ("sgd", 0.01) in made  # the distilled set on Adam, random real on the protocol
+    row = hf_condense.load_progressive(result.folder).schedule()[0]
+    assert row["optimizer"] == "adam" and row["lr_decay"] is False and row["lr"] == 0.002
+
+
+def test_ratbptt_augments_the_real_batch_and_redraws_the_unroll_once_per_real_epoch(tiny, accelerator, monkeypatch):
+    from hf_condense.methods import ratbptt
+
+    lengths, calls = [], []
+    original = ratbptt.truncated_unroll
+    monkeypatch.setattr(
+        ratbptt, "truncated_unroll", lambda net, p0, b, n, *a: (lengths.append(n), original(net, p0, b, n, *a))[1]
+    )
+    from hf_condense.data.augment import DSA
+
+    dsa_call = DSA.__call__
+    monkeypatch.setattr(DSA, "__call__", lambda self, x, g=None: (calls.append(len(x)), dsa_call(self, x, g))[1])
+    # 1437 digits at batch_real 500: two real batches per pass, so the unroll length changes only every second step
+    tiny = one_stage(tiny, {**RAT, "iterations": 8, "window": 2, "horizon": 40, "batch_real": 500})
+    tiny["evaluation"] = {"runs": 1, "epochs": 1, "random_real": False, "augment": False}
+    hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    assert len(lengths) == 8 and all(lengths[i] == lengths[i + 1] for i in (0, 2, 4, 6))
+    assert len(set(lengths)) > 1
+    assert calls.count(500) == 8  # every meta-loss batch went through the augmentation
 
 
 def test_multi_formation_decode_and_encode_shapes_and_order():
