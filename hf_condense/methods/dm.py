@@ -14,7 +14,7 @@ import torch
 from ..core.config import opt
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .loop import backward_shared
-from .sampled import SampledNetworkConfig, my_class_draws, network_matching_setup, run_image_loop, sample_network
+from .sampled import SampledNetworkConfig, my_class_draws, network_matching_setup, run_image_loop
 from .workspace import Workspace
 
 
@@ -51,10 +51,10 @@ class DMDistiller:
     def distill(self, task: StageTask) -> StageOutput:
         cfg: DMConfig = task.config
         ctx = self.ctx
-        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg)
+        g, ws, opt_img, transitions = network_matching_setup(ctx, task, cfg)
 
         def step(it: int) -> float:
-            net = sample_network(ctx, starts, g)
+            net = transitions.network(g)
             net.train()
             for p in net.parameters():
                 p.requires_grad_(False)

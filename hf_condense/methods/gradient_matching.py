@@ -25,7 +25,6 @@ from .sampled import (
     my_class_draws,
     network_matching_setup,
     run_image_loop,
-    sample_network,
 )
 from .workspace import Workspace
 
@@ -115,10 +114,10 @@ class GradientMatchingDistiller:
         siamese = self.siamese
         outer, inner = default_loops(task.ipc)
         outer, inner = cfg.outer_loop or outer, cfg.inner_loop or inner
-        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg)
+        g, ws, opt_img, transitions = network_matching_setup(ctx, task, cfg)
 
         def step(it: int) -> float:
-            net = sample_network(ctx, starts, g)
+            net = transitions.network(g)
             net.train()
             net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
             total = 0.0

@@ -22,7 +22,7 @@ from ..core.config import opt
 from ..data.augment import DSA
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .gradient_matching import class_match, gradient_distance
-from .sampled import ClassDraw, SampledNetworkConfig, network_matching_setup, run_image_loop, sample_network
+from .sampled import ClassDraw, SampledNetworkConfig, network_matching_setup, run_image_loop
 
 
 @dataclass
@@ -98,7 +98,7 @@ class IDCDistiller:
     def distill(self, task: StageTask) -> StageOutput:
         cfg: IDCConfig = task.config
         ctx = self.ctx
-        g, ws, opt_img, starts = network_matching_setup(ctx, task, cfg, cfg.factor)
+        g, ws, opt_img, transitions = network_matching_setup(ctx, task, cfg, cfg.factor)
         net_aug = DSA("_".join(f for f in ctx.dsa.families if f != "cutout") or "none")
         pool = torch.cat(task.pool)
         pre = ctx.preprocessor
@@ -107,7 +107,7 @@ class IDCDistiller:
         def step(it: int) -> float:
             with torch.no_grad():  # back into the pixel range
                 ws.images.copy_(pre(pre.to_pixels(ws.images).clamp(0, 1)).to(ws.images.device))
-            net = sample_network(ctx, starts, g)
+            net = transitions.network(g)
             net.train()
             net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=0.9, weight_decay=5e-4)
             params = matched_params(net, cfg)

@@ -5,6 +5,7 @@ class match, and the start and end of their image loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -21,38 +22,71 @@ class SampledNetworkConfig(MethodConfig):
 
     batch_real: int = opt(256, min=1, help="Real images per class per match.")
     init: InitMode = opt("real", help=INIT_HELP)
-    transition_nets: int = opt(8, min=1, help="PDD transition: networks pre-trained on the earlier stages.")
-    transition_epochs: int | None = opt(None, min=1, help="Their epochs (default: evaluation.epochs).")
+    transition_mode: Literal["per_iteration", "pool"] = opt(
+        "per_iteration",
+        help="PDD transition. per_iteration (the reference): each iteration's fresh network trains on every earlier "
+        "cumulative union in turn before matching; pool (faster): transition_nets networks trained once on the "
+        "earlier stages, one copied per iteration.",
+    )
+    transition_nets: int = opt(8, min=1, help="transition_mode pool: how many networks.")
+    transition_epochs: int | None = opt(
+        None,
+        min=1,
+        help="Epochs per earlier union (default: evaluation.epochs / 5 per_iteration, evaluation.epochs pool).",
+    )
 
 
-def transition_starts(ctx, task: StageTask, count: int, epochs: int) -> list[dict] | None:
-    """PDD transition for bases that sample networks: `count` networks trained on the earlier stages (the protocol's
-    optimiser, `epochs` epochs, each stage's lr), whose weights replace fresh initialisations; None for stage 1."""
-    if not (task.transition and task.previous):
-        return None
-    ev = task.previous[-1].schedule(task.train)  # the schedule the earlier stages' images are meant for
-    x, y = training_union(task.previous)
-    lr = task.previous[-1].lr
-    starts = []
-    detail = f"{count} network(s) x {epochs} epoch(s) on the {len(x)} images of stages 1..{len(task.previous)}"
-    with ctx.progress(f"stage {task.stage} transition networks", count * epochs, "epoch", detail=detail) as bar:
-        for i in range(count):
-            torch.manual_seed(task.seed + 7 * i)
-            model = ctx.make_model().to(ctx.device)
-            g = torch.Generator().manual_seed(task.seed + 7 * i)
-            dsa = ctx.dsa if ev.augment else None
-            fit(model, make_optimizer(model, ev, lr), x, y, epochs, lr, ev, dsa, g, ctx.device, bar.update)
-            starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-    return starts
+class Transitions:
+    """PDD transition for the bases that sample a network every iteration (DC, DSA, IDC, DM).
 
+    `per_iteration` (default, the reference PDD + IDC): every iteration's fresh network is first trained on each
+    cumulative earlier union in turn (S1, then S1 u S2, ...; `epochs` each, each union at its last stage's lr and
+    schedule) and then matched. `pool` (a speed option): `count` networks are trained once on the earlier stages
+    (`epochs` each) and every iteration copies one of them. Stage 1, or no transition: fresh networks.
+    """
 
-def sample_network(ctx, starts: list[dict] | None, g: torch.Generator) -> torch.nn.Module:
-    """A fresh network, or (PDD transition) a copy of one trained on the earlier stages."""
-    torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=g)))
-    model = ctx.make_model().to(ctx.device)
-    if starts:
-        model.load_state_dict(starts[int(torch.randint(len(starts), (1,), generator=g))])
-    return model
+    def __init__(self, ctx, task: StageTask, cfg: SampledNetworkConfig):
+        self.ctx, self.task = ctx, task
+        self.active = bool(task.transition and task.previous)
+        self.mode = cfg.transition_mode
+        per_union = max(1, task.train.epochs // 5)
+        self.epochs = cfg.transition_epochs or (per_union if self.mode == "per_iteration" else task.train.epochs)
+        self.unions = []
+        for j in range(1, len(task.previous) + 1) if self.active else ():
+            last = task.previous[j - 1]
+            self.unions.append((*training_union(task.previous[:j]), float(last.lr), last.schedule(task.train)))
+        self.starts = self.pool(cfg.transition_nets) if self.active and self.mode == "pool" else None
+
+    def train(self, model: torch.nn.Module, unions, g: torch.Generator, on_epoch=None) -> None:
+        dsa = self.ctx.dsa
+        for x, y, lr, sched in unions:
+            opt = make_optimizer(model, sched, lr)
+            fit(model, opt, x, y, self.epochs, lr, sched, dsa if sched.augment else None, g, self.ctx.device, on_epoch)
+
+    def pool(self, count: int) -> list[dict]:
+        task, ctx = self.task, self.ctx
+        detail = f"{count} network(s) x {self.epochs} epoch(s) on stages 1..{len(task.previous)}"
+        with ctx.progress(
+            f"stage {task.stage} transition networks", count * self.epochs, "epoch", detail=detail
+        ) as bar:
+            starts = []
+            for i in range(count):
+                torch.manual_seed(task.seed + 7 * i)
+                model = ctx.make_model().to(ctx.device)
+                self.train(model, self.unions[-1:], torch.Generator().manual_seed(task.seed + 7 * i), bar.update)
+                starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return starts
+
+    def network(self, g: torch.Generator) -> torch.nn.Module:
+        """This iteration's network: fresh, a copy of a pool network, or fresh and trained on the earlier unions."""
+        seed = int(torch.randint(2**31 - 1, (1,), generator=g))
+        torch.manual_seed(seed)
+        model = self.ctx.make_model().to(self.ctx.device)
+        if self.starts:
+            model.load_state_dict(self.starts[int(torch.randint(len(self.starts), (1,), generator=g))])
+        elif self.active:
+            self.train(model, self.unions, torch.Generator().manual_seed(seed))
+        return model
 
 
 @dataclass
@@ -91,13 +125,12 @@ def my_class_draws(ctx, ws: Workspace, task: StageTask, batch_real: int, siamese
 
 def network_matching_setup(ctx, task: StageTask, cfg, factor: int = 1):
     """Shared start of the methods that match under sampled networks (DC, DSA, IDC, DM): the generator, the workspace
-    (IDC: multi-formation `factor`), SGD (momentum 0.5) on the images, and the PDD transition networks (None for
-    stage 1 or without transition)."""
+    (IDC: multi-formation `factor`), SGD (momentum 0.5) on the images, and the PDD `Transitions` that give each
+    iteration's network."""
     g = torch.Generator().manual_seed(task.seed)
     ws = Workspace.build(ctx, task, cfg.init, g, factor)
     opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
-    starts = transition_starts(ctx, task, cfg.transition_nets, cfg.transition_epochs or task.train.epochs)
-    return g, ws, opt_img, starts
+    return g, ws, opt_img, Transitions(ctx, task, cfg)
 
 
 def run_image_loop(ctx, task: StageTask, name: str, cfg, g, ws: Workspace, opt_img, step, **log) -> StageOutput:

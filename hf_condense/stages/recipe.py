@@ -188,6 +188,10 @@ class Recipe:
         st.pop("count")
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
             st.pop("curriculum_scope")
+        # transition_mode pool is what came before the key, and stage 1 has no transition: their hashes stay
+        for m in [d["method"], *st["overrides"]]:
+            if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
+                m.pop("transition_mode", None)
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

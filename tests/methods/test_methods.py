@@ -81,6 +81,27 @@ def test_pdd_over_method_keeps_earlier_stages_and_uses_transitions(tiny, acceler
     assert len(result.distilled) == 2
 
 
+@pytest.mark.parametrize("mode", ["per_iteration", "pool"])
+def test_gradient_matching_transitions_follow_the_reference_schedule(tiny, accelerator, monkeypatch, mode):
+    """Reference PDD + IDC: every outer iteration's fresh network trains on S1, then S1 u S2, ... (epochs / 5 each)
+    before matching; the pool option trains transition_nets networks once on all earlier stages."""
+    from hf_condense.methods import sampled
+
+    fits = []
+    original = sampled.fit
+    monkeypatch.setattr(
+        sampled, "fit", lambda m, o, x, *a, **k: (fits.append((len(x), a[1])), original(m, o, x, *a, **k))[1]
+    )
+    tiny["method"] = {**FAST["dsa"], "iterations": 3, "transition_mode": mode, "transition_nets": 2}
+    tiny["stages"] = {"count": 3, "ipc": 1, "scheme": "pdd"}
+    tiny["evaluation"].update({"epochs": 20, "runs": 1})
+    hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    if mode == "per_iteration":  # stage 2: 3 iterations x [S1]; stage 3: 3 x [S1, S1 u S2], at 20 / 5 epochs each
+        assert fits == [(10, 4)] * 3 + [(10, 4), (20, 4)] * 3
+    else:  # 2 networks on all earlier stages, once per stage, at evaluation.epochs
+        assert fits == [(10, 20)] * 2 + [(20, 20)] * 2
+
+
 @pytest.mark.parametrize(("beta", "moves"), [(0.1, True), (0.0, False)])
 def test_boost_with_dm_moves_earlier_blocks_only_with_beta(tiny, accelerator, beta, moves):
     tiny["method"] = {**FAST["dm"], "iterations": 10}
