@@ -22,7 +22,7 @@ from ..hub.figures import save_accuracy_curve, save_grid, save_overview
 from ..hub.push import Pusher, check_access
 from ..methods import SynSet
 from ..methods.context import RunContext, make_accelerator
-from ..stages.engine import StageEngine, check_output_folder, make_context, versions
+from ..stages.engine import StageEngine, check_output_folder, make_context, run_data, versions
 from ..stages.recipe import Recipe, data_errors
 from ..stages.run_folder import RunFolder, stage_name
 from .errors import command
@@ -45,6 +45,7 @@ def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
             f"{', ...' if len(remap['source_ids']) > 10 else ''}, recorded in run.json as label_remap), "
             f"{remap['test_left_out']} test example(s) of other classes left out"
         )
+    data = run_data(recipe, data)
     errors = data_errors(recipe, data)
     if errors:
         raise RecipeError(errors)

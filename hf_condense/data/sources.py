@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
@@ -43,6 +43,8 @@ class RealData:
     test_y: torch.Tensor
     class_names: list[str]
     source: dict = field(default_factory=dict)
+    val_x: torch.Tensor | None = None  # a validation split held out from the train split (`hold_out`)
+    val_y: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -62,6 +64,30 @@ class RealData:
     def class_indices(self) -> list[torch.Tensor]:
         """Train indices of each class, in order."""
         return [torch.nonzero(self.train_y == c).flatten() for c in range(self.num_classes)]
+
+    def hold_out(self, per_class: int, seed: int) -> RealData:
+        """This data with `per_class` random train examples of every class moved into a validation split (the same
+        ones for a seed); nothing of them is left to train on."""
+        g = torch.Generator().manual_seed(seed)
+        short = [c for c, n in enumerate(self.class_counts().tolist()) if n <= per_class]
+        if short:
+            raise RecipeError(
+                [
+                    f"evaluation.validation_per_class: {per_class} would leave class(es) {short[:5]} of split "
+                    f"{self.source.get('train_split', 'train')!r} without train examples; hold out fewer"
+                ]
+            )
+        val = torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]] for idx in self.class_indices()])
+        keep = torch.ones(len(self.train_y), dtype=torch.bool)
+        keep[val] = False
+        return replace(
+            self,
+            train_x=self.train_x[keep],
+            train_y=self.train_y[keep],
+            val_x=self.train_x[val],
+            val_y=self.train_y[val],
+            source={**self.source, "validation": {"per_class": per_class, "seed": seed}},
+        )
 
 
 @functools.lru_cache(maxsize=1)

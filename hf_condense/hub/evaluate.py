@@ -12,7 +12,7 @@ from ..data.sources import load_real_data
 from ..evaluation import RunResult, evaluate_synsets, random_real_stages
 from ..methods import SynSet
 from ..methods.context import make_accelerator
-from ..stages.engine import make_context
+from ..stages.engine import make_context, run_data
 from ..stages.recipe import load_recipe
 from .replay import ProgressiveSet
 
@@ -31,7 +31,8 @@ def evaluate_progressive(
     or to ask how long a later stage should train)."""
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
-    ctx = make_context(recipe, accelerator, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
+    data = run_data(recipe, load_real_data(recipe.dataset))
+    ctx = make_context(recipe, accelerator, data, preprocessor=ps.preprocessor)
     ev, seed = recipe.evaluation, recipe.seed
     synsets = _scheduled(ps.synsets(), epochs, lr)
     out = {}

@@ -100,6 +100,7 @@ class Probe:
     every: int = 0  # 0: never
     epochs: int = 100
     test_batch_size: int = 1024
+    select: str = "last"  # "validation": test on the held-out validation split and keep the best iterate
 
 
 @dataclass

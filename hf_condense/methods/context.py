@@ -67,6 +67,7 @@ class RunContext:
     cache_dir: Path
     train_x: torch.Tensor = field(repr=False)
     test_x: torch.Tensor = field(repr=False)
+    val_x: torch.Tensor | None = field(default=None, repr=False)  # the held-out validation split, if any
 
     @classmethod
     def build(
@@ -85,7 +86,10 @@ class RunContext:
         if pre is None:
             key = content_key({"dataset": data.source, "preprocess": preprocess.__dict__, "format": 1})
             pre = Preprocessor.fit_cached(preprocess, data.train_x, key, cache_dir)
-        return cls(accelerator, data, pre, model, preprocess, augment, cache_dir, pre(data.train_x), pre(data.test_x))
+        val_x = pre(data.val_x) if data.val_x is not None else None
+        return cls(
+            accelerator, data, pre, model, preprocess, augment, cache_dir, pre(data.train_x), pre(data.test_x), val_x
+        )
 
     @property
     def device(self) -> torch.device:
@@ -155,10 +159,13 @@ class RunContext:
         vectorize: bool = False,
         test_batch_size: int = 1024,
         desc: str | None = None,
+        on_validation: bool = False,
     ) -> list[list[float]]:
         """Per seed, the test accuracy after each stage of fresh networks trained on `synsets` under the protocol
         (progressive, union or sequential), split across processes. A stage's own `epochs` (in its metadata) wins
-        over the schedule's. With `desc`, a phase with a bar over the networks' epochs, logged under that name."""
+        over the schedule's. With `desc`, a phase with a bar over the networks' epochs, logged under that name.
+        `on_validation`: tested on the held-out validation split instead of the test split."""
+        test_x, test_y = (self.val_x, self.data.val_y) if on_validation else (self.test_x, self.test_y)
         data = [
             StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs), s.schedule(schedule))
             for s in synsets
@@ -171,8 +178,8 @@ class RunContext:
                 return evaluate_runs(
                     data,
                     lambda: self.make_model(model),
-                    self.test_x,
-                    self.test_y,
+                    test_x,
+                    test_y,
                     schedule,
                     self.dsa,
                     mode,

@@ -13,7 +13,9 @@ A method builds its learnable state and hands the loop its hooks:
   (RaT-BPTT's soft labels clamped at 0);
 - **check** (optional): `check() -> reason | None`, a divergence test after each update, besides non-finite losses
   and gradients, which the loop always catches;
-- **snapshot** (optional): `snapshot() -> SynSet`, the stage as it stands, for the periodic tests of `task.probe`.
+- **snapshot** (optional): `snapshot() -> SynSet`, the stage as it stands, for the periodic tests of `task.probe`;
+  with `probe.select == "validation"` they run on the held-out validation split, and after the last iteration the
+  state is set back to the best one (`selection` says which, for the stage log).
 
 The loop owns everything else: the progress bar, tracker logging, checkpoints, restoring the last good state and
 raising `DivergenceError`, and the periodic tests.
@@ -128,10 +130,15 @@ class DistillLoop:
 
     def run(self, step: Callable[[int], float]) -> list[float]:
         ctx, task, g = self.ctx, self.task, self.generator
-        file = StateFile(
-            task.checkpoint_dir, self.name, {"stage": task.stage, **self.identity}, ctx.accelerator.is_main_process
-        )
-        first = file.restore(self.state, self.optimizers, g)
+        probe = task.probe
+        self.selecting = probe.select == "validation" and self.snapshot is not None and probe.every > 0
+        self.best: dict[str, torch.Tensor] = {}
+        if self.selecting:  # the best iterate so far, checkpointed with the rest
+            self.best = {f"best.{k}": v.detach().clone() for k, v in self.state.items()}
+            self.best["best_meta"] = torch.tensor([-1.0, -1.0], dtype=torch.float64)  # validation accuracy, iteration
+        identity = {"stage": task.stage, **self.identity, **({"select": "validation"} if self.selecting else {})}
+        file = StateFile(task.checkpoint_dir, self.name, identity, ctx.accelerator.is_main_process)
+        first = file.restore(self.saved, self.optimizers, g)
         learnable = [t for t in self.state.values() if t.requires_grad]
         resumed = f", resumed at {first}" if first else ""
         with Progress(
@@ -140,7 +147,25 @@ class DistillLoop:
             initial=first,
             detail=f"{self.iterations} iteration(s){resumed}",
         ) as bar:
-            return self._iterate(step, file, first, learnable, bar)
+            losses = self._iterate(step, file, first, learnable, bar)
+        self.selection = self._keep_best()
+        return losses
+
+    @property
+    def saved(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: the state, and the best iterate when selecting."""
+        return {**self.state, **self.best}
+
+    def _keep_best(self) -> dict:
+        """Selecting on validation: put the best iterate back into the state; what was kept, for the stage log."""
+        if not self.selecting or float(self.best["best_meta"][1]) < 0:
+            return {}
+        with torch.no_grad():
+            for k, v in self.state.items():
+                v.copy_(self.best[f"best.{k}"])
+        acc, it = self.best["best_meta"].tolist()
+        self.ctx.print(f"stage {self.task.stage}: kept iteration {int(it)} (validation accuracy {100 * acc:.2f}%)")
+        return {"select": "validation", "selected_iteration": int(it), "validation_accuracy": acc}
 
     def _iterate(self, step, file: StateFile, first: int, learnable: list[torch.Tensor], bar: Progress) -> list[float]:
         ctx, task, g = self.ctx, self.task, self.generator
@@ -165,7 +190,7 @@ class DistillLoop:
                 with torch.no_grad():
                     for k, v in self.state.items():
                         v.copy_(good[k])
-                where = file.save(self.state, self.optimizers, g, it)
+                where = file.save(self.saved, self.optimizers, g, it)
                 raise DivergenceError(
                     f"stage {task.stage}: {self.name} diverged at iteration {it} ({reason}); the last good state is "
                     f"in {where}; {self.hint}"
@@ -173,24 +198,34 @@ class DistillLoop:
             losses.append(loss)
             extra = self.postfix() if self.postfix else {}
             ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
-            every = task.probe.every
-            if self.snapshot is not None and every and (it + 1) % every == 0:
+            every, last = task.probe.every, it + 1 == self.iterations
+            if self.snapshot is not None and every and ((it + 1) % every == 0 or (self.selecting and last)):
                 acc = periodic_test(ctx, task, self.snapshot())
-                ctx.accelerator.log({f"stage_{task.stage}/test_accuracy": acc}, step=it)
-                ctx.print(f"stage {task.stage} iteration {it + 1}: test accuracy {100 * acc:.2f}% (periodic test)")
+                on = "validation" if self.selecting else "test"
+                ctx.accelerator.log({f"stage_{task.stage}/{on}_accuracy": acc}, step=it)
+                ctx.print(f"stage {task.stage} iteration {it + 1}: {on} accuracy {100 * acc:.2f}% (periodic test)")
+                if self.selecting and acc > float(self.best["best_meta"][0]):
+                    with torch.no_grad():
+                        for k, v in self.state.items():
+                            self.best[f"best.{k}"].copy_(v)
+                        self.best["best_meta"].copy_(torch.tensor([acc, it + 1], dtype=torch.float64))
             bar.update(1, loss=loss, **extra)
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < self.iterations:
-                file.save(self.state, self.optimizers, g, it + 1)
+                file.save(self.saved, self.optimizers, g, it + 1)
         return losses
 
 
 def periodic_test(ctx: RunContext, task: StageTask, current: SynSet) -> float:
-    """Test accuracy of one network trained `task.probe.epochs` epochs on the earlier stages plus the stage's
-    current images (their union): a cheap progress signal during long stages, not the final protocol."""
+    """Test (or, selecting on validation, validation) accuracy of one network trained `task.probe.epochs` epochs on
+    the earlier stages plus the stage's current images (their union): a cheap progress signal during long stages, not
+    the final protocol."""
     probe = task.probe
     sets = [replace(s, meta={**s.meta, "epochs": probe.epochs}) for s in [*task.previous, current]]
     seeds = protocol_seeds(task.run_seed, PROBE_SALT, 1)
-    scores = ctx.train_and_test(sets, task.train, "union", seeds, test_batch_size=probe.test_batch_size)
+    validation = probe.select == "validation"
+    scores = ctx.train_and_test(
+        sets, task.train, "union", seeds, test_batch_size=probe.test_batch_size, on_validation=validation
+    )
     return scores[0][-1]
 
 

@@ -228,6 +228,7 @@ class MTTDistiller:
         )
         losses = loop.run(step)
         log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
+        log.update(loop.selection)
         return ws.output(task, float(alpha.detach()), log)
 
 

@@ -169,7 +169,8 @@ class RaTBPTTDistiller:
             snapshot=lambda: output({}).stage,
         )
         losses = loop.run(step)
-        return output(loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch))
+        log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch)
+        return output({**log, **loop.selection})
 
 
 def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:

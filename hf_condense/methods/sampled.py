@@ -150,4 +150,4 @@ def run_image_loop(ctx, task: StageTask, name: str, cfg, g, ws: Workspace, opt_i
         snapshot=lambda: ws.output(task, lr, {}).stage,
     )
     losses = loop.run(step)
-    return ws.output(task, lr, loss_log(losses, iterations=cfg.iterations, **log))
+    return ws.output(task, lr, {**loss_log(losses, iterations=cfg.iterations, **log), **loop.selection})

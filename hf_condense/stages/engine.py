@@ -57,6 +57,13 @@ def public_command(argv: list[str]) -> str:
     return " ".join(short(t) for t in argv)
 
 
+def run_data(recipe: Recipe, data: RealData) -> RealData:
+    """The real data a recipe's run uses: with `evaluation.select: validation`, its validation split held out of the
+    train split first (the same examples for a seed, in distillation and in a later `evaluate`)."""
+    ev = recipe.evaluation
+    return data.hold_out(ev.validation_per_class, recipe.seed) if ev.select == "validation" else data
+
+
 def make_context(
     recipe: Recipe, accelerator: Accelerator, data: RealData, preprocessor: Preprocessor | None = None
 ) -> RunContext:

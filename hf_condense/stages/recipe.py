@@ -116,6 +116,13 @@ class EvalConfig:
         0, min=0, help="During distillation, test the images every this many iterations (0: never); logged."
     )
     every_epochs: int = opt(100, min=1, help="Epochs of that periodic test (one network on the union so far).")
+    select: Literal["last", "validation"] = opt(
+        "last",
+        help="Which iterate a stage keeps. last: the final one. validation: the periodic tests (`every`) run on a "
+        "class-balanced validation split held out from the train split (never the test split) and the stage keeps "
+        "the images and step size of the best one (the MTT/PDD code selects on the test split instead).",
+    )
+    validation_per_class: int = opt(100, min=1, help="select: validation: train examples per class held out for it.")
 
     def schedule(self) -> TrainSchedule:
         """The training schedule of the protocol, which distillation also trains networks with (PDD transitions,
@@ -125,7 +132,7 @@ class EvalConfig:
 
     def probe(self) -> Probe:
         """The periodic tests during distillation."""
-        return Probe(self.every, self.every_epochs, self.test_batch_size)
+        return Probe(self.every, self.every_epochs, self.test_batch_size, self.select)
 
 
 @dataclass
@@ -184,6 +191,9 @@ class Recipe:
         d.pop("output")
         d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
         d["evaluation"] = self.evaluation.schedule().key()
+        ev = self.evaluation
+        if ev.select != "last":  # the selection then shapes the stage, with the tests it selects on
+            d["evaluation"]["select"] = [ev.select, ev.validation_per_class, ev.every, ev.every_epochs]
         st = d["stages"]
         st.pop("count")
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
@@ -242,6 +252,8 @@ def tracker_errors(names: list[str]) -> list[str]:
 def check_recipe(recipe: Recipe) -> list[str]:
     """Cross-field checks that need no data."""
     errors = []
+    if recipe.evaluation.select == "validation" and not recipe.evaluation.every:
+        errors.append("evaluation.select: 'validation' selects among periodic tests; set evaluation.every (> 0)")
     st = recipe.stages
     if isinstance(st.ipc, list) and len(st.ipc) != st.count:
         errors.append(

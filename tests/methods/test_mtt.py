@@ -320,3 +320,45 @@ def test_a_stage_diverging_on_a_narrow_band_says_so(tiny, accelerator):
     from hf_condense.methods.mtt import band_hint
 
     assert band_hint([torch.arange(3), torch.arange(3, 5)], 5) == ""  # no band, no extra hint
+
+
+def test_validation_selection_keeps_the_best_iterate_and_never_tests_on_the_test_split(
+    tiny, accelerator, tmp_path, monkeypatch
+):
+    from hf_condense.methods import context, loop
+
+    flags, snaps, scripted = [], [], iter([0.9, 0.2])  # the iterate of iteration 5 is the best one
+    real_test = context.RunContext.train_and_test
+
+    def spy(self, *a, on_validation=False, **k):
+        flags.append(on_validation)
+        return real_test(self, *a, on_validation=on_validation, **k)
+
+    monkeypatch.setattr(context.RunContext, "train_and_test", spy)
+    real_periodic = loop.periodic_test
+    monkeypatch.setattr(
+        loop,
+        "periodic_test",
+        lambda ctx, task, cur: (snaps.append(cur.images.clone()), real_periodic(ctx, task, cur), next(scripted))[2],
+    )
+    tiny["method"] = tiny_mtt(iterations=10, lr_lr=1e-7)
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"].update(
+        {"runs": 1, "epochs": 3, "every": 5, "every_epochs": 2, "select": "validation", "validation_per_class": 20}
+    )
+    result = hf_condense.run(load_recipe(tiny), accelerator)
+    assert flags[:2] == [True, True] and not any(flags[2:])  # periodic tests on validation, the protocol on test
+    meta = json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())
+    assert meta["log"]["selected_iteration"] == 5 and meta["log"]["validation_accuracy"] == 0.9
+    assert torch.equal(result.stages[0].images, snaps[0]) and not torch.equal(snaps[0], snaps[1])
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["stage_hashes"] != hf_condense.load_recipe(tiny, ["evaluation.select=last"]).stage_hashes()
+
+
+def test_validation_split_is_held_out_of_the_train_split(digits):
+    held = digits.hold_out(20, seed=0)
+    assert len(held.val_y) == 200 and torch.bincount(held.val_y).tolist() == [20] * 10
+    assert len(held.train_y) == len(digits.train_y) - 200
+    rows = {tuple(r.flatten().tolist()) for r in held.train_x}
+    assert sum(tuple(r.flatten().tolist()) in rows for r in held.val_x) < 10  # (digits has a few duplicate images)
+    assert torch.equal(digits.hold_out(20, seed=0).val_x, held.val_x)

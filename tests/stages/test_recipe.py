@@ -140,3 +140,10 @@ def test_a_scheme_evaluates_in_its_own_mode_unless_the_recipe_says(tiny):
     assert load_recipe(tiny, ["evaluation.mode=progressive"]).evaluation.mode == "progressive"
     tiny["stages"]["scheme"] = "pdd"
     assert load_recipe(tiny).evaluation.mode == "progressive"
+
+
+def test_validation_selection_needs_periodic_tests(tiny):
+    from hf_condense.stages.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match=r"evaluation.select: 'validation' selects among periodic tests"):
+        load_recipe(tiny, ["evaluation.select=validation"])
