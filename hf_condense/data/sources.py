@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -123,14 +124,33 @@ def local_cache_dir(folder: Path) -> str:
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_condense_local" / key)
 
 
+LOCAL_DATASETS = "HF_CONDENSE_DATASETS"  # folder of local copies of Hub datasets, one per dataset name
+
+
+def local_copy(path: str) -> Path | None:
+    """Where a Hub id is read from on an offline machine: with HF_CONDENSE_DATASETS set, the Hub id `owner/name` is
+    the folder `$HF_CONDENSE_DATASETS/name` when that holds a copy laid out like the Hub repo (README.md or data/);
+    recipes keep naming the Hub id, and the run records it as its source. None: load from the Hub (or `path` is a
+    folder already)."""
+    root = os.environ.get(LOCAL_DATASETS)
+    if not root or Path(path).is_dir() or path.count("/") != 1:
+        return None
+    folder = Path(root).expanduser() / path.split("/")[1]
+    return folder if (folder / "README.md").is_file() or (folder / "data").is_dir() else None
+
+
 def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
-    """The `DatasetDict` behind a recipe's dataset section."""
+    """The `DatasetDict` behind a recipe's dataset section (a Hub id from its local copy when one is mapped)."""
     if cfg.path == DIGITS:
         return digits_dataset_dict()
-    local = Path(cfg.path).is_dir()
+    where = local_copy(cfg.path) or Path(cfg.path)
+    local = where.is_dir()
     try:
         return datasets.load_dataset(
-            cfg.path, cfg.name, revision=cfg.revision, cache_dir=local_cache_dir(Path(cfg.path)) if local else None
+            str(where) if local else cfg.path,
+            cfg.name,
+            revision=None if local else cfg.revision,
+            cache_dir=local_cache_dir(where) if local else None,
         )
     except ConnectionError:
         raise RecipeError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 import numpy as np
 import pytest
@@ -131,3 +133,26 @@ def test_preprocessor_takes_numpy_arrays_and_pil_images(digits):
     assert torch.equal(pre(x[:, 0].numpy()), want)  # N x H x W, one channel
     pil = [Image.fromarray(a) for a in x[:, 0].numpy()]
     assert torch.equal(pre(pil), want) and torch.equal(pre(pil[0]), want[:1])
+
+
+def test_a_hub_id_is_read_from_its_mapped_local_copy(tmp_path, monkeypatch):
+    make_repo(tmp_path / "copies" / "tiny_set")
+    monkeypatch.setenv("HF_CONDENSE_DATASETS", str(tmp_path / "copies"))
+    data = load_real_data(DatasetConfig(path="some-org/tiny_set"))
+    assert data.train_x.shape == (40, 3, 8, 8) and data.source["path"] == "some-org/tiny_set"  # the Hub id is kept
+    monkeypatch.setenv("HF_CONDENSE_DATASETS", str(tmp_path / "elsewhere"))  # no copy there: the Hub is asked
+    with pytest.raises(RecipeError, match="some-org/tiny_set"):
+        load_real_data(DatasetConfig(path="some-org/tiny_set"))
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="../shared/datasets/fashion_mnist not present")
+def test_shipped_recipes_name_hub_ids_and_run_offline_through_the_mapping(monkeypatch):
+    from hf_condense.data.sources import local_copy
+    from hf_condense.stages.recipe import load_recipe
+
+    monkeypatch.setenv("HF_CONDENSE_DATASETS", str(FASHION.parent))
+    for recipe in sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml")):
+        path = load_recipe(recipe).dataset.path
+        assert path == "sklearn/digits" or (path.count("/") == 1 and not path.startswith(".")), recipe.name
+    assert local_copy("zalando-datasets/fashion_mnist") == FASHION
+    assert local_copy("uoft-cs/cifar10") in (None, FASHION.parent / "cifar10")
