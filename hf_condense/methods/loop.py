@@ -151,6 +151,10 @@ class DistillLoop:
         self.selection = self._keep_best()
         return losses
 
+    def log(self, losses: list[float], **extra) -> dict:
+        """The stage log of this loop: `loss_log` of its losses and `extra`, and which iterate it kept."""
+        return {**loss_log(losses, **extra), **self.selection}
+
     @property
     def saved(self) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: the state, and the best iterate when selecting."""

@@ -25,7 +25,7 @@ from ..models.functional import FlatParams
 from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
 from .experts import ExpertSettings, ExpertStore, real_subset
-from .loop import DistillLoop, loss_log, reduce_shared
+from .loop import DistillLoop, reduce_shared
 from .unroll import batched_unroll_backward, unroll_backward
 from .workspace import INIT_HELP, InitMode, Workspace
 
@@ -227,8 +227,7 @@ class MTTDistiller:
             hint="lower method.lr_img or method.lr_lr" + band_hint(task.pool, len(ctx.train_y)),
         )
         losses = loop.run(step)
-        log = loss_log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
-        log.update(loop.selection)
+        log = loop.log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
         return ws.output(task, float(alpha.detach()), log)
 
 

@@ -13,6 +13,7 @@ schedule Adam at `inner_lr` without lr decay (`EVAL_SCHEDULE`), which evaluation
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,7 @@ from ..core.config import opt
 from ..models.functional import FlatParams
 from ..models.training import soft_cross_entropy
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
-from .loop import DistillLoop, loss_log
+from .loop import DistillLoop
 from .workspace import Workspace
 
 BETAS, EPS = (0.9, 0.999), 1e-8
@@ -109,6 +110,7 @@ class RaTBPTTDistiller:
         learnable = ws.learnable() + ([labels] if cfg.learn_labels else [])
         per_epoch = max(1, len(real_pool) // cfg.batch_real)  # real batches per pass over the data (last one dropped)
 
+        @functools.lru_cache(maxsize=1)  # the same epoch for `per_epoch` steps in a row: shuffled once
         def real_epoch(e: int) -> tuple[torch.Tensor, int]:
             """Epoch e of the real data: its shuffled order and its unroll length (a generator of its own, so that a
             resumed stage redraws the same)."""
@@ -169,8 +171,7 @@ class RaTBPTTDistiller:
             snapshot=lambda: output({}).stage,
         )
         losses = loop.run(step)
-        log = loss_log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch)
-        return output({**log, **loop.selection})
+        return output(loop.log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch))
 
 
 def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:

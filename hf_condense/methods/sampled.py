@@ -12,7 +12,7 @@ import torch
 from ..core.config import opt
 from ..models.training import fit, make_optimizer
 from .base import MethodConfig, StageOutput, StageTask, training_union
-from .loop import DistillLoop, loss_log
+from .loop import DistillLoop
 from .workspace import INIT_HELP, InitMode, Workspace
 
 
@@ -150,4 +150,4 @@ def run_image_loop(ctx, task: StageTask, name: str, cfg, g, ws: Workspace, opt_i
         snapshot=lambda: ws.output(task, lr, {}).stage,
     )
     losses = loop.run(step)
-    return ws.output(task, lr, {**loss_log(losses, iterations=cfg.iterations, **log), **loop.selection})
+    return ws.output(task, lr, loop.log(losses, iterations=cfg.iterations, **log))

@@ -233,16 +233,17 @@ class StageEngine:
                 for j, syn in enumerate(out.previous, start=1):
                     self.write(j, syn, stages[j - 1].meta)
                 stages = list(out.previous)
-            self.write(k, out.stage, {**out.stage.meta, **self.stage_meta(k, seconds, out.log, task)})
+            meta = self.stage_meta(k, seconds, out.log, task)
+            self.write(k, out.stage, {**out.stage.meta, **meta})
             stages.append(out.stage)
             if self.is_main:
                 self.folder.finish_stage(k)
             self.ctx.print(
                 f"stage {k}/{self.recipe.stages.count}: {len(out.stage.images)} images, "
                 f"lr {out.stage.lr:.4g}, {seconds:.1f}s, "
-                f"{100 * sum(len(p) for p in task.pool) / len(self.ctx.train_y):.0f}% of the real data"
+                f"{100 * meta['real_fraction']:.0f}% of the real data"
                 + (
-                    f", initialised from {100 * sum(len(p) for p in task.start_pool) / len(self.ctx.train_y):.0f}%"
+                    f", initialised from {100 * meta['curriculum']['init_fraction']:.0f}%"
                     if task.init_pool is not task.pool
                     else ""
                 )
