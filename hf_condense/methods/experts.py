@@ -44,6 +44,7 @@ class ExpertSettings:
     augment: bool
     seed: int = 0  # the run's seed
     stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
+    micro_batch: int | None = None  # examples per forward/backward chunk (None: the CPU rule; not in the key either)
 
 
 def real_subset(pool: list[torch.Tensor], n: int) -> torch.Tensor | None:
@@ -170,7 +171,7 @@ class ExpertStore:
         x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
         snaps = [group.flat_params().cpu()]
         for _ in range(s.epochs):
-            on_epoch(len(models), **group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device))
+            on_epoch(len(models), **group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device, s.micro_batch))
             snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
 

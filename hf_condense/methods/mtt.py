@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from ..core.config import opt
+from ..models.chunking import MICRO_BATCH_HELP, describe, micro_batch
 from ..models.functional import FlatParams
 from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
@@ -46,8 +47,10 @@ class MTTConfig(MethodConfig):
     trajectories: int = opt(
         1, min=1, help="Expert trajectories matched per iteration, gradients averaged; split across processes."
     )
-    vectorize_trajectories: bool = opt(
-        False, help="Unroll a process's trajectories together under vmap (plain memory only; for GPUs, see README)."
+    vectorize_trajectories: bool | None = opt(
+        None,
+        help="Unroll a process's trajectories together under vmap (fewer, larger kernels; plain memory only). "
+        "Default: on a GPU when an iteration matches several trajectories with plain memory, off on CPUs (slower).",
     )
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
@@ -72,8 +75,12 @@ class MTTConfig(MethodConfig):
     segments: int | None = opt(None, min=1, help="Segments of the checkpointed unroll (default sqrt(syn_steps)).")
     micro_batch: int | None = opt(
         None,
-        min=1,
-        help="Run each student step's batch in chunks of this many images: same gradients, ~1.5x faster on CPU.",
+        min=0,
+        help=f"{MICRO_BATCH_HELP} of each student step (default: chosen from device and shapes, recorded in the "
+        "stage; 0: whole batch).",
+    )
+    expert_micro_batch: int | None = opt(
+        None, min=0, help=f"{MICRO_BATCH_HELP} of the experts' steps (default: chosen as for micro_batch; 0: whole)."
     )
     init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")
@@ -90,6 +97,7 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
         augment=cfg.expert_augment,
         seed=seed,
         stack=cfg.expert_stack,
+        micro_batch=cfg.expert_micro_batch,
     )
 
 
@@ -162,6 +170,9 @@ class MTTDistiller:
         segments = (cfg.segments or math.ceil(math.sqrt(cfg.syn_steps))) if cfg.memory == "checkpoint" else 1
         size = tuple(ws.images.shape[-2:])
         batch_syn = cfg.batch_syn or len(all_y)
+        vectorize = vectorized(cfg, dev)
+        sample = ws.all_x[:batch_syn]  # a step's batch: what the micro-batch rule sizes
+        chunk = None if vectorize else micro_batch(cfg.micro_batch, net.model, sample, "unroll")
 
         def draw() -> tuple:
             """One trajectory's random choices (expert, start epoch, minibatches, augmentations)."""
@@ -186,7 +197,7 @@ class MTTDistiller:
             """Backpropagate the mean matching loss of the drawn trajectories (1 / trajectories each); return it."""
             k, all_x = cfg.trajectories, ws.all_x
             students = [student(all_x, *d) for d in draws]
-            if cfg.vectorize_trajectories and students:
+            if vectorize and students:
                 starts, targets, batches = zip(*students)
 
                 def stacked(j):
@@ -198,8 +209,7 @@ class MTTDistiller:
                 )
                 return sum(losses) / k
             return sum(
-                unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, cfg.micro_batch) / k
-                for s, t, b in students
+                unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, chunk) / k for s, t, b in students
             )
 
         def step(it: int) -> float:
@@ -227,15 +237,30 @@ class MTTDistiller:
             hint="lower method.lr_img or method.lr_lr" + band_hint(task.pool, len(ctx.train_y)),
         )
         losses = loop.run(step)
-        log = loop.log(losses, alpha=float(alpha.detach()), experts=len(paths), iterations=cfg.iterations)
+        log = loop.log(
+            losses,
+            alpha=float(alpha.detach()),
+            experts=len(paths),
+            iterations=cfg.iterations,
+            micro_batch=describe(cfg.micro_batch, chunk),
+            vectorized=vectorize,
+        )
         return ws.output(task, float(alpha.detach()), log)
+
+
+def vectorized(cfg: MTTConfig, device: torch.device) -> bool:
+    """Whether a process unrolls its trajectories together: the recipe's choice, else on GPUs (launch-bound there)
+    when there are several trajectories to batch and nothing that needs separate unrolls (checkpoints, chunks)."""
+    if cfg.vectorize_trajectories is not None:
+        return cfg.vectorize_trajectories
+    return device.type == "cuda" and cfg.trajectories > 1 and cfg.memory == "plain" and not cfg.micro_batch
 
 
 def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
     errors = []
     if cfg.min_start_epoch > cfg.max_start_epoch:
         errors.append(f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}")
-    if cfg.vectorize_trajectories and (cfg.memory != "plain" or cfg.micro_batch):
+    if cfg.vectorize_trajectories and (cfg.memory != "plain" or (cfg.micro_batch or 0) > 0):
         errors.append(
             "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
             f"unroll keeps the whole graph); got memory {cfg.memory!r}, micro_batch {cfg.micro_batch}"

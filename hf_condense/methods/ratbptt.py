@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import opt
+from ..models.chunking import MICRO_BATCH_HELP, describe, micro_batch
 from ..models.functional import FlatParams
 from ..models.training import soft_cross_entropy
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
@@ -44,7 +45,10 @@ class RaTBPTTConfig(MethodConfig):
     learn_labels: bool = opt(False, help="Learn soft labels (published for CIFAR-100 and Tiny-ImageNet).")
     batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per inner step (default: all images).")
     micro_batch: int | None = opt(
-        None, min=1, help="Run each inner step's batch in chunks of this many images: same gradients, faster on CPU."
+        None,
+        min=0,
+        help=f"{MICRO_BATCH_HELP} of each inner step (default: chosen from device and shapes, recorded in the stage; "
+        "0: whole batch).",
     )
     batch_real: int = opt(5000, min=1, help="Real images in the meta-loss batch.")
     clip_factor: float = opt(2.0, gt=0, help="Clip the meta-gradient at this x the EMA of its norm.")
@@ -109,6 +113,8 @@ class RaTBPTTDistiller:
         real_pool = torch.cat(task.pool)
         learnable = ws.learnable() + ([labels] if cfg.learn_labels else [])
         per_epoch = max(1, len(real_pool) // cfg.batch_real)  # real batches per pass over the data (last one dropped)
+        n_syn = len(ws.all_x)
+        chunk = micro_batch(cfg.micro_batch, net.model, ws.all_x[: min(cfg.batch_syn or n_syn, n_syn)], "unroll")
 
         @functools.lru_cache(maxsize=1)  # the same epoch for `per_epoch` steps in a row: shuffled once
         def real_epoch(e: int) -> tuple[torch.Tensor, int]:
@@ -131,7 +137,7 @@ class RaTBPTTDistiller:
             def batch(i):
                 return ctx.dsa.apply(x_all[draws[i]], augs[i]), y_all[draws[i]]
 
-            p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr, cfg.micro_batch)
+            p = truncated_unroll(net, p0, batch, n, cfg.window, cfg.inner_lr, chunk)
             b = it % per_epoch
             xr_idx = real_pool[order[b * cfg.batch_real : (b + 1) * cfg.batch_real]]
             xr = ctx.train_x[xr_idx].to(dev)
@@ -171,7 +177,14 @@ class RaTBPTTDistiller:
             snapshot=lambda: output({}).stage,
         )
         losses = loop.run(step)
-        return output(loop.log(losses, iterations=cfg.iterations, ema_grad_norm=float(ema), real_batches=per_epoch))
+        log = loop.log(
+            losses,
+            iterations=cfg.iterations,
+            ema_grad_norm=float(ema),
+            real_batches=per_epoch,
+            micro_batch=describe(cfg.micro_batch, chunk),
+        )
+        return output(log)
 
 
 def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:

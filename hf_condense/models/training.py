@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import DSA
+from .chunking import micro_batch as chunk_size
 from .functional import FlatParams
 
 
@@ -37,11 +38,14 @@ class TrainSchedule:
     augment: bool = True
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr_decay: bool = True  # lr x 0.1 once at half the epochs
+    micro_batch: int | None = None  # examples per forward/backward chunk (None: chunking.micro_batch's rule)
 
     def key(self) -> dict:
         """What identifies the schedule in stage hashes and cache keys; settings added later are left out at their
-        defaults, so that folders and caches made before them keep their keys."""
+        defaults, so that folders and caches made before them keep their keys, and micro_batch, which changes
+        results only by float round-off, always."""
         d = asdict(self)
+        d.pop("micro_batch")
         for name in ("optimizer", "lr_decay"):
             if d[name] == getattr(TrainSchedule, name):
                 d.pop(name)
@@ -82,9 +86,11 @@ def train_epoch(
     generator: torch.Generator,
     device: torch.device,
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    micro_batch: int | None = None,
 ) -> dict[str, float]:
     """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters).
-    Returns the epoch's mean train loss and train accuracy."""
+    Each batch's forward/backward runs in chunks of `micro_batch` examples (None: `chunking.micro_batch`'s rule),
+    gradients summed. Returns the epoch's mean train loss and train accuracy."""
     model.train()
     perm = torch.randperm(len(x), generator=generator)
     total = torch.zeros(3, device=device)
@@ -93,14 +99,20 @@ def train_epoch(
         xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
         if dsa is not None and dsa.enabled:
             xb = dsa(xb, generator)
-        logits = model(xb)
-        loss = soft_cross_entropy(logits, yb)
+        size = chunk_size(micro_batch, model, xb, "train") or len(xb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        parts, loss = [], 0.0
+        for j in range(0, len(xb), size):
+            logits = model(xb[j : j + size])
+            part = soft_cross_entropy(logits, yb[j : j + size]) * (len(logits) / len(xb))
+            part.backward()
+            parts.append(logits.detach())
+            loss = loss + part.detach()
         opt.step()
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
         total += batch_stats(logits, yb, loss)
         if on_batch is not None:
-            on_batch(idx, logits.detach())
+            on_batch(idx, logits)
     return epoch_values(total)
 
 
@@ -142,7 +154,7 @@ def fit(
 ) -> None:
     """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each."""
     for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay):
-        values = train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device)
+        values = train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device, micro_batch=cfg.micro_batch)
         if on_epoch is not None:
             on_epoch(1, **values)
 
@@ -173,10 +185,11 @@ class NetGroup:
         for model, opt, g in zip(self.models, self.opts, generators):
             fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device, on_epoch)
 
-    def train_epoch(self, x, y, batch_size: int, dsa, generators, device) -> dict[str, float]:
+    def train_epoch(self, x, y, batch_size: int, dsa, generators, device, micro_batch=None) -> dict[str, float]:
         """One epoch of every network; their mean train loss and accuracy."""
         values = [
-            train_epoch(m, o, x, y, batch_size, dsa, g, device) for m, o, g in zip(self.models, self.opts, generators)
+            train_epoch(m, o, x, y, batch_size, dsa, g, device, micro_batch=micro_batch)
+            for m, o, g in zip(self.models, self.opts, generators)
         ]
         return {k: sum(v[k] for v in values) / len(values) for k in values[0]}
 

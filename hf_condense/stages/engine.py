@@ -68,9 +68,10 @@ def make_context(
     recipe: Recipe, accelerator: Accelerator, data: RealData, preprocessor: Preprocessor | None = None
 ) -> RunContext:
     """The run context of a recipe: its data in the input space of its preprocessing, its model and augmentation;
-    torch's CPU thread count set first (`cpu_threads`)."""
+    torch's CPU thread count set first (`cpu_threads`), and TF32 on CUDA as the recipe says."""
     threads, source = cpu_threads(recipe.threads)
     torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = recipe.tf32
     out = recipe.output
     if accelerator.device.type == "cpu":
         accelerator.print(f"torch: {threads} CPU thread(s) per process ({source})")
@@ -111,7 +112,12 @@ class StageEngine:
         if errors:
             raise RecipeError(errors)
         if self.is_main:
-            info = {"versions": versions(), "command": public_command(sys.argv), "threads": torch.get_num_threads()}
+            info = {
+                "versions": versions(),
+                "command": public_command(sys.argv),
+                "threads": torch.get_num_threads(),
+                "tf32": self.recipe.tf32,
+            }
             if "label_remap" in self.ctx.data.source:  # the stages' label ids against the source's
                 info["label_remap"] = self.ctx.data.source["label_remap"]
             notes = self.folder.start(

@@ -27,6 +27,7 @@ from ..data.preprocess import PreprocessConfig
 from ..data.sources import DIGITS, DatasetConfig, RealData
 from ..methods import METHODS, MethodConfig, Probe
 from ..models import ModelConfig, build_model, model_names
+from ..models.chunking import MICRO_BATCH_HELP
 from ..models.training import TrainSchedule
 
 
@@ -123,6 +124,12 @@ class EvalConfig:
         "the images and step size of the best one (the MTT/PDD code selects on the test split instead).",
     )
     validation_per_class: int = opt(100, min=1, help="select: validation: train examples per class held out for it.")
+    micro_batch: int | None = opt(
+        None,
+        min=0,
+        help=f"{MICRO_BATCH_HELP} of every network trained on a stage (evaluation, PDD transitions, inner loops; "
+        "default: chosen from device and shapes; 0: whole batch).",
+    )
 
     def schedule(self) -> TrainSchedule:
         """The training schedule of the protocol, which distillation also trains networks with (PDD transitions,
@@ -175,6 +182,12 @@ class Recipe:
         "launch, else this machine's cores shared among its processes). Results match to float round-off across "
         "thread counts, bit for bit at equal ones.",
     )
+    tf32: bool = opt(
+        False,
+        help="CUDA matmuls and cuDNN convolutions in TF32 (faster on Ampere and later GPUs; CPUs unaffected). Off by "
+        "default: an H100 MTT run diverged under cuDNN's default TF32 convolutions at the lr_lr that is stable in "
+        "float32, and checkpointed and plain unroll gradients differed there by 2.5e-3 (8e-8 on a CPU).",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,6 +203,7 @@ class Recipe:
         d = self.to_dict()
         d.pop("output")
         d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
+        d.pop("tf32")  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
         d["evaluation"] = self.evaluation.schedule().key()
         ev = self.evaluation
         if ev.select != "last":  # the selection then shapes the stage, with the tests it selects on
@@ -202,6 +216,9 @@ class Recipe:
         for m in [d["method"], *st["overrides"]]:
             if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
                 m.pop("transition_mode", None)
+            m.pop("expert_micro_batch", None)  # float round-off only (added later, like micro_batch's automatic rule)
+            if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
+                m["vectorize_trajectories"] = False
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -175,6 +175,7 @@ def test_mtt_lowers_matching_loss_and_beats_random_real(tiny, accelerator, tmp_p
     result = hf_condense.run(mtt_recipe(tiny, iterations=60), accelerator)
     meta = json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())
     assert meta["log"]["loss_end"] < 0.8 * meta["log"]["loss_start"]
+    assert meta["log"]["micro_batch"] == "whole batch (auto)"  # tiny images: one chunk holds the batch
     (mtt_acc, _), (rand_acc, _) = result.distilled[0], result.random_real[0]
     assert mtt_acc > rand_acc + 0.05, (mtt_acc, rand_acc)
 
@@ -362,3 +363,30 @@ def test_validation_split_is_held_out_of_the_train_split(digits):
     rows = {tuple(r.flatten().tolist()) for r in held.train_x}
     assert sum(tuple(r.flatten().tolist()) in rows for r in held.val_x) < 10  # (digits has a few duplicate images)
     assert torch.equal(digits.hold_out(20, seed=0).val_x, held.val_x)
+
+
+def test_trajectories_are_vectorized_by_default_only_where_it_pays():
+    from hf_condense.methods.mtt import MTTConfig, vectorized
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not vectorized(MTTConfig(trajectories=4), cpu)  # grouped kernels are slower on CPUs
+    assert vectorized(MTTConfig(trajectories=4), cuda)  # launch-bound GPUs: one batched unroll
+    assert not vectorized(MTTConfig(trajectories=1), cuda)  # nothing to batch
+    assert not vectorized(MTTConfig(trajectories=4, memory="checkpoint"), cuda)
+    assert not vectorized(MTTConfig(trajectories=4, micro_batch=5), cuda)
+    assert vectorized(MTTConfig(trajectories=4, vectorize_trajectories=True), cpu)  # a recipe value wins
+    assert not vectorized(MTTConfig(trajectories=4, vectorize_trajectories=False), cuda)
+
+
+def test_tf32_is_a_recipe_choice_recorded_in_the_run(tiny, accelerator, tmp_path):
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        recipe = mtt_recipe(tiny, iterations=2)
+        recipe.tf32 = True
+        recipe.evaluation.random_real = False
+        hf_condense.run(recipe, accelerator)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert json.loads((tmp_path / "out" / "run.json").read_text())["tf32"] is True
+        assert recipe.stage_hashes() == mtt_recipe(tiny, iterations=2).stage_hashes()  # how, not what, is computed
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
