@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The speed benchmarks on a lent GPU in one device call (< 10 minutes): the unroll and expert-training table
+# (benchmarks/unroll_speed.py cuda: plain / default / candidates, torch.compile of a student step among them) and
+# vmapped trajectories against sequential ones (benchmarks/batched_trajectories.py cuda), TF32 off as the recipes'
+# default (`tf32: false`) and then on, for its effect; results and logs to $OUT. Random data: no dataset to carry.
+# Prepare here with `bash benchmarks/prepare_gpu_check.sh` (wheels in .whl/), then:
+#   device run, carry [".whl"], timeout_s 600:  bash benchmarks/gpu_speed.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+out="${OUT:-outputs/gpu_speed}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+cd benchmarks
+NVIDIA_TF32_OVERRIDE=0 timeout 330 python3 unroll_speed.py cuda > "$out/unroll_speed.log" 2>&1
+NVIDIA_TF32_OVERRIDE=0 timeout 90 python3 batched_trajectories.py cuda > "$out/batched_fp32.log" 2>&1
+cp results/batched_trajectories_cuda.md "$out/batched_trajectories_cuda_fp32.md" 2>/dev/null
+timeout 90 python3 batched_trajectories.py cuda > "$out/batched_tf32.log" 2>&1  # cuDNN's default TF32
+cp results/unroll_speed_cuda.* results/unroll_speed_cuda.partial.json results/batched_trajectories_cuda.* "$out"/ \
+  2>/dev/null
+tail -n 40 "$out"/*.log
+exit 0

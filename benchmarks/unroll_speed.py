@@ -1,0 +1,394 @@
+"""MTT unroll and expert-training speed: the plain unroll against the library's default (the CPU micro-batch rule,
+`hf_condense.models.chunking`) and each candidate optimisation, in one run on this machine.
+
+Shapes of issue #43: CIFAR-10 32x32x3, ConvNet-D3W32 and D3W128, IPC 1 / 10 / 50, all images in every step,
+syn_steps 20, DSA; random data (timing only). Each configuration runs in a fresh process (its peak resident memory,
+ru_maxrss, is its own); times are the best of a few iterations. Gradient error: each mode's float32 image gradient
+of a 3-step unroll against the float64 plain unroll of the same problem (a 20-step float32 unroll of random data
+differs from float64 by ~1e-2 in any summation order, which would hide what a mode changes).
+Expert training: the library's `train_epoch` (batch 256, DSA, SGD) over 1024 random images, whole batches against
+the default chunks. The rule section sweeps chunk sizes (unroll: syn_steps 5) to show where CHUNK_BYTES comes from;
+the candidates section times the other optimisations of the issue at W32, IPC 10, syn_steps 5, each against plain.
+
+    python benchmarks/unroll_speed.py     # ~25 min here; writes benchmarks/results/unroll_speed.{json,md}
+    python benchmarks/unroll_speed.py cuda
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from timing import seconds_since, sync
+from torch import nn
+
+import hf_condense  # noqa: F401  (registers the ConvNets with timm)
+from hf_condense.core.io import write_json, write_text
+from hf_condense.data.augment import DSA
+from hf_condense.methods.unroll import unroll_backward
+from hf_condense.models import chunking
+from hf_condense.models.functional import FlatParams
+from hf_condense.models.training import train_epoch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "unroll_speed"
+STEPS = 20
+# (width, IPC, mode, segments): mode "plain" = whole batches, "default" = what the library chooses (chunks on CPU)
+UNROLLS = [
+    (32, 1, "plain", 1),
+    (32, 1, "default", 1),
+    (32, 10, "plain", 1),
+    (32, 10, "default", 1),
+    (32, 50, "plain", 1),
+    (32, 50, "default", 1),
+    (128, 1, "plain", 1),
+    (128, 1, "default", 1),
+    (128, 10, "plain", 1),
+    (128, 10, "default", 1),
+]
+# IPC 50 at W128 is left out here: its plain graph (~35 GB) does not fit 24 GB, and its checkpointed pair takes ~10
+# minutes (benchmarks/results/unroll_memory.md has it: micro-batched + checkpointed 0.63x the checkpointed time)
+if len(sys.argv) > 1 and sys.argv[1] == "cuda":
+    UNROLLS += [(128, 50, "plain", 1), (128, 50, "default", 1)]
+RULE_UNROLL = [4, 8, 16, 32, 0]  # chunk sizes swept at W32 and W128, IPC 10 (0: whole batch)
+RULE_TRAIN = [8, 16, 32, 64, 0]
+
+
+def problem(width: int, ipc: int, device: str, dtype=torch.float32):
+    """A seeded unroll problem; drawn in float32 and cast, so that the float64 reference is the same problem."""
+    torch.manual_seed(0)
+    net = FlatParams(timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32))
+    start = net.flatten()
+    target = start + 0.01 * torch.randn_like(start)
+    images = torch.randn(10 * ipc, 3, 32, 32)
+    net.model.to(device, dtype)
+    start, target = start.to(device, dtype), target.to(device, dtype)
+    images = images.to(device, dtype).requires_grad_(True)
+    labels = torch.arange(10, device=device).repeat_interleave(ipc)
+    alpha = torch.tensor(0.01, device=device, dtype=dtype, requires_grad=True)
+    return net, start, target, images, labels, alpha
+
+
+def unroll_grad(width, ipc, chunk, segments, steps, device, dtype=torch.float32, iters=1):
+    """(best seconds, image gradient) of `iters` unroll backward passes."""
+    net, start, target, images, labels, alpha = problem(width, ipc, device, dtype)
+    dsa, g = DSA(), torch.Generator().manual_seed(0)
+    augs = [dsa.sample(len(images), (32, 32), g) for _ in range(steps)]
+    augs = [_cast(a, dtype) for a in augs]
+    times = []
+    for _ in range(iters):
+        images.grad = alpha.grad = None
+        sync(device)
+        t0 = time.perf_counter()
+        unroll_backward(
+            net, start, target, alpha, lambda j: (dsa.apply(images, augs[j]), labels), steps, segments, 1.0, chunk
+        )
+        times.append(seconds_since(t0, device))
+    return min(times), images.grad.detach().double()
+
+
+def _cast(p, dtype):
+    """Augmentation parameters in the problem's float type (the float64 reference)."""
+    if p is None:
+        return p
+    return type(p)(p.family, {k: v.to(dtype) if v.is_floating_point() else v for k, v in p.values.items()})
+
+
+def chosen(mode: str, width: int, ipc: int, device: str, kind: str = "unroll") -> int | None:
+    net, _, _, images, *_ = problem(width, ipc, device)
+    return None if mode == "plain" else chunking.micro_batch(None, net.model, images, kind)
+
+
+def measure_unroll(width: int, ipc: int, mode: str, segments: int, device: str) -> dict:
+    chunk = chosen(mode, width, ipc, device)
+    slow = device == "cpu" and width >= 128
+    iters = 1 if slow and ipc >= 50 else 2 if slow and ipc >= 10 else 3
+    seconds, _ = unroll_grad(width, ipc, chunk, segments, STEPS, device, iters=iters)
+    peak = (
+        torch.cuda.max_memory_allocated() / 1024**3
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    )
+    _, g32 = unroll_grad(width, ipc, chunk, 1, 3, device)
+    _, g64 = unroll_grad(width, ipc, None, 1, 3, device, torch.float64)
+    return {
+        "width": width,
+        "ipc": ipc,
+        "mode": mode,
+        "segments": segments,
+        "micro_batch": chunk,
+        "seconds_per_iteration": seconds,
+        "peak_memory_gb": peak,
+        "grad_rel_error_vs_float64": float((g32 - g64).norm() / g64.norm()),
+    }
+
+
+def training_rates(width: int, chunks: list[int], device: str, n: int = 1024, rounds: int = 3) -> dict[int, float]:
+    """Images per second of the library's train_epoch (batch 256, DSA) per chunk size (0: whole batches), over
+    `rounds` interleaved epochs each after a warm-up round, best of each: interleaving, because a process's first
+    epochs are slower (the allocator grows its arenas) and would otherwise favour whichever size runs last."""
+    torch.manual_seed(0)
+    model = timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(n, 3, 32, 32), torch.randint(0, 10, (n,))
+    dsa, g = DSA(), torch.Generator().manual_seed(0)
+    best = {c: float("inf") for c in chunks}
+    for r in range(rounds + 1):
+        for c in chunks:
+            sync(device)
+            t0 = time.perf_counter()
+            train_epoch(model, opt, x, y, 256, dsa, g, torch.device(device), micro_batch=c)
+            if r:
+                best[c] = min(best[c], seconds_since(t0, device))
+    return {c: n / t for c, t in best.items()}
+
+
+def measure_training(width: int, device: str) -> dict:
+    chunk = chosen("default", width, 25, device, "train")  # a 256 batch: IPC 25 gives 250 images, same rule
+    rates = training_rates(width, [0, chunk or 0], device)
+    return {
+        "width": width,
+        "micro_batch": chunk,
+        "plain_images_per_s": rates[0],
+        "default_images_per_s": rates[chunk or 0],
+    }
+
+
+def measure_rule(width: int, device: str, rounds: int = 2) -> dict:
+    """Unroll seconds (IPC 10, 5 steps) and training seconds per image for each chunk size, interleaved rounds."""
+    unroll = {c: float("inf") for c in RULE_UNROLL}
+    unroll_grad(width, 10, None, 1, 5, device)  # warm-up
+    for _ in range(rounds):
+        for c in RULE_UNROLL:
+            unroll[c] = min(unroll[c], unroll_grad(width, 10, c or None, 1, 5, device)[0])
+    train = {c: 1 / r for c, r in training_rates(width, RULE_TRAIN, device, rounds=2).items()}
+    return {"width": width, "unroll_seconds": unroll, "train_seconds_per_image": train}
+
+
+class _Pool(nn.Module):
+    """2x2 average pooling as the sum of four strided slices (a candidate double-backward form)."""
+
+    def forward(self, x):
+        return (x[:, :, 0::2, 0::2] + x[:, :, 1::2, 0::2] + x[:, :, 0::2, 1::2] + x[:, :, 1::2, 1::2]) * 0.25
+
+
+class _InstanceNorm(nn.Module):
+    """GroupNorm(C, C) as per-channel mean and variance (a candidate double-backward form); same parameter names."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, (2, 3), correction=0, keepdim=True)
+        scale = torch.rsqrt(var + 1e-5) * self.weight.view(1, -1, 1, 1)
+        return x * scale + (self.bias.view(1, -1, 1, 1) - mean * scale)
+
+
+def measure_candidates(device: str, width: int = 32, ipc: int = 10, steps: int = 5) -> dict:
+    """Seconds of a `steps`-step unroll at W32, IPC 10 for plain and each candidate, and each one's gradient error
+    against float64 (3 steps)."""
+    out = {}
+
+    def run(name, edit=None, step=None, layout=None, check=True):
+        net, start, target, images, labels, alpha = problem(width, ipc, device)
+        if edit:
+            edit(net.model)
+        x_in = (lambda: images.contiguous(memory_format=torch.channels_last)) if layout else (lambda: images)
+        if step is None:
+
+            def step(theta, x, y):
+                return theta - alpha * net.grad(theta, x, y, True)
+
+        def unroll(n):
+            images.grad = None
+            theta = start.clone().requires_grad_(True)
+            for _ in range(n):
+                theta = step(theta, x_in(), labels)
+            ((theta - target) ** 2).sum().backward()
+            return images.grad.detach().double()
+
+        t0 = time.perf_counter()
+        unroll(steps)  # warm-up (and compilation)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(2):
+            sync(device)
+            t0 = time.perf_counter()
+            unroll(steps)
+            times.append(seconds_since(t0, device))
+        net64, s64, t64, im64, lab, a64 = problem(width, ipc, device, torch.float64)
+        theta = s64.clone().requires_grad_(True)
+        for _ in range(3):
+            theta = theta - a64 * net64.grad(theta, im64, lab, True)
+        g64 = torch.autograd.grad(((theta - t64) ** 2).sum(), im64)[0]
+        images.grad = None
+        theta = start.clone().requires_grad_(True)
+        for _ in range(3):
+            theta = step(theta, x_in(), labels)
+        ((theta - target) ** 2).sum().backward()
+        err = float((images.grad.double() - g64).norm() / g64.norm())
+        out[name] = {"seconds": min(times), "first_seconds": first, "grad_rel_error_vs_float64": err}
+
+    def swap(kind):
+        def edit(model):
+            for i, m in enumerate(model.features):
+                if kind == "pool" and isinstance(m, nn.AvgPool2d):
+                    model.features[i] = _Pool()
+                if kind == "norm" and isinstance(m, nn.GroupNorm):
+                    model.features[i] = _InstanceNorm(m)
+
+        return edit
+
+    run("plain")
+    run("avg-pool as strided slices", swap("pool"))
+    run("instance norm as per-channel mean/variance", swap("norm"))
+    run("channels_last input", layout=True)
+
+    def compiled_step():
+        net, *_ = problem(width, ipc, device)
+        alpha = torch.tensor(0.01, device=device, requires_grad=True)
+        g = torch.func.grad(lambda th, x, y: F.cross_entropy(net(th, x), y))
+        return torch.compile(lambda th, x, y: th - alpha * g(th, x, y), dynamic=False)
+
+    try:
+        run("torch.compile of one student step (torch.func.grad)", step=compiled_step())
+    except Exception as e:  # reported, not fatal: the candidate either works here or says why not
+        out["torch.compile of one student step (torch.func.grad)"] = {"error": f"{type(e).__name__}: {e}"[:200]}
+    return out
+
+
+def child(kind: str, *args: str) -> dict:
+    device = args[-1]
+    if kind == "unroll":
+        w, ipc, mode, seg = int(args[0]), int(args[1]), args[2], int(args[3])
+        return measure_unroll(w, ipc, mode, seg, device)
+    if kind == "training":
+        return measure_training(int(args[0]), device)
+    if kind == "rule":
+        return measure_rule(int(args[0]), device)
+    return measure_candidates(device)
+
+
+def spawn(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1][:300] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(device: str = "cpu") -> None:
+    results = RESULTS if device == "cpu" else Path(f"{RESULTS}_{device}")
+    partial = Path(f"{results}.partial.json")  # resumable: a killed run keeps what it measured
+    done = json.loads(partial.read_text()) if partial.exists() else {}
+
+    def get(name, *args):
+        if name not in done:
+            done[name] = spawn(*args, device)
+            write_json(partial, done)
+            print(name, json.dumps(done[name])[:200], flush=True)
+        return done[name]
+
+    rule = [get(f"rule {w}", "rule", str(w)) for w in (32, 128)]  # first: where the rule's constants come from
+    training = [get(f"training {w}", "training", str(w)) for w in (32, 128)]
+    unrolls = [get(f"unroll {w} {ipc} {m} {s}", "unroll", str(w), str(ipc), m, str(s)) for w, ipc, m, s in UNROLLS]
+    candidates = get("candidates", "candidates")
+    machine = torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()}-core CPU"
+    write_json(
+        f"{results}.json",
+        {
+            "machine": machine,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "syn_steps": STEPS,
+            "chunk_bytes": chunking.CHUNK_BYTES,
+            "unrolls": unrolls,
+            "training": training,
+            "rule": rule,
+            "candidates": candidates,
+        },
+    )
+    write_text(f"{results}.md", report(machine, unrolls, training, rule, candidates))
+    partial.unlink()
+    print(Path(f"{results}.md").read_text())
+
+
+def report(machine, unrolls, training, rule, candidates) -> str:
+    lines = [
+        f"MTT unroll on CIFAR-10 shapes (all images every step, syn_steps {STEPS}, DSA), {machine}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; one run of `python benchmarks/unroll_speed.py`. "
+        "default: the library's automatic choice (`hf_condense.models.chunking`, CHUNK_BYTES "
+        f"{ {k: f'{v >> 20} MiB' for k, v in chunking.CHUNK_BYTES.items()} }). Grad error: float32 image gradient "
+        "of a 3-step unroll vs the float64 plain unroll.",
+        "",
+        "| model | IPC | mode | segments | micro-batch | s / iteration | default / plain | peak memory (GB) "
+        "| grad rel. error vs float64 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    plain = {(r["width"], r["ipc"]): r for r in unrolls if r.get("mode") == "plain"}
+    for r in unrolls:
+        if "error" in r:
+            lines.append(f"| – | – | – | – | – | failed: {r['error']} | – | – | – |")
+            continue
+        base = plain.get((r["width"], r["ipc"]))
+        ratio = f"{r['seconds_per_iteration'] / base['seconds_per_iteration']:.2f}" if base else "–"
+        lines.append(
+            f"| ConvNet-D3W{r['width']} | {r['ipc']} | {r['mode']} | {r['segments']} | {r['micro_batch'] or 'all'} "
+            f"| {r['seconds_per_iteration']:.3g} | {ratio} | {r['peak_memory_gb']:.2f} "
+            f"| {r['grad_rel_error_vs_float64']:.1e} |"
+        )
+    lines += [
+        "",
+        "Expert training (the library's train_epoch, batch 256, DSA, SGD):",
+        "",
+        "| model | default micro-batch | plain images/s | default images/s | speed-up |",
+        "|---|---|---|---|---|",
+    ]
+    for r in training:
+        if "error" not in r:
+            lines.append(
+                f"| ConvNet-D3W{r['width']} | {r['micro_batch'] or 'all'} | {r['plain_images_per_s']:.0f} | "
+                f"{r['default_images_per_s']:.0f} | {r['default_images_per_s'] / r['plain_images_per_s']:.2f}x |"
+            )
+    lines += [
+        "",
+        "Rule sweep (time relative to the whole batch; unroll: IPC 10, syn_steps 5; training: per image):",
+        "",
+    ]
+    for r in rule:
+        if "error" in r:
+            continue
+        u, t = r["unroll_seconds"], r["train_seconds_per_image"]
+        lines.append(
+            f"- ConvNet-D3W{r['width']}: unroll "
+            + ", ".join(f"{k if k != '0' else 'all'}: {v / u['0']:.2f}" for k, v in u.items())
+            + "; training "
+            + ", ".join(f"{k if k != '0' else 'all'}: {v / t['0']:.2f}" for k, v in t.items())
+        )
+    lines += ["", "Candidates (W32, IPC 10, 5 steps; kept only at 1.2x or better in this micro-benchmark):", ""]
+    base = candidates.get("plain", {}).get("seconds")
+    for name, r in candidates.items():
+        if "error" in r:
+            lines.append(f"- {name}: fails here ({r['error']})")
+        elif name != "plain" and base:
+            lines.append(
+                f"- {name}: {r['seconds'] / base:.2f}x plain's time (first call {r['first_seconds']:.1f} s), "
+                f"grad error {r['grad_rel_error_vs_float64']:.1e}"
+            )
+        else:
+            lines.append(f"- plain: {r['seconds']:.3f} s, grad error {r['grad_rel_error_vs_float64']:.1e}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(child(*sys.argv[2:])))
+    else:
+        main(*sys.argv[1:])
