@@ -6,13 +6,9 @@
 # GPU_CHECK_SECONDS (default 540) bounds each row, so that whatever finished comes back inside the call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site
-fi
+source benchmarks/device_env.sh
 # TF32 off: float32 convolutions as on the CPU, where the same lr_lr never diverged (an H100 run at TF32 did)
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 NVIDIA_TF32_OVERRIDE=0
+export NVIDIA_TF32_OVERRIDE=0
 export FASHION_MNIST_DIR="${FASHION_MNIST_DIR:-$PWD/.data/fashion_mnist}"
 out="${OUT:-outputs/gpu_check}"
 mkdir -p "$out"

@@ -7,12 +7,7 @@
 #   device run, carry [".whl"], timeout_s 600:  bash benchmarks/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/device_env.sh
 out="${OUT:-outputs/gpu_speed}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .functional import buffer_free
+
 Kind = Literal["train", "unroll"]
 # the largest activation of one chunk, in bytes: training steps (first order) and unroll steps (double backward).
 # Measured (benchmarks/results/unroll_speed.md, 2 cores, time against the whole batch): unroll IPC 10, W32: 16 0.93,
@@ -21,11 +23,6 @@ Kind = Literal["train", "unroll"]
 CHUNK_BYTES: dict[str, int] = {"train": 8 << 20, "unroll": 4 << 20}
 MICRO_BATCH_HELP = "Examples per forward/backward chunk, gradients summed (same result up to float round-off)"
 _ACTIVATION_BYTES: dict[tuple, int] = {}
-
-
-def chunkable(model: nn.Module) -> bool:
-    """Only networks without buffers: batch statistics (batch norm) would differ between chunks and the batch."""
-    return not any(True for _ in model.buffers())
 
 
 def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -56,7 +53,7 @@ def micro_batch(requested: int | None, model: nn.Module, x: torch.Tensor, kind: 
     set (0: the whole batch), else the rule (CPU and a buffer-free model: chunks of about CHUNK_BYTES[kind])."""
     if requested is not None:
         return requested if 0 < requested < len(x) else None
-    if x.device.type != "cpu" or not chunkable(model):
+    if x.device.type != "cpu" or not buffer_free(model):  # batch statistics would differ between chunks
         return None
     size = max(1, CHUNK_BYTES[kind] // activation_bytes(model, x))
     return size if size < len(x) else None

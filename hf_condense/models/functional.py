@@ -10,6 +10,12 @@ from torch import nn
 from torch.func import functional_call
 
 
+def buffer_free(model: nn.Module) -> bool:
+    """Whether `model` holds no buffers: no running statistics (batch norm), which vmap would update in place and
+    which would differ between a batch and its chunks."""
+    return not any(True for _ in model.buffers())
+
+
 class FlatParams:
     """Flatten / unflatten a module's parameters and run the module on a flat vector.
 

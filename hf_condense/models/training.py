@@ -94,12 +94,14 @@ def train_epoch(
     model.train()
     perm = torch.randperm(len(x), generator=generator)
     total = torch.zeros(3, device=device)
+    size = None  # examples per chunk: chosen from the first batch (the others are as large or smaller)
     for i in range(0, len(x), batch_size):
         idx = perm[i : i + batch_size]
         xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
         if dsa is not None and dsa.enabled:
             xb = dsa(xb, generator)
-        size = chunk_size(micro_batch, model, xb, "train") or len(xb)
+        if size is None:
+            size = chunk_size(micro_batch, model, xb, "train") or len(xb)
         opt.zero_grad(set_to_none=True)
         parts, loss = [], 0.0
         for j in range(0, len(xb), size):
