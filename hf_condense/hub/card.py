@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..core.io import atomic_path
 from ..data.formation import formation_factor_of
-from ..data.sources import DIGITS
+from ..data.sources import DIGITS, local_copy
 from ..stages.recipe import is_local_path, public_recipe
 from ..stages.run_folder import OVERVIEW, RunFolder, configs_entries, grid_name, stage_dataset, stage_files, stage_name
 
@@ -45,11 +45,12 @@ METHOD_TITLES = {
 
 @lru_cache(maxsize=8)
 def source_license(path: str) -> str | None:
-    """The license declared by the source dataset's card (local folder or Hub id); None when unknown."""
+    """The license declared by the source dataset's card (local folder, a Hub id's local copy under
+    HF_CONDENSE_DATASETS, or the Hub); None when unknown."""
     if path == DIGITS:
         return "cc-by-4.0"  # the UCI optical digits set bundled with scikit-learn
     try:
-        local = Path(path) / "README.md"
+        local = (local_copy(path) or Path(path)) / "README.md"
         card = DatasetCard.load(local) if local.is_file() else DatasetCard.load(path, repo_type="dataset")
     except Exception:  # offline, no card, or a malformed one: the card says nothing rather than guessing
         return None

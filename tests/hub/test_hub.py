@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from fnmatch import fnmatch
+from pathlib import Path
 
 import datasets
 import pytest
@@ -210,3 +211,23 @@ def test_evaluate_on_a_path_that_is_nowhere_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     want = "neither a local folder nor a Hub dataset id (namespace/name): no such folder here"
     assert err.strip() == f"error: {tmp_path / 'missing'}: {want}"
+
+
+def test_source_license_of_a_mapped_hub_id_reads_the_local_copy(tmp_path, monkeypatch):
+    """A Hub id mapped by HF_CONDENSE_DATASETS takes its license from the local copy's card, with no Hub request (an
+    offline machine otherwise waits through the Hub client's retries)."""
+    from hf_condense.hub import card as card_module
+
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "README.md").write_text("---\nlicense: mit\n---\n# a copy\n")
+    monkeypatch.setenv("HF_CONDENSE_DATASETS", str(tmp_path))
+    real_load = card_module.DatasetCard.load
+
+    def local_only(path, *args, **kwargs):
+        assert Path(path).is_file(), f"asked the Hub for {path}"
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(card_module.DatasetCard, "load", local_only)
+    card_module.source_license.cache_clear()
+    assert card_module.source_license("someone/cifar10") == "mit"
+    card_module.source_license.cache_clear()
