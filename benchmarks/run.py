@@ -34,7 +34,9 @@ from report import write_readme, write_report  # noqa: E402
 
 import hf_condense  # noqa: E402
 from hf_condense.cli.errors import InputError, exit_code, guarded  # noqa: E402
+from hf_condense.core.config import RecipeError  # noqa: E402
 from hf_condense.core.io import write_json  # noqa: E402
+from hf_condense.methods.gradient_matching import default_loops  # noqa: E402
 from hf_condense.stages.run_folder import CHECKPOINTS, RunFolder, list_stages, stage_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +55,7 @@ class Row:
     overrides: list[str]
     seeds: int = 1
     reference: dict | None = None  # the published figure to read the row against: value (%), source, protocol
-    start_from: dict | None = None  # {row, stages}: copy that row's first stages (all when absent), then extend
+    start_from: dict | None = None  # {row, stages, table}: copy that row's first stages (all when absent), then extend
     curve: str | None = None  # the figure's line this row belongs to (default: no line)
     note: str = ""
 
@@ -111,14 +113,17 @@ def load_table(spec: str) -> Table:
             fail(f"{where}: reference must be a mapping with 'value' (and 'source', 'protocol')")
         start = r.get("start_from")
         if start is not None and (not isinstance(start, dict) or "row" not in start):
-            fail(f"{where}: start_from must be a mapping with 'row' (and 'stages')")
+            fail(f"{where}: start_from must be a mapping with 'row' (and 'stages', 'table')")
         row = Row(r["name"], recipe, overrides, seeds, ref, start, r.get("curve"), str(r.get("note", "")))
         if any(x.name == row.name for x in table.rows):
             fail(f"{where}: the name is used twice; row names are unique in a table")
         table.rows.append(row)
     names = {x.name for x in table.rows}
     for row in table.rows:
-        if row.start_from and row.start_from["row"] not in names:
+        other = row.start_from.get("table") if row.start_from else None
+        if other and not (TABLES / f"{other}.yaml").is_file():
+            fail(f"{path.name}: row {row.name!r}: start_from table {other!r} is not in benchmarks/tables/")
+        if row.start_from and not other and row.start_from["row"] not in names:
             fail(f"{path.name}: row {row.name!r}: start_from row {row.start_from['row']!r} is not in the table")
     return table
 
@@ -156,28 +161,31 @@ def commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
 
 
-def image_steps(recipe: hf_condense.Recipe, stages: list) -> int:
+def image_steps(recipe: hf_condense.Recipe, sizes: list[int]) -> int:
     """Distillation compute: synthetic images passed through a network by the method's own optimisation steps,
-    summed over stages (expert, transition and evaluation training excluded). MTT / RaT-BPTT: iterations x student
-    steps (RaT-BPTT: the mean unroll) x images per step; DM: iterations x the stage's images; DC / DSA / IDC:
-    iterations x matching rounds x (the stage's images + inner epochs x the student's set); coresets: 0."""
+    summed over stages of `sizes` images each (expert, transition and evaluation training excluded). MTT / RaT-BPTT:
+    iterations x student steps (RaT-BPTT: the mean unroll) x images per step; DM: iterations x the stage's images;
+    DC / DSA: iterations x matching rounds x (the stage's images + inner epochs x the student's set); IDC: iterations x
+    matching rounds x the stage's (decoded) images; coresets: 0."""
+    name = recipe.method.name
+    if not hf_condense.METHODS[name].capabilities.synthetic:
+        return 0
     total, union = 0, 0
-    for k, s in enumerate(stages, start=1):
-        own = len(s.images)
+    for k, own in enumerate(sizes, start=1):
         union += own
-        if not s.meta.get("synthetic", False):
-            continue
-        m, log = recipe.stage_method(k), s.meta.get("log", {})
+        m = recipe.stage_method(k)
         student = union if recipe.stages.use_conditioning else own
-        name = recipe.method.name
         if name == "mtt":
             total += m.iterations * m.syn_steps * min(m.batch_syn or student, student)
         elif name == "ratbptt":
             total += m.iterations * (m.window + m.horizon) // 2 * min(m.batch_syn or student, student)
         elif name == "dm":
             total += m.iterations * own
-        else:  # gradient matching: rounds of matching, inner epochs on the student's set between them
-            total += m.iterations * log.get("outer_loop", 1) * (own + log.get("inner_loop", 0) * student)
+        elif name == "idc":
+            total += m.iterations * m.inner_loop * own
+        else:  # DC / DSA: matching rounds, inner epochs on the student's set between them
+            outer, inner = default_loops(recipe.stages.ipc_of(k))
+            total += m.iterations * (m.outer_loop or outer) * (own + (m.inner_loop or inner) * student)
     return int(total)
 
 
@@ -205,7 +213,7 @@ def seed_record(result: hf_condense.RunResult, recipe: hf_condense.Recipe, seed:
         "seconds": round(seconds, 1),
         "resumed": resumed,
         "distill_seconds": round(sum(s.meta.get("seconds", 0) for s in stages), 1),
-        "image_steps": image_steps(recipe, stages),
+        "image_steps": image_steps(recipe, [len(s.images) for s in stages]),
         "micro_batch": stages[-1].meta.get("log", {}).get("micro_batch"),
         "threads": torch.get_num_threads(),
         "version": hf_condense.__version__,
@@ -235,7 +243,7 @@ def run_row(table: Table, row: Row, seed: int, runs: Path, saved: dict | None, r
     if saved is not None and saved.get("recipe_key") == key and (saved["status"] == "ok" or not retry):
         return saved
     if row.start_from and not folder.exists():
-        src = row_folder(runs, table.name, row.start_from["row"], seed)
+        src = row_folder(runs, row.start_from.get("table", table.name), row.start_from["row"], seed)
         if (src / "run.json").is_file():
             copy_start(src, folder, row.start_from.get("stages"))
     resumed = bool(list_stages(folder)) if folder.is_dir() else False
@@ -286,6 +294,18 @@ def read_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"rows": []}
 
 
+def checked_recipes(table: Table, runs: Path) -> dict[str, hf_condense.Recipe]:
+    """Every row's recipe, parsed before any compute: a bad override is refused now (one line naming the row and
+    the key), not after hours of the rows before it."""
+    out = {}
+    for row in table.rows:
+        try:
+            out[row.name] = recipe_of(row, 0, runs / "check", runs / "check")
+        except RecipeError as e:
+            fail(f"{table.name}: row {row.name!r}: {'; '.join(e.errors)}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__.split("\n")[0])
     p.add_argument("table", help="a table name under benchmarks/tables/ (or a path to a table YAML)")
@@ -302,8 +322,7 @@ def run_table(args: argparse.Namespace) -> None:
     unknown = [r for r in args.rows if r not in {x.name for x in table.rows}]
     if unknown:
         fail(f"{table.name}: no row named {unknown[0]!r}; rows: {', '.join(x.name for x in table.rows)}")
-    # every row's recipe is checked before any compute: a bad override is refused now, not after hours
-    recipes = {row.name: recipe_of(row, 0, args.runs / "check", args.runs / "check") for row in table.rows}
+    recipes = checked_recipes(table, args.runs)
     path = args.results / f"{table.name}.json"
     saved = {r["name"]: r for r in read_results(path)["rows"]}
 
