@@ -14,14 +14,16 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from fashion_mnist_cpu import DATA, RECIPE, ROOT
 from torch.profiler import ProfilerActivity, profile
 
 import hf_condense
 
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "fashion_mnist_mtt_cpu.yaml"  # its Hub id read through HF_CONDENSE_DATASETS offline
 WORK = ROOT / "outputs" / "profile_unroll"
 RESULTS = ROOT / "benchmarks" / "results"
 PROFILED = 3  # iterations; a GPU trace of 10 took minutes to summarise
@@ -40,7 +42,6 @@ def recipe(method: str, iterations: int):
     return hf_condense.load_recipe(
         RECIPE,
         [
-            f"dataset.path={DATA}",
             f"output.dir={WORK / f'{method}_{iterations}'}",
             f"output.cache_dir={WORK / 'cache'}",
             "preprocess.zca=true",

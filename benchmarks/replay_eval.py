@@ -1,83 +1,110 @@
-"""Re-evaluate a finished row of the Fashion-MNIST CPU comparison another way, as rows of the same results table:
+"""Re-evaluate a finished benchmark row's saved stages another way (nothing is distilled again), as a row of
+`benchmarks/results/replays.{json,md}`:
 
-- "<row>, eval epochs 300/30": each stage trained for the given epochs (one per stage) instead of its own;
-- "<row>, stage 1 repeated": every later stage's images replaced by stage 1's, same schedule, which separates what a
-  later stage's images add from what its extra epochs on the union do (`--control`);
-- "..., eval lr <lr>": every stage at one fixed lr instead of its learned lr (is a set held back by its lr?);
-- "..., <mode> evaluation": the stages replayed as a union or in sequence instead of progressively;
-- "<row>, 10 networks": more evaluation networks than the protocol's 3 (`--runs`), to tell rows apart that differ by
-  less than their std over 3 networks;
-- "<row>" itself (`--finish`): the row's own evaluation, for a row whose stages were saved but whose run stopped
-  before its evaluation ended; its wall time is the stages' distillation time plus this evaluation.
+- `--epochs 300 30`: each stage trained for the given epochs (one per stage) instead of its own;
+- `--control`: every later stage's images replaced by stage 1's ("stage 1 repeated"), same schedule: what a later
+  stage's images add beyond the extra epochs on the union;
+- `--lr 0.03`: every stage at one fixed lr instead of its learned lr;
+- `--mode union`: the stages replayed as a union or in sequence instead of the row's own mode;
+- `--runs 5 --epochs 1000`: the full published protocol (5 networks x 1000 epochs) instead of the CPU profile's.
 
-    python benchmarks/replay_eval.py "PDD + MTT (5 x 2, 50 steps, ZCA, batch 20, 240 it)" --lr 0.03 0.05
-    python benchmarks/replay_eval.py "PDD w/o transition (2 x 5, 30 steps, ZCA)" --mode union
-    python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --control --lr 0.04227
-    python benchmarks/replay_eval.py "PDD + MTT (2 x 5, 30 steps, ZCA)" --epochs 300 30
-    python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute)" --runs 10
-    python benchmarks/replay_eval.py "MTT ZCA 30 steps, 600 it (1.5x compute), seed 1" --finish
-    python benchmarks/replay_eval.py "MTT ZCA 30 steps@8" --runs 10    # "name@IPC": one of the rows of that name
+    python benchmarks/replay_eval.py fashion_mnist_findings "PDD + MTT (2 x 5, 30 steps, ZCA)" --control
+    python benchmarks/replay_eval.py fashion_mnist_cpu "MTT ZCA 30 steps" --runs 5 --epochs 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import ROWS, WORK, replay_row, row_names, row_tag, stage_seconds, write
 
-import hf_condense
-from hf_condense.hub.replay import Stage
-from hf_condense.stages.recipe import EVAL_MODES, EvalConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import RESULTS, RUNS, fail, load_table, row_folder  # noqa: E402
+
+import hf_condense  # noqa: E402
+from hf_condense.cli.errors import guarded  # noqa: E402
+from hf_condense.core.io import write_json, write_text  # noqa: E402
+from hf_condense.hub.replay import Stage  # noqa: E402
+from hf_condense.stages.recipe import EVAL_MODES  # noqa: E402
+
+OUT = RESULTS / "replays"
 
 
-def main(
-    spec: str,
-    lrs: list[float],
-    modes: list[str],
-    epochs: list[int] | None,
-    control: bool,
-    runs: int | None,
-    finish: bool,
-) -> None:
-    name, ipc = next(row[:2] for row in ROWS if spec in row_names(row))
-    ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
-    if control:
+def replay_name(args: argparse.Namespace) -> str:
+    parts = ["stage 1 repeated"] if args.control else []
+    parts += [f"eval epochs {'/'.join(map(str, args.epochs))}"] if args.epochs else []
+    parts += [f"{args.runs} networks"] if args.runs else []
+    parts += [f"eval lr {args.lr:g}"] if args.lr else []
+    parts += [f"{args.mode} evaluation"] if args.mode else []
+    return ", ".join(parts)
+
+
+def replay(args: argparse.Namespace) -> None:
+    table = load_table(args.table)
+    if args.row not in {r.name for r in table.rows}:
+        fail(f"{table.name}: no row named {args.row!r}")
+    folder = row_folder(RUNS, table.name, args.row, args.seed)
+    if not (folder / "run.json").is_file():
+        fail(f"{folder}: the row has not run here (python benchmarks/run.py {table.name} {args.row!r})")
+    ps = hf_condense.load_progressive(folder)
+    if args.control:
         first = ps.stages[0]
         ps.stages = [first] + [Stage(s.number, first.dataset, s.meta) for s in ps.stages[1:]]
-    base = name + (", stage 1 repeated" if control else "")
-    base += f", eval epochs {'/'.join(map(str, epochs))}" if epochs else ""
-    base += f", {runs} networks" if runs else ""
-    nets = [f"evaluation.runs={runs}"] if runs else []
-    acc = Accelerator()
-    rows = []
-    replays = [(base, [], {})] if base != name or finish else []
-    replays += [(f"{base}, eval lr {lr:g}", [], {"lr": lr}) for lr in lrs]
-    replays += [(f"{base}, {mode} evaluation", [f"evaluation.mode={mode}"], {}) for mode in modes]
-    for method, overrides, replay in replays:
-        rows.append(replay_row(method, ipc, ps, acc, epochs=epochs, overrides=overrides + nets, **replay))
-        if finish:  # the row as its own run would have written it
-            distill = stage_seconds(ps.stages)
-            rows[-1].update(seconds=rows[-1]["seconds"] + distill, stage_seconds=distill)
-        write(rows)
+    overrides = [f"evaluation.runs={args.runs}"] * bool(args.runs) + [f"evaluation.mode={args.mode}"] * bool(args.mode)
+    t0 = time.perf_counter()
+    scores = hf_condense.evaluate_progressive(
+        ps, overrides=overrides, epochs=args.epochs, accelerator=Accelerator(), lr=args.lr
+    )
+    per_stage = next(iter(scores.values())).distilled
+    cum, stages = 0, []
+    for s, (m, sd) in zip(ps.stages, per_stage):
+        cum += s.ipc
+        stages.append([cum, round(100 * m, 2), round(100 * sd, 2)])
+    row = {"table": table.name, "row": args.row, "seed": args.seed, "replay": replay_name(args), "per_stage": stages}
+    row.update(acc=stages[-1][1], std=stages[-1][2], seconds=round(time.perf_counter() - t0, 1))
+    save(row)
+
+
+def save(row: dict) -> None:
+    """Replace the replay of the same row, seed and kind in the results, then rewrite the table."""
+    path = OUT.with_suffix(".json")
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    key = ("table", "row", "seed", "replay")
+    rows = [r for r in rows if any(r[k] != row[k] for k in key)] + [row]
+    write_json(path, rows)
+    lines = [
+        "# Replays: finished rows' stages re-evaluated another way",
+        "",
+        "Written by `benchmarks/replay_eval.py` (rows of `benchmarks/tables/`; accuracy mean ± std over networks).",
+        "",
+        "| table | row | seed | replay | per stage (cumulative IPC: accuracy) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = " · ".join(f"{c}: {m:.2f} ± {sd:.2f}" for c, m, sd in r["per_stage"])
+        lines.append(f"| {r['table']} | {r['row']} | {r['seed']} | {r['replay']} | {cells} |")
+    write_text(OUT.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/replay_eval.py", description=__doc__.splitlines()[0])
+    p.add_argument("table", help="a table under benchmarks/tables/")
+    p.add_argument("row", help="a finished row of it")
+    p.add_argument("--seed", type=int, default=0, help="which of the row's seeds (default 0)")
+    p.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
+    p.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
+    p.add_argument("--lr", type=float, help="one fixed evaluation lr for every stage")
+    p.add_argument("--mode", choices=EVAL_MODES, help="another evaluation mode")
+    p.add_argument("--runs", type=int, help="evaluation networks (default: the row's own)")
+    args = p.parse_args(argv)
+    if not (args.epochs or args.control or args.lr or args.mode or args.runs):
+        p.error("nothing to replay: give --epochs, --control, --lr, --mode or --runs")
+    return guarded(lambda: replay(args))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = sorted({n for row in ROWS for n in row_names(row)})
-    parser.add_argument("row", choices=names, metavar="row", help='a finished row: "name" or "name@IPC"')
-    parser.add_argument("--lr", nargs="+", type=float, default=[], help="fixed evaluation lrs, one row each")
-    own = EvalConfig().mode  # every row's own mode: the row itself, or its other replays, give it
-    others = [m for m in EVAL_MODES if m != own]
-    parser.add_argument("--mode", nargs="+", default=[], choices=others, help="other evaluation modes, one row each")
-    parser.add_argument("--epochs", nargs="+", type=int, help="epochs of each stage, one value per stage")
-    parser.add_argument("--control", action="store_true", help="replace every later stage's images by stage 1's")
-    parser.add_argument("--runs", type=int, help="evaluation networks per row (default: the row's own, 3)")
-    parser.add_argument("--finish", action="store_true", help="write the row's own evaluation (its run stopped)")
-    args = parser.parse_args()
-    replayed = args.lr or args.mode or args.epochs or args.control or args.runs
-    if not (replayed or args.finish):
-        parser.error("nothing to replay: give --lr, --mode, --epochs, --control, --runs or --finish")
-    if replayed and args.finish:
-        parser.error("--finish writes the row's own evaluation: give it without the other options")
-    main(args.row, args.lr, args.mode, args.epochs, args.control, args.runs, args.finish)
+    sys.exit(main())

@@ -1,36 +1,38 @@
-"""Per-stage trajectory-matching diagnostics of finished PDD + MTT rows of the Fashion CPU benchmark.
+"""Per-stage trajectory-matching diagnostics of finished PDD + MTT rows of a benchmark table.
 
 For each stage: the experts it matched, how far they move in M expert epochs (mean ||theta*_{t+M} - theta*_t|| over
 experts and start epochs: the distance the student must cover), the matching loss over the first and last tenth of
 its iterations, its learned lr and its cumulative accuracy. Reads the rows' output folders and the expert cache
 only (nothing is retrained); run after the rows themselves.
 
-    python benchmarks/stage_matching.py "PDD + MTT (5 x 2, 50 steps, ZCA, lr_lr 1e-5)" ...
+    python benchmarks/stage_matching.py fashion_mnist_findings "PDD + MTT (5 x 2, 50 steps, ZCA, lr_lr 1e-5)" ...
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from accelerate import Accelerator
-from fashion_mnist_cpu import RESULTS, ROWS, WORK, row_tag
 
-import hf_condense
-from hf_condense.data.sources import load_real_data
-from hf_condense.methods.experts import ExpertStore
-from hf_condense.methods.mtt import expert_settings, stage_experts
-from hf_condense.stages.curriculum import curriculum_scores, stage_pool
-from hf_condense.stages.engine import make_context
-from hf_condense.stages.recipe import load_recipe
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import RESULTS, RUNS, row_folder  # noqa: E402
 
-OUT = RESULTS.with_name("fashion_mnist_stage_matching.md")
+import hf_condense  # noqa: E402
+from hf_condense.data.sources import load_real_data  # noqa: E402
+from hf_condense.methods.experts import ExpertStore  # noqa: E402
+from hf_condense.methods.mtt import expert_settings, stage_experts  # noqa: E402
+from hf_condense.stages.curriculum import curriculum_scores, stage_pool  # noqa: E402
+from hf_condense.stages.engine import make_context  # noqa: E402
+from hf_condense.stages.recipe import load_recipe  # noqa: E402
+
+OUT = RESULTS / "fashion_mnist_stage_matching.md"
 
 
-def stage_rows(name: str, acc: Accelerator) -> list[str]:
-    """The table rows of one finished benchmark row, one per stage."""
-    ipc = next(i for n, i, _ in ROWS if n == name)
-    ps = hf_condense.load_progressive(WORK / row_tag(name, ipc))
+def stage_rows(table: str, name: str, acc: Accelerator) -> list[str]:
+    """The table rows of one finished benchmark row (seed 0), one per stage."""
+    ps = hf_condense.load_progressive(row_folder(RUNS, table, name, 0))
     recipe = load_recipe(ps.recipe)
     ctx = make_context(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation.schedule()
@@ -62,10 +64,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     old = OUT.read_text().splitlines()[2:] if OUT.is_file() else []
-    names = sys.argv[1:]
+    table, names = sys.argv[1], sys.argv[2:]
     rows = [r for r in old if r.split(" | ")[0].removeprefix("| ") not in names]
     for name in names:
-        rows += stage_rows(name, acc)
+        rows += stage_rows(table, name, acc)
     OUT.write_text("\n".join(head + rows) + "\n")
     print(json.dumps({"written": str(OUT), "rows": len(rows)}))
 
