@@ -23,7 +23,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RESULTS, RUNS, fail, load_table, row_folder  # noqa: E402
+from run import RESULTS, RUNS, cumulative, fail, load_table, row_folder  # noqa: E402
 
 import hf_condense  # noqa: E402
 from hf_condense.cli.errors import guarded  # noqa: E402
@@ -59,11 +59,7 @@ def replay(args: argparse.Namespace) -> None:
     scores = hf_condense.evaluate_progressive(
         ps, overrides=overrides, epochs=args.epochs, accelerator=Accelerator(), lr=args.lr
     )
-    per_stage = next(iter(scores.values())).distilled
-    cum, stages = 0, []
-    for s, (m, sd) in zip(ps.stages, per_stage):
-        cum += s.ipc
-        stages.append([cum, round(100 * m, 2), round(100 * sd, 2)])
+    stages = cumulative([s.ipc for s in ps.stages], next(iter(scores.values())).distilled)
     row = {"table": table.name, "row": args.row, "seed": args.seed, "replay": replay_name(args), "per_stage": stages}
     row.update(acc=stages[-1][1], std=stages[-1][2], seconds=round(time.perf_counter() - t0, 1))
     save(row)

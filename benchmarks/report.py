@@ -34,6 +34,11 @@ def status(row: dict) -> str | None:
     return f"**{bad[0]['status'][:120]}**" if bad else "not run yet"
 
 
+def first_ok(row: dict) -> dict:
+    """The row's first finished seed: the one whose stages the per-stage table and the figure show."""
+    return next(s for s in row["seeds"] if s.get("status") == "ok")
+
+
 def reference(row: dict) -> str:
     ref = row.get("reference")
     return "-" if not ref else f"{ref['value']}"
@@ -89,7 +94,7 @@ def render(results: dict) -> str:
     if staged:
         lines += ["", "Per stage (cumulative IPC: accuracy, first seed):", "", "| row | per stage |", "|---|---|"]
         for r in staged:
-            first = next(s for s in r["seeds"] if s.get("status") == "ok")
+            first = first_ok(r)
             cells = " · ".join(f"{c}: {pm(m, sd)}" for c, m, sd in first["per_stage"])
             lines.append(f"| {r['name']} | {cells} |")
     seeded = [r for r in rows if len(r["seeds"]) > 1]
@@ -129,7 +134,7 @@ def curves(rows: list[dict]) -> dict[str, list[tuple[int, float, float]]]:
         if not r.get("curve") or "acc" not in r:
             continue
         if r.get("stages", 1) > 1:
-            first = next(s for s in r["seeds"] if s.get("status") == "ok")
+            first = first_ok(r)
             pts = [(c, m / 100, sd / 100) for c, m, sd in first["per_stage"]]
         else:
             pts = [(r["ipc"], r["acc"] / 100, r["std"] / 100)]

@@ -15,7 +15,7 @@ to local copies with HF_CONDENSE_DATASETS (README, "Offline"):
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import json
 import os
 import re
@@ -35,7 +35,7 @@ from report import write_readme, write_report  # noqa: E402
 import hf_condense  # noqa: E402
 from hf_condense.cli.errors import InputError, exit_code, guarded  # noqa: E402
 from hf_condense.core.config import RecipeError  # noqa: E402
-from hf_condense.core.io import write_json  # noqa: E402
+from hf_condense.core.io import content_key, write_json  # noqa: E402
 from hf_condense.methods.gradient_matching import default_loops  # noqa: E402
 from hf_condense.stages.run_folder import CHECKPOINTS, RunFolder, list_stages, stage_name  # noqa: E402
 
@@ -148,9 +148,10 @@ def recipe_key(recipe: hf_condense.Recipe) -> str:
     """What decides a finished row's results: the recipe without its output section."""
     d = recipe.to_dict()
     d.pop("output")
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key(d)
 
 
+@functools.lru_cache(maxsize=1)
 def commit() -> str:
     """The git commit the code runs at ('-dirty' with uncommitted changes to tracked files)."""
     try:
@@ -189,13 +190,18 @@ def image_steps(recipe: hf_condense.Recipe, sizes: list[int]) -> int:
     return int(total)
 
 
+def cumulative(ipcs: list[int], scores: list) -> list[list]:
+    """Per stage [cumulative IPC, mean %, std %] from the stages' own IPCs and their (mean, std) fractions."""
+    out, total = [], 0
+    for ipc, (m, sd) in zip(ipcs, scores):
+        total += ipc
+        out.append([total, round(100 * m, 2), round(100 * sd, 2)])
+    return out
+
+
 def seed_record(result: hf_condense.RunResult, recipe: hf_condense.Recipe, seed: int, seconds: float, resumed: bool):
     """What the results keep of one finished row and seed (accuracies in %)."""
     stages = result.stages
-    cum, per_stage = 0, []
-    for s, (m, sd) in zip(stages, result.distilled):
-        cum += s.meta["ipc"]
-        per_stage.append([cum, round(100 * m, 2), round(100 * sd, 2)])
     rand = result.random_real[-1] if result.random_real else None
     acc, std = result.distilled[-1]
     return {
@@ -208,7 +214,7 @@ def seed_record(result: hf_condense.RunResult, recipe: hf_condense.Recipe, seed:
         "ior": round(100 * (acc - rand[0]), 2) if rand else None,
         "whole_data": [round(100 * v, 2) for v in result.whole_data] if result.whole_data else None,
         "whole_data_epochs": recipe.evaluation.whole_data_epochs if result.whole_data else None,
-        "per_stage": per_stage,
+        "per_stage": cumulative([s.meta["ipc"] for s in stages], result.distilled),
         "lr": round(float(stages[-1].lr), 6),
         "seconds": round(seconds, 1),
         "resumed": resumed,

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from ..core.io import content_key, load_verified, save_verified
-from ..models.functional import FlatParams
-from ..models.stacked import StackedNets, stackable
+from ..models.functional import FlatParams, buffer_free
+from ..models.stacked import StackedNets
 from ..models.training import NetGroup, TrainSchedule
 from .base import training_union
 from .context import RunContext
@@ -135,7 +135,7 @@ class ExpertStore:
             epochs = s.epochs + (pretrain[3] if pretrain is not None else 0)
             pre = f" ({pretrain[3]} on the earlier stages first)" if pretrain is not None else ""
             detail = f"{len(todo)} of {s.num_experts} expert(s) x {epochs} epoch(s){pre} into {folder}"
-            stack = s.stack if stackable(self.flat.model) else 1
+            stack = s.stack if buffer_free(self.flat.model) else 1
             with self.ctx.progress(desc, len(mine) * epochs, "epoch", detail=detail) as bar:
                 for i in range(0, len(mine), stack):
                     group = mine[i : i + stack]

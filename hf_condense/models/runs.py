@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import DSA
-from .stacked import StackedNets, stackable
+from .functional import buffer_free
+from .stacked import StackedNets
 from .training import EpochHook, NetGroup, TrainSchedule
 
 
@@ -70,7 +71,7 @@ def evaluate_runs(
             for s in seeds:
                 torch.manual_seed(s)  # union: the same init for every budget of a run; runs differ by seed
                 models.append(make_model().to(device))
-            stack = vectorize and len(models) > 1 and stackable(models[0])
+            stack = vectorize and len(models) > 1 and buffer_free(models[0])
             group = StackedNets(models, sched, stage.lr) if stack else NetGroup(models, sched, stage.lr)
         elif sched.optimizer != current.optimizer:  # a stage meant for another optimiser: a fresh one for it
             group.set_optimizer(sched, stage.lr)

@@ -15,7 +15,6 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from ..data.augment import DSA
-from .functional import buffer_free as stackable  # noqa: F401  (re-export: only buffer-free models stack)
 from .training import TrainSchedule, batch_stats, epoch_values, optimizer_for, scheduled_epochs, soft_cross_entropy
 
 

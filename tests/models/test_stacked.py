@@ -10,7 +10,8 @@ import torch
 
 from hf_condense.data.augment import DSA
 from hf_condense.models import ModelConfig, build_model
-from hf_condense.models.stacked import StackedNets, stackable
+from hf_condense.models.functional import buffer_free
+from hf_condense.models.stacked import StackedNets
 from hf_condense.models.training import NetGroup, TrainSchedule
 
 
@@ -23,7 +24,7 @@ def test_stacked_networks_follow_their_sequential_runs(digits, augment):
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
         models.append(build_model(ModelConfig(name="convnet_d2w16"), 10, 1, 8))
-    assert stackable(models[0])
+    assert buffer_free(models[0])
     dsa = DSA("color_crop_cutout_scale_rotate") if augment else None
     sequential = NetGroup([copy.deepcopy(m) for m in models], cfg, 0.05)
     stacked = StackedNets([copy.deepcopy(m) for m in models], cfg, 0.05)
