@@ -23,7 +23,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RESULTS, RUNS, cumulative, fail, load_table, row_folder  # noqa: E402
+from run import RESULTS, cumulative, finished_folder  # noqa: E402
 
 import hf_condense  # noqa: E402
 from hf_condense.cli.errors import guarded  # noqa: E402
@@ -44,13 +44,7 @@ def replay_name(args: argparse.Namespace) -> str:
 
 
 def replay(args: argparse.Namespace) -> None:
-    table = load_table(args.table)
-    if args.row not in {r.name for r in table.rows}:
-        fail(f"{table.name}: no row named {args.row!r}")
-    folder = row_folder(RUNS, table.name, args.row, args.seed)
-    if not (folder / "run.json").is_file():
-        fail(f"{folder}: the row has not run here (python benchmarks/run.py {table.name} {args.row!r})")
-    ps = hf_condense.load_progressive(folder)
+    ps = hf_condense.load_progressive(finished_folder(args.table, args.row, args.seed))
     if args.control:
         first = ps.stages[0]
         ps.stages = [first] + [Stage(s.number, first.dataset, s.meta) for s in ps.stages[1:]]
@@ -60,7 +54,7 @@ def replay(args: argparse.Namespace) -> None:
         ps, overrides=overrides, epochs=args.epochs, accelerator=Accelerator(), lr=args.lr
     )
     stages = cumulative([s.ipc for s in ps.stages], next(iter(scores.values())).distilled)
-    row = {"table": table.name, "row": args.row, "seed": args.seed, "replay": replay_name(args), "per_stage": stages}
+    row = {"table": args.table, "row": args.row, "seed": args.seed, "replay": replay_name(args), "per_stage": stages}
     row.update(acc=stages[-1][1], std=stages[-1][2], seconds=round(time.perf_counter() - t0, 1))
     save(row)
 

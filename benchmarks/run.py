@@ -137,6 +137,17 @@ def row_folder(runs: Path, table: str, row: str, seed: int) -> Path:
     return runs / table / slug(row) / f"seed_{seed}"
 
 
+def finished_folder(table: str, row: str, seed: int = 0) -> Path:
+    """The run folder of a table row that has run here (for the scripts that read a row's saved stages)."""
+    t = load_table(table)
+    if row not in {r.name for r in t.rows}:
+        fail(f"{t.name}: no row named {row!r}; rows: {', '.join(r.name for r in t.rows)}")
+    folder = row_folder(RUNS, t.name, row, seed)
+    if not (folder / "run.json").is_file():
+        fail(f"{folder}: the row has not run here (python benchmarks/run.py {t.name} {row!r})")
+    return folder
+
+
 def recipe_of(row: Row, seed: int, folder: Path, cache: Path) -> hf_condense.Recipe:
     """The row's recipe for `seed`, writing into `folder`, with the table's shared expert cache."""
     return hf_condense.load_recipe(

@@ -10,6 +10,7 @@ only (nothing is retrained); run after the rows themselves.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RESULTS, RUNS, row_folder  # noqa: E402
+from run import RESULTS, finished_folder  # noqa: E402
 
 import hf_condense  # noqa: E402
+from hf_condense.cli.errors import guarded  # noqa: E402
 from hf_condense.data.sources import load_real_data  # noqa: E402
 from hf_condense.methods.experts import ExpertStore  # noqa: E402
 from hf_condense.methods.mtt import expert_settings, stage_experts  # noqa: E402
@@ -32,7 +34,7 @@ OUT = RESULTS / "fashion_mnist_stage_matching.md"
 
 def stage_rows(table: str, name: str, acc: Accelerator) -> list[str]:
     """The table rows of one finished benchmark row (seed 0), one per stage."""
-    ps = hf_condense.load_progressive(row_folder(RUNS, table, name, 0))
+    ps = hf_condense.load_progressive(finished_folder(table, name))
     recipe = load_recipe(ps.recipe)
     ctx = make_context(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation.schedule()
@@ -57,14 +59,13 @@ def stage_rows(table: str, name: str, acc: Accelerator) -> list[str]:
     return out
 
 
-def main() -> None:
+def write(table: str, names: list[str]) -> None:
     acc = Accelerator()
     head = [
         "| row | stage | experts | M | expert distance | loss, first 10% | last 10% | learned lr | accuracy (%) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     old = OUT.read_text().splitlines()[2:] if OUT.is_file() else []
-    table, names = sys.argv[1], sys.argv[2:]
     rows = [r for r in old if r.split(" | ")[0].removeprefix("| ") not in names]
     for name in names:
         rows += stage_rows(table, name, acc)
@@ -72,5 +73,13 @@ def main() -> None:
     print(json.dumps({"written": str(OUT), "rows": len(rows)}))
 
 
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/stage_matching.py", description=__doc__.splitlines()[0])
+    p.add_argument("table", help="a table under benchmarks/tables/")
+    p.add_argument("rows", nargs="+", help="finished PDD + MTT rows of it (seed 0)")
+    args = p.parse_args(argv)
+    return guarded(lambda: write(args.table, args.rows))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
