@@ -296,13 +296,15 @@ def summary(row: Row, recipe: hf_condense.Recipe, records: list[dict]) -> dict:
     if ok:
         accs = torch.tensor([r["acc"] for r in ok])
         iors = [r["ior"] for r in ok if r.get("ior") is not None]
-        times = [r["seconds"] for r in ok if r.get("seconds")]
+        whole = [r["seconds"] for r in ok if r.get("seconds") and not r.get("resumed")]
+        times = whole or [r["seconds"] for r in ok if r.get("seconds")]  # a resumed seed timed its last sitting only
         out.update(
             acc=round(float(accs.mean()), 2),
             std=round(float(accs.std()), 2) if len(ok) > 1 else ok[0]["std"],
             std_over="seeds" if len(ok) > 1 else "networks",
             ior=round(sum(iors) / len(iors), 2) if iors else None,
             seconds=round(sum(times) / len(times)) if times else None,
+            seconds_resumed=bool(times) and not whole,
             image_steps=ok[0]["image_steps"],
         )
     return out

@@ -78,6 +78,15 @@ def test_interrupted_row_resumes_to_the_same_result(tiny, tmp_path):
     resumed = rows(tmp_path / "results")["MTT"]["seeds"][1]
     assert resumed["resumed"] and not uninterrupted["resumed"]
     assert resumed["acc"] == uninterrupted["acc"] and resumed["std"] == uninterrupted["std"]
+    row = rows(tmp_path / "results")["MTT"]  # the resumed seed timed its last sitting only: the row's time is seed 0's
+    assert row["seconds"] == round(uninterrupted["seconds"]) and not row["seconds_resumed"]
+
+
+def test_a_row_timed_only_by_resumed_seeds_says_so():
+    row = {"name": "MTT", "ipc": 10, "acc": 46.0, "std": 0.5, "std_over": "networks", "seeds": []}
+    assert report.main_table([{**row, "seconds": 656, "seconds_resumed": True}])[-1].endswith("| 656 (resumed) |")
+    assert report.main_table([{**row, "seconds": 1074, "seconds_resumed": False}])[-1].endswith("| 1074 |")
+    assert report.main_table([row])[-1].endswith("| - |")
 
 
 def test_a_diverged_row_is_reported_and_the_table_goes_on(tmp_path, monkeypatch, capsys):
