@@ -82,6 +82,26 @@ def test_interrupted_row_resumes_to_the_same_result(tiny, tmp_path):
     assert row["seconds"] == round(uninterrupted["seconds"]) and not row["seconds_resumed"]
 
 
+def test_a_row_restarted_from_an_in_stage_checkpoint_counts_as_resumed(tiny, tmp_path):
+    """No finished stage but a checkpoint on disk (killed mid-stage): the sitting's time is not the row's."""
+    runs, results, _ = tiny
+    shutil.copytree(runs, tmp_path / "runs")
+    folder = tmp_path / "runs" / "digits_tiny" / "herding" / "seed_0"
+    shutil.rmtree(folder / "stage_1")
+    (folder / runner.CHECKPOINTS / "stage_1").mkdir(parents=True)
+    (folder / runner.CHECKPOINTS / "stage_1" / "state.safetensors").write_bytes(b"")
+    saved = json.loads((results / "digits_tiny.json").read_text())
+    saved["rows"] = [r for r in saved["rows"] if r["name"] != "herding"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "digits_tiny.json").write_text(json.dumps(saved))
+    assert run("digits_tiny", "herding", "--runs", tmp_path / "runs", "--results", tmp_path / "results") == 0
+    row = rows(tmp_path / "results")["herding"]
+    assert row["seeds"][0]["resumed"] and row["seconds_resumed"]
+    assert "(resumed) |" in next(
+        ln for ln in (tmp_path / "results" / "digits_tiny.md").read_text().splitlines() if ln.startswith("| herding |")
+    )
+
+
 def test_a_row_timed_only_by_resumed_seeds_says_so():
     row = {"name": "MTT", "ipc": 10, "acc": 46.0, "std": 0.5, "std_over": "networks", "seeds": []}
     assert report.main_table([{**row, "seconds": 656, "seconds_resumed": True}])[-1].endswith("| 656 (resumed) |")
