@@ -91,24 +91,36 @@ def save_overview(
 
 
 def save_accuracy_curve(curves: dict[str, list[tuple[int, float, float]]], path: str | Path, title: str = "") -> None:
-    """Test accuracy (mean +- std) against total images per class, one line per named curve; integer budgets."""
+    """Test accuracy (mean +- std) against total images per class, one line per named curve; integer budgets.
+    Past 6 curves (a benchmark table's methods) the legend moves beside the axes, past 10 the colours come from
+    tab20 (its 10 dark shades, then the light ones), so that no two of 20 curves share one."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for name, pts in curves.items():
+    many = len(curves) > 6
+    tab20 = plt.get_cmap("tab20").colors
+    colours = [tab20[(2 * i) % 20 + (2 * i) // 20 % 2] if len(curves) > 10 else None for i in range(len(curves))]
+    fig, ax = plt.subplots(figsize=(7.5 if many else 5, 3.5), dpi=120)
+    for colour, (name, pts) in zip(colours, curves.items()):
         if not pts:
             continue
         ipc, mean, std = zip(*pts)
         style = "--" if name.startswith("random real") else "-"
         ax.errorbar(
-            ipc, [100 * m for m in mean], yerr=[100 * s for s in std], marker="o", capsize=3, ls=style, label=name
+            ipc,
+            [100 * m for m in mean],
+            yerr=[100 * s for s in std],
+            marker="o",
+            capsize=3,
+            ls=style,
+            label=name,
+            color=colour,
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("images per class (cumulative)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", **({"loc": "center left", "bbox_to_anchor": (1.02, 0.5)} if many else {}))
     fig.tight_layout()
     _save(fig, path)
