@@ -263,8 +263,7 @@ def run_row(table: Table, row: Row, seed: int, runs: Path, saved: dict | None, r
         src = row_folder(runs, row.start_from.get("table", table.name), row.start_from["row"], seed)
         if (src / "run.json").is_file():
             copy_start(src, folder, row.start_from.get("stages"))
-    # resumed: finished stages or an in-stage checkpoint on disk, so this sitting's time is not the row's whole time
-    resumed = folder.is_dir() and (bool(list_stages(folder)) or any((folder / CHECKPOINTS).glob("stage_*/*")))
+    resumed = RunFolder(folder).has_progress()  # then this sitting's time is not the row's whole time
     print(f"== {table.name}: {row.name}, seed {seed} -> {folder}", flush=True)
     t0 = time.perf_counter()
     try:

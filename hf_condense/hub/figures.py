@@ -99,7 +99,8 @@ def save_accuracy_curve(curves: dict[str, list[tuple[int, float, float]]], path:
     plt = _pyplot()
     many = len(curves) > 6
     tab20 = plt.get_cmap("tab20").colors
-    colours = [tab20[(2 * i) % 20 + (2 * i) // 20 % 2] if len(curves) > 10 else None for i in range(len(curves))]
+    shades = tab20[0::2] + tab20[1::2] if len(curves) > 10 else [None]
+    colours = [shades[i % len(shades)] for i in range(len(curves))]
     fig, ax = plt.subplots(figsize=(7.5 if many else 5, 3.5), dpi=120)
     for colour, (name, pts) in zip(colours, curves.items()):
         if not pts:

@@ -145,6 +145,14 @@ class RunFolder:
     def is_run(self) -> bool:
         return self.run_json.is_file()
 
+    def checkpoint_dirs(self) -> list[Path]:
+        """The in-stage checkpoint folders present (stages that started and have not finished)."""
+        return sorted((self.path / CHECKPOINTS).glob("stage_*"))
+
+    def has_progress(self) -> bool:
+        """A finished stage or a non-empty in-stage checkpoint: a run here resumes rather than starts."""
+        return bool(self.stages()) or any(any(d.iterdir()) for d in self.checkpoint_dirs())
+
     def is_fresh(self) -> bool:
         """Empty, or holding only what hf_condense itself leaves before a run's first file (its lock, temporary
         names of an interrupted first write, tracker logs)."""
@@ -215,7 +223,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock()
         notes = []
-        for folder in [self.path, *sorted((self.path / CHECKPOINTS).glob("stage_*"))]:
+        for folder in [self.path, *self.checkpoint_dirs()]:
             notes += [f"{folder}: {line}" for line in recover_interrupted_writes(folder)]
         old = self.run_info().get("stage_hashes", []) if self.is_run() else []
         for k, h in enumerate(hashes, start=1):
