@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..core.io import content_key, load_verified, save_verified
+from ..models.compiling import describe, should_compile
 from ..models.functional import FlatParams, buffer_free
 from ..models.stacked import StackedNets
 from ..models.training import NetGroup, TrainSchedule
@@ -45,6 +46,7 @@ class ExpertSettings:
     seed: int = 0  # the run's seed
     stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
     micro_batch: int | None = None  # examples per forward/backward chunk (None: the CPU rule; not in the key either)
+    compile: bool | None = None  # torch.compile the real epochs (None: compiling's rule; not in the key either)
 
 
 def real_subset(pool: list[torch.Tensor], n: int) -> torch.Tensor | None:
@@ -134,12 +136,18 @@ class ExpertStore:
         if todo:
             epochs = s.epochs + (pretrain[3] if pretrain is not None else 0)
             pre = f" ({pretrain[3]} on the earlier stages first)" if pretrain is not None else ""
-            detail = f"{len(todo)} of {s.num_experts} expert(s) x {epochs} epoch(s){pre} into {folder}"
             stack = s.stack if buffer_free(self.flat.model) else 1
+            n_real = len(self.ctx.train_x) if real is None else len(real)
+            compile = stack == 1 and should_compile(s.compile, self.ctx.device, len(mine) * s.epochs * n_real)
+            detail = (
+                f"{len(todo)} of {s.num_experts} expert(s) x {epochs} epoch(s){pre} into {folder}, "
+                f"{describe(s.compile, compile)}"
+            )
             with self.ctx.progress(desc, len(mine) * epochs, "epoch", detail=detail) as bar:
                 for i in range(0, len(mine), stack):
                     group = mine[i : i + stack]
-                    for e, traj in zip(group, self.train_group(group, s, key, starts, pretrain, real, bar.update)):
+                    trajs = self.train_group(group, s, key, starts, pretrain, real, bar.update, compile)
+                    for e, traj in zip(group, trajs):
                         save_trajectory(paths[e], traj, self.flat, key)
         acc.wait_for_everyone()
         return paths
@@ -154,11 +162,12 @@ class ExpertStore:
         return model, torch.Generator().manual_seed(seed)
 
     def train_group(
-        self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain, real, on_epoch
+        self, experts: list[int], s: ExpertSettings, key: str, starts, pretrain, real, on_epoch, compile: bool = False
     ) -> list[torch.Tensor]:
         """The experts' trajectories: optional start weights and synthetic pre-training (PDD transition), then real
         epochs with a snapshot each. One expert trains alone; several as one stacked network (same trajectories up to
-        float rounding). `on_epoch(experts, loss=..., accuracy=...)` after every epoch."""
+        float rounding); `compile`: the real epochs through torch.compile. `on_epoch(experts, loss=..., accuracy=...)`
+        after every epoch."""
         ctx = self.ctx
         models, gens = zip(*(self.init_expert(e, key, starts) for e in experts))
         group = (StackedNets if len(models) > 1 else NetGroup)(models, EXPERT_SGD, s.lr)
@@ -171,7 +180,8 @@ class ExpertStore:
         x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
         snaps = [group.flat_params().cpu()]
         for _ in range(s.epochs):
-            on_epoch(len(models), **group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device, s.micro_batch))
+            values = group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device, s.micro_batch, compile)
+            on_epoch(len(models), **values)
             snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
 

@@ -22,6 +22,7 @@ import torch
 
 from ..core.config import opt
 from ..models.chunking import MICRO_BATCH_HELP, describe, micro_batch
+from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
 from ..models.functional import FlatParams
 from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
@@ -82,6 +83,11 @@ class MTTConfig(MethodConfig):
     expert_micro_batch: int | None = opt(
         None, min=0, help=f"{MICRO_BATCH_HELP} of the experts' steps (default: chosen as for micro_batch; 0: whole)."
     )
+    expert_compile: bool | None = opt(
+        None,
+        help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU when they train at least "
+        f"{COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
+    )
     init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")
     checkpoint_every: int = opt(100, min=1, help="Iterations between resumable in-stage checkpoints.")
@@ -98,6 +104,7 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
         seed=seed,
         stack=cfg.expert_stack,
         micro_batch=cfg.expert_micro_batch,
+        compile=cfg.expert_compile,
     )
 
 

@@ -52,9 +52,11 @@ class StackedNets:
             if on_epoch is not None:
                 on_epoch(self.k, **values)
 
-    def train_epoch(self, x, y, batch_size: int, dsa: DSA | None, generators, device, micro_batch=None) -> dict:
+    def train_epoch(
+        self, x, y, batch_size: int, dsa: DSA | None, generators, device, micro_batch=None, compile: bool = False
+    ) -> dict:
         """One epoch of every network, one vmapped forward/backward per batch; their mean train loss and accuracy.
-        `micro_batch` is not used: stacking is for GPUs, where whole batches are fastest."""
+        `micro_batch` and `compile` are not used: stacking is for GPUs, where whole eager batches are fastest."""
         perms = [torch.randperm(len(x), generator=g) for g in generators]
         total = torch.zeros(3, device=device)
         for i in range(0, len(x), batch_size):

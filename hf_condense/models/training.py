@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data.augment import DSA
 from .chunking import micro_batch as chunk_size
+from .compiling import compile_failed, compiled, should_compile
 from .functional import FlatParams
 
 
@@ -39,13 +40,15 @@ class TrainSchedule:
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr_decay: bool = True  # lr x 0.1 once at half the epochs
     micro_batch: int | None = None  # examples per forward/backward chunk (None: chunking.micro_batch's rule)
+    compile: bool | None = None  # torch.compile the training steps (None: compiling.should_compile's rule)
 
     def key(self) -> dict:
         """What identifies the schedule in stage hashes and cache keys; settings added later are left out at their
-        defaults, so that folders and caches made before them keep their keys, and micro_batch, which changes
-        results only by float round-off, always."""
+        defaults, so that folders and caches made before them keep their keys, and micro_batch and compile, which
+        change results only by float round-off, always."""
         d = asdict(self)
         d.pop("micro_batch")
+        d.pop("compile")
         for name in ("optimizer", "lr_decay"):
             if d[name] == getattr(TrainSchedule, name):
                 d.pop(name)
@@ -76,6 +79,18 @@ def epoch_values(total: torch.Tensor) -> dict[str, float]:
     return {"loss": loss / max(n, 1), "accuracy": correct / max(n, 1)}
 
 
+def batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accumulate the gradient of the batch-mean loss into .grad, in chunks of `size` examples; (logits, loss)."""
+    parts, loss = [], 0.0
+    for j in range(0, len(x), size):
+        logits = model(x[j : j + size])
+        part = soft_cross_entropy(logits, y[j : j + size]) * (len(logits) / len(x))
+        part.backward()
+        parts.append(logits.detach())
+        loss = loss + part.detach()
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), loss
+
+
 def train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -87,11 +102,14 @@ def train_epoch(
     device: torch.device,
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     micro_batch: int | None = None,
+    compile: bool = False,
 ) -> dict[str, float]:
     """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters).
     Each batch's forward/backward runs in chunks of `micro_batch` examples (None: `chunking.micro_batch`'s rule),
-    gradients summed. Returns the epoch's mean train loss and train accuracy."""
+    gradients summed; with `compile`, through torch.compile (eagerly if that fails). Returns the epoch's mean train
+    loss and train accuracy."""
     model.train()
+    run = compiled(model) if compile else model
     perm = torch.randperm(len(x), generator=generator)
     total = torch.zeros(3, device=device)
     size = None  # examples per chunk: chosen from the first batch (the others are as large or smaller)
@@ -101,17 +119,18 @@ def train_epoch(
         if dsa is not None and dsa.enabled:
             xb = dsa(xb, generator)
         if size is None:
-            size = chunk_size(micro_batch, model, xb, "train") or len(xb)
+            size = chunk_size(micro_batch, model, xb, "compiled" if run is not model else "train") or len(xb)
         opt.zero_grad(set_to_none=True)
-        parts, loss = [], 0.0
-        for j in range(0, len(xb), size):
-            logits = model(xb[j : j + size])
-            part = soft_cross_entropy(logits, yb[j : j + size]) * (len(logits) / len(xb))
-            part.backward()
-            parts.append(logits.detach())
-            loss = loss + part.detach()
+        try:
+            logits, loss = batch_gradient(run, xb, yb, size)
+        except torch._dynamo.exc.TorchDynamoException as e:  # compiling failed: this batch and the rest eagerly
+            if run is model:
+                raise
+            compile_failed(e)
+            run = model
+            opt.zero_grad(set_to_none=True)
+            logits, loss = batch_gradient(run, xb, yb, size)
         opt.step()
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
         total += batch_stats(logits, yb, loss)
         if on_batch is not None:
             on_batch(idx, logits)
@@ -154,9 +173,13 @@ def fit(
     device: torch.device,
     on_epoch: EpochHook | None = None,
 ) -> None:
-    """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each."""
+    """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each. Compiled
+    when `cfg.compile` says so or, unset, when the rule finds the job large enough (`compiling.should_compile`)."""
+    compile = should_compile(cfg.compile, device, epochs * len(x))
     for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay):
-        values = train_epoch(model, opt, x, y, cfg.batch_size, dsa, generator, device, micro_batch=cfg.micro_batch)
+        values = train_epoch(
+            model, opt, x, y, cfg.batch_size, dsa, generator, device, micro_batch=cfg.micro_batch, compile=compile
+        )
         if on_epoch is not None:
             on_epoch(1, **values)
 
@@ -187,10 +210,12 @@ class NetGroup:
         for model, opt, g in zip(self.models, self.opts, generators):
             fit(model, opt, x, y, epochs, lr, cfg, dsa, g, device, on_epoch)
 
-    def train_epoch(self, x, y, batch_size: int, dsa, generators, device, micro_batch=None) -> dict[str, float]:
+    def train_epoch(
+        self, x, y, batch_size: int, dsa, generators, device, micro_batch=None, compile: bool = False
+    ) -> dict[str, float]:
         """One epoch of every network; their mean train loss and accuracy."""
         values = [
-            train_epoch(m, o, x, y, batch_size, dsa, g, device, micro_batch=micro_batch)
+            train_epoch(m, o, x, y, batch_size, dsa, g, device, micro_batch=micro_batch, compile=compile)
             for m, o, g in zip(self.models, self.opts, generators)
         ]
         return {k: sum(v[k] for v in values) / len(values) for k in values[0]}

@@ -28,6 +28,7 @@ from ..data.sources import DIGITS, DatasetConfig, RealData
 from ..methods import METHODS, MethodConfig, Probe
 from ..models import ModelConfig, build_model, model_names
 from ..models.chunking import MICRO_BATCH_HELP
+from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
 from ..models.training import TrainSchedule
 
 
@@ -130,6 +131,11 @@ class EvalConfig:
         help=f"{MICRO_BATCH_HELP} of every network trained on a stage (evaluation, PDD transitions, inner loops; "
         "default: chosen from device and shapes; 0: whole batch).",
     )
+    compile: bool | None = opt(
+        None,
+        help=f"{COMPILE_HELP} of every network trained on a stage (default: on a CPU for networks that train at "
+        f"least {COMPILE_MIN_EXAMPLES:,} examples, epochs x set size; eager on GPUs).",
+    )
 
     def schedule(self) -> TrainSchedule:
         """The training schedule of the protocol, which distillation also trains networks with (PDD transitions,
@@ -217,6 +223,7 @@ class Recipe:
             if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
                 m.pop("transition_mode", None)
             m.pop("expert_micro_batch", None)  # float round-off only (added later, like micro_batch's automatic rule)
+            m.pop("expert_compile", None)  # likewise
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
                 m["vectorize_trajectories"] = False
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
