@@ -137,8 +137,9 @@ class ExpertStore:
             epochs = s.epochs + (pretrain[3] if pretrain is not None else 0)
             pre = f" ({pretrain[3]} on the earlier stages first)" if pretrain is not None else ""
             stack = s.stack if buffer_free(self.flat.model) else 1
-            n_real = len(self.ctx.train_x) if real is None else len(real)
-            compile = stack == 1 and should_compile(s.compile, self.ctx.device, len(mine) * s.epochs * n_real)
+            x, n_real = self.ctx.train_x, len(self.ctx.train_x) if real is None else len(real)
+            examples = len(mine) * s.epochs * n_real
+            compile = stack == 1 and should_compile(s.compile, self.ctx.device, examples, self.flat.model, x[:1])
             detail = (
                 f"{len(todo)} of {s.num_experts} expert(s) x {epochs} epoch(s){pre} into {folder}, "
                 f"{describe(s.compile, compile)}"

@@ -85,8 +85,8 @@ class MTTConfig(MethodConfig):
     )
     expert_compile: bool | None = opt(
         None,
-        help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU when they train at least "
-        f"{COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
+        help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU for narrow networks, such as "
+        f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
     )
     init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")

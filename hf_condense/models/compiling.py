@@ -1,11 +1,12 @@
 """torch.compile of first-order training steps (experts, evaluation runs, PDD transitions), chosen from the work.
 
 Inductor fuses the ConvNet's many small element-wise kernels (norm, ReLU, pooling and their backward), which bound
-training on a CPU (benchmarks/results/unroll_speed.md: a Fashion-MNIST expert epoch about 2x faster at W32, 1.3x at
-W128). Compiling costs ~20-50 s per architecture and batch shape in a process (fresh networks of one architecture
-reuse it), so the rule compiles on CPUs only for jobs of at least COMPILE_MIN_EXAMPLES training examples; GPUs stay
-eager unless the recipe asks. Same results up to float round-off, so stage hashes and cache keys leave it out.
-Where compiling fails (no C++ compiler, an unsupported layer), training runs eagerly after one warning.
+training on a CPU for narrow networks (benchmarks/results/expert_speed.md: a Fashion-MNIST expert epoch 1.63x faster
+at ConvNet-D3W32; 0.98x at D3W128, whose convolutions dominate). Compiling costs ~20-50 s per architecture and batch
+shape in a process (fresh networks of one architecture reuse it), so the rule compiles on CPUs only for jobs of at
+least COMPILE_MIN_EXAMPLES examples of networks whose largest activation is at most COMPILE_MAX_ACTIVATION bytes per
+example; GPUs stay eager unless the recipe asks. Same results up to float round-off, so stage hashes and cache keys
+leave it out. Where compiling fails (no C++ compiler, an unsupported layer), training runs eagerly after one warning.
 """
 
 from __future__ import annotations
@@ -15,22 +16,30 @@ import logging
 import torch
 from torch import nn
 
+from .chunking import activation_bytes
+
 logger = logging.getLogger("hf_condense.compile")
 # examples trained (epochs x set size x networks) from which compiling pays on a CPU: about 3x the break-even
 # measured at W32 (~40 s of compiling against ~0.4 ms saved per example), more at wider networks
 COMPILE_MIN_EXAMPLES = 250_000
+# per example: ConvNet-D3W32 at 32 px (128 KiB) gained 1.63x, D3W128 (512 KiB) 0.98x
+COMPILE_MAX_ACTIVATION = 256 << 10
 COMPILE_HELP = "Train with torch.compile (same result up to float round-off)"
 _failed: list[str] = []  # why compiling failed in this process, once it has
 
 
-def should_compile(requested: bool | None, device: torch.device | str, examples: int) -> bool:
-    """Whether a training job of `examples` examples compiles: `requested` when set, else the CPU rule; never
-    once compiling has failed in this process."""
+def should_compile(
+    requested: bool | None, device: torch.device | str, examples: int, model: nn.Module, x: torch.Tensor
+) -> bool:
+    """Whether a job training `model` on `examples` examples shaped like x[0] compiles: `requested` when set, else
+    the CPU rule; never once compiling has failed in this process."""
     if _failed:
         return False
     if requested is not None:
         return requested
-    return torch.device(device).type == "cpu" and examples >= COMPILE_MIN_EXAMPLES
+    if torch.device(device).type != "cpu" or examples < COMPILE_MIN_EXAMPLES:
+        return False
+    return activation_bytes(model, x.to("cpu")) <= COMPILE_MAX_ACTIVATION
 
 
 def compiled(model: nn.Module) -> nn.Module:

@@ -175,7 +175,7 @@ def fit(
 ) -> None:
     """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each. Compiled
     when `cfg.compile` says so or, unset, when the rule finds the job large enough (`compiling.should_compile`)."""
-    compile = should_compile(cfg.compile, device, epochs * len(x))
+    compile = should_compile(cfg.compile, device, epochs * len(x), model, x[:1])
     for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay):
         values = train_epoch(
             model, opt, x, y, cfg.batch_size, dsa, generator, device, micro_batch=cfg.micro_batch, compile=compile

@@ -133,8 +133,8 @@ class EvalConfig:
     )
     compile: bool | None = opt(
         None,
-        help=f"{COMPILE_HELP} of every network trained on a stage (default: on a CPU for networks that train at "
-        f"least {COMPILE_MIN_EXAMPLES:,} examples, epochs x set size; eager on GPUs).",
+        help=f"{COMPILE_HELP} of every network trained on a stage (default: on a CPU for narrow networks, such as "
+        f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples, epochs x set size; eager on GPUs).",
     )
 
     def schedule(self) -> TrainSchedule:

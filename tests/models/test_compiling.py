@@ -42,14 +42,18 @@ def _train(compile: bool):
     return torch.cat([p.detach().flatten() for p in model.parameters()]), values
 
 
-def test_the_rule_compiles_large_cpu_jobs_and_a_recipe_value_wins(monkeypatch):
+def test_the_rule_compiles_large_cpu_jobs_of_narrow_networks_and_a_recipe_value_wins(monkeypatch):
     monkeypatch.setattr(compiling, "_failed", [])
     big, small = compiling.COMPILE_MIN_EXAMPLES, compiling.COMPILE_MIN_EXAMPLES - 1
-    assert compiling.should_compile(None, CPU, big) and not compiling.should_compile(None, CPU, small)
-    assert not compiling.should_compile(None, torch.device("cuda"), big)  # GPUs: eager unless asked
-    assert compiling.should_compile(True, CPU, 1) and not compiling.should_compile(False, CPU, big)
+    x = torch.zeros(1, 3, 32, 32)
+    narrow, wide = (timm.create_model(f"convnet_d3w{w}", num_classes=10, img_size=32) for w in (32, 128))
+    assert compiling.should_compile(None, CPU, big, narrow, x)
+    assert not compiling.should_compile(None, CPU, small, narrow, x)  # compiling would not pay for itself
+    assert not compiling.should_compile(None, CPU, big, wide, x)  # convolutions dominate: measured no gain
+    assert not compiling.should_compile(None, "cuda", big, narrow, x)  # GPUs: eager unless asked
+    assert compiling.should_compile(True, CPU, 1, wide, x) and not compiling.should_compile(False, CPU, big, narrow, x)
     monkeypatch.setattr(compiling, "_failed", ["no compiler"])
-    assert not compiling.should_compile(True, CPU, big)  # once it failed, never again in the process
+    assert not compiling.should_compile(True, CPU, big, narrow, x)  # once it failed, never again in the process
     assert compiling.describe(None, True) == "compiled (auto)" and compiling.describe(False, False) == "eager (recipe)"
 
 
