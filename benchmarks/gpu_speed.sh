@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The speed benchmarks on a lent GPU in one device call (< 10 minutes): the unroll and expert-training table
-# (benchmarks/unroll_speed.py cuda: plain / default / candidates, torch.compile of a student step among them) and
+# (benchmarks/unroll_speed.py cuda: plain / default / candidates, among them the compiled per-step VJPs of
+# method.compile_unroll, CUDA graphs by torch.compile's reduce-overhead mode) and
 # vmapped trajectories against sequential ones (benchmarks/batched_trajectories.py cuda), TF32 off as the recipes'
 # default (`tf32: false`) and then on, for its effect; results and logs to $OUT. Random data: no dataset to carry.
 # Prepare here with `bash benchmarks/prepare_gpu_check.sh` (wheels in .whl/), then:

@@ -33,7 +33,7 @@ from torch import nn
 import hf_condense  # noqa: F401  (registers the ConvNets with timm)
 from hf_condense.core.io import write_json, write_text
 from hf_condense.data.augment import DSA
-from hf_condense.methods.unroll import unroll_backward
+from hf_condense.methods.unroll import CompiledUnroll, unroll_backward
 from hf_condense.models import chunking
 from hf_condense.models.functional import FlatParams
 from hf_condense.models.training import train_epoch
@@ -197,7 +197,7 @@ def measure_candidates(device: str, width: int = 32, ipc: int = 10, steps: int =
     against float64 (3 steps)."""
     out = {}
 
-    def run(name, edit=None, step=None, layout=None, check=True):
+    def run(name, edit=None, step=None, layout=None, reverse=None):
         net, start, target, images, labels, alpha = problem(width, ipc, device)
         if edit:
             edit(net.model)
@@ -215,6 +215,9 @@ def measure_candidates(device: str, width: int = 32, ipc: int = 10, steps: int =
             ((theta - target) ** 2).sum().backward()
             return images.grad.detach().double()
 
+        if reverse is not None:
+            unroll = reverse(net, start, target, images, labels, alpha)
+
         t0 = time.perf_counter()
         unroll(steps)  # warm-up (and compilation)
         first = time.perf_counter() - t0
@@ -229,12 +232,7 @@ def measure_candidates(device: str, width: int = 32, ipc: int = 10, steps: int =
         for _ in range(3):
             theta = theta - a64 * net64.grad(theta, im64, lab, True)
         g64 = torch.autograd.grad(((theta - t64) ** 2).sum(), im64)[0]
-        images.grad = None
-        theta = start.clone().requires_grad_(True)
-        for _ in range(3):
-            theta = step(theta, x_in(), labels)
-        ((theta - target) ** 2).sum().backward()
-        err = float((images.grad.double() - g64).norm() / g64.norm())
+        err = float((unroll(3) - g64).norm() / g64.norm())
         out[name] = {"seconds": min(times), "first_seconds": first, "grad_rel_error_vs_float64": err}
 
     def swap(kind):
@@ -258,11 +256,40 @@ def measure_candidates(device: str, width: int = 32, ipc: int = 10, steps: int =
         g = torch.func.grad(lambda th, x, y: F.cross_entropy(net(th, x), y))
         return torch.compile(lambda th, x, y: th - alpha * g(th, x, y), dynamic=False)
 
-    try:
-        run("torch.compile of one student step (torch.func.grad)", step=compiled_step())
-    except Exception as e:  # reported, not fatal: the candidate either works here or says why not
-        out["torch.compile of one student step (torch.func.grad)"] = {"error": f"{type(e).__name__}: {e}"[:200]}
+    def attempt(name, **kw):
+        try:
+            run(name, **kw)
+        except Exception as e:  # reported, not fatal: the candidate either works here or says why not
+            out[name] = {"error": f"{type(e).__name__}: {e}"[:200]}
+
+    attempt("torch.compile of one student step (torch.func.grad)", step=compiled_step())
+    if device == "cuda":  # CUDA graphs; the layouts question is oneDNN's (CPU)
+        attempt("compiled per-step VJPs (method.compile_unroll, CUDA graphs)", reverse=_compiled_reverse)
+    for layout in (True, False) if device == "cpu" else ():
+        attempt(
+            f"compiled per-step VJPs (method.compile_unroll), inductor channels_last layouts {('off', 'on')[layout]}",
+            reverse=lambda *p, layout=layout: _compiled_reverse(*p, layout=layout),
+        )
     return out
+
+
+def _compiled_reverse(net, start, target, images, labels, alpha, layout: bool = False):
+    """The library's compiled unroll (`CompiledUnroll`: a first-order pass, then one compiled per-step VJP from the
+    last step to the first), returning the image gradient; `layout` turns inductor's channels_last layouts back on
+    (the library turns them off on CPUs)."""
+    torch._dynamo.reset()  # dynamo would otherwise reuse the other layout's code (the config is not a guard)
+    unroll = CompiledUnroll(net, images.device)
+    if layout:
+        unroll.options = {}
+
+    scale = float(((start - target) ** 2).sum())  # MTT's normalised loss times this: the plain candidates' loss
+
+    def run(n):
+        images.grad = None
+        unroll.backward(start, target, alpha, lambda j: (images, labels), n, scale)
+        return images.grad.detach().double()
+
+    return run
 
 
 def child(kind: str, *args: str) -> dict:

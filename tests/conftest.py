@@ -33,6 +33,20 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def fresh_compile(monkeypatch):
+    """No compile failure recorded, and no compiled graph reused from another test (in memory or on disk)."""
+    import torch._inductor.config as inductor
+
+    from hf_condense.models import compiling
+
+    monkeypatch.setattr(compiling, "_failed", [])
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture
 def tiny(tmp_path):
     """A fresh copy of a tiny recipe dict writing into tmp_path/out."""
     d = copy.deepcopy(TINY)

@@ -28,7 +28,7 @@ from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
 from .experts import ExpertSettings, ExpertStore, real_subset
 from .loop import DistillLoop, reduce_shared
-from .unroll import batched_unroll_backward, unroll_backward
+from .unroll import CompiledUnroll, batched_unroll_backward, unroll_backward
 from .workspace import INIT_HELP, InitMode, Workspace
 
 
@@ -87,6 +87,11 @@ class MTTConfig(MethodConfig):
         None,
         help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU for narrow networks, such as "
         f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
+    )
+    compile_unroll: bool = opt(
+        False,
+        help="Unroll with compiled per-step VJPs (torch.compile; CUDA graphs on GPUs): memory of one step, the same "
+        "gradients up to float round-off; for launch-bound GPU unrolls (slower on CPUs: see README).",
     )
     init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")
@@ -179,7 +184,8 @@ class MTTDistiller:
         batch_syn = cfg.batch_syn or len(all_y)
         vectorize = vectorized(cfg, dev)
         sample = ws.all_x[:batch_syn]  # a step's batch: what the micro-batch rule sizes
-        chunk = None if vectorize else micro_batch(cfg.micro_batch, net.model, sample, "unroll")
+        chunk = None if vectorize or cfg.compile_unroll else micro_batch(cfg.micro_batch, net.model, sample, "unroll")
+        compiled = CompiledUnroll(net, dev) if cfg.compile_unroll else None
 
         def draw() -> tuple:
             """One trajectory's random choices (expert, start epoch, minibatches, augmentations)."""
@@ -215,6 +221,8 @@ class MTTDistiller:
                     net, torch.stack(starts), torch.stack(targets), alpha, stacked, cfg.syn_steps, 1 / k
                 )
                 return sum(losses) / k
+            if compiled is not None:
+                return sum(compiled.backward(s, t, alpha, b, cfg.syn_steps, 1 / k) / k for s, t, b in students)
             return sum(
                 unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, chunk) / k for s, t, b in students
             )
@@ -251,16 +259,19 @@ class MTTDistiller:
             iterations=cfg.iterations,
             micro_batch=describe(cfg.micro_batch, chunk),
             vectorized=vectorize,
+            compiled_unroll=cfg.compile_unroll,
         )
         return ws.output(task, float(alpha.detach()), log)
 
 
 def vectorized(cfg: MTTConfig, device: torch.device) -> bool:
     """Whether a process unrolls its trajectories together: the recipe's choice, else on GPUs (launch-bound there)
-    when there are several trajectories to batch and nothing that needs separate unrolls (checkpoints, chunks)."""
+    when there are several trajectories to batch and nothing that needs separate unrolls (checkpoints, chunks,
+    compiled unrolls)."""
     if cfg.vectorize_trajectories is not None:
         return cfg.vectorize_trajectories
-    return device.type == "cuda" and cfg.trajectories > 1 and cfg.memory == "plain" and not cfg.micro_batch
+    separate = cfg.compile_unroll or cfg.memory != "plain" or cfg.micro_batch
+    return device.type == "cuda" and cfg.trajectories > 1 and not separate
 
 
 def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
@@ -271,6 +282,13 @@ def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
         errors.append(
             "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
             f"unroll keeps the whole graph); got memory {cfg.memory!r}, micro_batch {cfg.micro_batch}"
+        )
+    if cfg.compile_unroll and (cfg.vectorize_trajectories or cfg.memory != "plain" or (cfg.micro_batch or 0) > 0):
+        errors.append(
+            "method.compile_unroll: unrolls each trajectory alone, whole batches, with the memory of one step; it "
+            "takes no method.vectorize_trajectories, method.memory 'checkpoint' or method.micro_batch; got "
+            f"vectorize_trajectories {cfg.vectorize_trajectories}, memory {cfg.memory!r}, "
+            f"micro_batch {cfg.micro_batch}"
         )
     return errors
 

@@ -7,6 +7,8 @@ across segment boundaries: the same gradients, with the memory of one segment an
 Minibatches and augmentation parameters must be fixed per step (`batch(j)`), so the replay is exact.
 The batched unroll runs K students (K trajectories) at once under torch.func.vmap: one batched kernel per layer
 instead of K, which pays where kernel launches, not arithmetic, bound an unroll (small models on GPUs).
+The compiled unroll (`CompiledUnroll`) runs each step's reverse pass as one compiled pure function: the GPU path,
+CUDA graphs by torch.compile's reduce-overhead mode.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
+from ..models.compiling import compile_failed, compiling_failed
 from ..models.functional import FlatParams
 
 Batch = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step j -> (inputs, labels), built from leaf images
@@ -118,3 +121,72 @@ def batched_unroll_backward(
         losses = ((theta - targets) ** 2).sum(1) / ((starts - targets) ** 2).sum(1)
         (losses.sum() * scale).backward()
     return losses.detach().tolist()
+
+
+class CompiledUnroll:
+    """`unroll_backward` as compiled per-step VJPs, for launch-bound unrolls (small models on GPUs).
+
+    A first-order pass stores each theta_j; then, from the last step to the first, one compiled pure function (a
+    torch.func grad of a grad) gives the VJP of theta_j - alpha * grad CE in theta_j, the step's inputs and alpha, so
+    the step's forward, backward and double backward are one graph: fused by inductor, replayed as a CUDA graph on
+    GPUs (mode reduce-overhead). Memory of one step; gradients equal the plain unroll's up to float round-off (on
+    CPUs with inductor's channels_last layouts off: oneDNN's channels_last convolutions err by up to ~1e-3 in a
+    step's VJP here). Shapes are fixed per stage, so each compiles once. Where compiling fails, one warning and the
+    plain unroll from then on.
+    """
+
+    def __init__(self, net: FlatParams, device: torch.device):
+        self.net = net
+        cuda = torch.device(device).type == "cuda"
+        mode = "reduce-overhead" if cuda else None
+        step_grad = grad(lambda theta, x, y: F.cross_entropy(net(theta, x), y))
+
+        def step_vjp(theta, x, y, cotangent, alpha):
+            def pullback(theta, x, alpha):  # <cotangent, theta - alpha * g>, less its theta term (added outside)
+                return -(alpha * step_grad(theta, x, y) * cotangent).sum()
+
+            return grad(pullback, argnums=(0, 1, 2))(theta, x, alpha)
+
+        self.forward = torch.compile(step_grad, mode=mode, dynamic=False)
+        self.reverse = torch.compile(step_vjp, mode=mode, dynamic=False)
+        self.options = {} if cuda else {"layout_optimization": False}
+
+    def backward(
+        self, start: torch.Tensor, target: torch.Tensor, alpha: torch.Tensor, batch: Batch, steps: int, scale=1.0
+    ) -> float:
+        """As `unroll_backward(net, start, target, alpha, batch, steps, scale=scale)`: accumulate .grad in every leaf
+        `batch` and `alpha` depend on, return the matching loss."""
+        if not compiling_failed():
+            try:
+                import torch._inductor.config as inductor_config
+
+                with inductor_config.patch(self.options):
+                    return self._backward(start, target, alpha, batch, steps, scale)
+            except torch._dynamo.exc.TorchDynamoException as e:  # nothing accumulated yet: the plain unroll redoes it
+                compile_failed(e)
+        return unroll_backward(self.net, start, target, alpha, batch, steps, scale=scale)
+
+    def _backward(self, start, target, alpha, batch, steps, scale) -> float:
+        start, target, lr = start.detach(), target.detach(), alpha.detach()
+        thetas = [start]
+        with torch.no_grad():
+            for j in range(steps):
+                x, y = batch(j)
+                thetas.append(thetas[-1] - lr * self.forward(thetas[-1], x, y))
+            loss = matching_loss(thetas[-1], start, target)
+            cotangent = 2 * scale * (thetas[-1] - target) / ((start - target) ** 2).sum()
+        inputs, input_grads, lr_grad = [], [], torch.zeros_like(lr)
+        for j in reversed(range(steps)):
+            with torch.enable_grad():
+                x, y = batch(j)
+            d_theta, d_x, d_lr = self.reverse(thetas[j], x.detach(), y, cotangent, lr)
+            cotangent, lr_grad = cotangent + d_theta, lr_grad + d_lr
+            if x.requires_grad:
+                inputs.append(x)
+                input_grads.append(d_x.clone())  # a CUDA graph's outputs are overwritten by its next replay
+        if alpha.requires_grad:
+            inputs.append(alpha)
+            input_grads.append(lr_grad)
+        if inputs:
+            torch.autograd.backward(inputs, input_grads)
+        return float(loss)

@@ -56,6 +56,11 @@ def compile_failed(error: Exception) -> None:
         _failed.append(why)
 
 
+def compiling_failed() -> bool:
+    """Whether compiling has failed in this process (everything then runs eagerly)."""
+    return bool(_failed)
+
+
 def describe(requested: bool | None, chosen: bool) -> str:
     """How a progress line and metadata name the choice, e.g. 'compiled (auto)', 'eager (recipe)'."""
     return f"{'compiled' if chosen else 'eager'} ({'auto' if requested is None else 'recipe'})"

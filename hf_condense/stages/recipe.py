@@ -224,6 +224,7 @@ class Recipe:
                 m.pop("transition_mode", None)
             m.pop("expert_micro_batch", None)  # float round-off only (added later, like micro_batch's automatic rule)
             m.pop("expert_compile", None)  # likewise
+            m.pop("compile_unroll", None)  # likewise
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
                 m["vectorize_trajectories"] = False
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]

@@ -10,7 +10,13 @@ import torch
 
 import hf_condense
 from hf_condense.methods import DivergenceError
-from hf_condense.methods.unroll import batched_unroll_backward, matching_loss, sgd_steps, unroll_backward
+from hf_condense.methods.unroll import (
+    CompiledUnroll,
+    batched_unroll_backward,
+    matching_loss,
+    sgd_steps,
+    unroll_backward,
+)
 from hf_condense.models.functional import FlatParams
 from hf_condense.models.training import soft_cross_entropy
 from hf_condense.stages.recipe import load_recipe
@@ -132,6 +138,62 @@ def test_batched_unroll_equals_separate_unrolls():
     assert together == pytest.approx(separate, rel=1e-10)
     assert torch.allclose(images.grad, g_img, rtol=1e-9, atol=1e-14)
     assert torch.allclose(alpha.grad, g_alpha, rtol=1e-9)
+
+
+def test_compiled_unroll_gradients_equal_plain(fresh_compile, monkeypatch, caplog):
+    """A real compile (~30 s here) matches the plain unroll; after a failed compile, one warning and plain again."""
+    import logging
+
+    import torch._inductor.config as inductor
+
+    net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=5)
+    plain = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    fused = CompiledUnroll(net, torch.device("cpu")).backward(start, target, alpha, batch, steps, scale=0.5)
+    assert abs(fused - plain) <= 1e-5 * plain
+    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-5
+    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-5
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))  # a real failure: no C++ compiler
+    images.grad = alpha.grad = None
+    again = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
+    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
+    images.grad = alpha.grad = None
+    with caplog.at_level(logging.WARNING, logger="hf_condense.compile"):
+        unroll = CompiledUnroll(net, torch.device("cpu"))
+        assert unroll.backward(start, target, alpha, batch, steps, scale=0.5) == again
+        assert torch.equal(images.grad, g_img) and torch.equal(alpha.grad, g_alpha)  # nothing half-accumulated
+        unroll.backward(start, target, alpha, batch, steps, scale=0.5)
+    assert len([r for r in caplog.records if r.name == "hf_condense.compile"]) == 1
+
+
+def test_compiled_unroll_distils_the_same_images_and_is_recorded(tiny, accelerator, tmp_path, fresh_compile):
+    import copy
+
+    runs = []
+    for on in (False, True):
+        recipe = copy.deepcopy(tiny)
+        recipe["output"]["dir"] = str(tmp_path / f"compiled_{on}")
+        recipe["evaluation"]["epochs"] = 1
+        result = hf_condense.run(mtt_recipe(recipe, iterations=3, compile_unroll=on), accelerator)
+        meta = json.loads((tmp_path / f"compiled_{on}" / "stage_1" / "stage.json").read_text())
+        assert meta["log"]["compiled_unroll"] is on
+        runs.append((result.stages[0].images, result.stages[0].lr))
+    (a, lr_a), (b, lr_b) = runs
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5) and lr_a == pytest.approx(lr_b, rel=1e-5)
+
+
+def test_compile_unroll_refuses_what_it_replaces_and_leaves_stage_hashes(tiny):
+    from hf_condense.core.config import RecipeError
+
+    with pytest.raises(RecipeError, match="method.compile_unroll"):
+        mtt_recipe(tiny, compile_unroll=True, memory="checkpoint")
+    with pytest.raises(RecipeError, match="method.compile_unroll"):
+        mtt_recipe(tiny, compile_unroll=True, micro_batch=4)
+    on, off = mtt_recipe(tiny, compile_unroll=True), mtt_recipe(tiny)
+    assert on.stage_hashes() == off.stage_hashes()  # float round-off only
 
 
 def test_vectorized_trajectories_distil_the_same_images(tiny, accelerator, tmp_path, monkeypatch):

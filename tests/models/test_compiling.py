@@ -20,18 +20,6 @@ from ..conftest import tiny_mtt
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def fresh(monkeypatch):
-    """No compile failure recorded, and no compiled graph reused from another test (in memory or on disk)."""
-    import torch._inductor.config as inductor
-
-    monkeypatch.setattr(compiling, "_failed", [])
-    monkeypatch.setattr(inductor, "fx_graph_cache", False)
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
-
 def _train(compile: bool):
     torch.manual_seed(0)
     model = timm.create_model("test_convnet", num_classes=3, in_chans=1, img_size=8)
@@ -57,14 +45,14 @@ def test_the_rule_compiles_large_cpu_jobs_of_narrow_networks_and_a_recipe_value_
     assert compiling.describe(None, True) == "compiled (auto)" and compiling.describe(False, False) == "eager (recipe)"
 
 
-def test_compiled_training_steps_equal_eager_ones(fresh):
+def test_compiled_training_steps_equal_eager_ones(fresh_compile):
     eager, v_eager = _train(False)
     fused, v_fused = _train(True)
     assert ((fused - eager).norm() / eager.norm()) < 1e-5
     assert abs(v_fused["loss"] - v_eager["loss"]) < 1e-5 and v_fused["accuracy"] == v_eager["accuracy"]
 
 
-def test_a_failed_compile_trains_eagerly_after_one_warning(fresh, monkeypatch, caplog):
+def test_a_failed_compile_trains_eagerly_after_one_warning(fresh_compile, monkeypatch, caplog):
     import torch._inductor.config as inductor
 
     monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))  # a real failure: no C++ compiler
