@@ -173,8 +173,10 @@ class CompiledUnroll:
             for j in range(steps):
                 x, y = batch(j)
                 thetas.append(thetas[-1] - lr * self.forward(thetas[-1], x, y))
-            loss = matching_loss(thetas[-1], start, target)
-            cotangent = 2 * scale * (thetas[-1] - target) / ((start - target) ** 2).sum()
+        theta_n = thetas[-1].requires_grad_(True)
+        with torch.enable_grad():
+            loss = matching_loss(theta_n, start, target)
+            (cotangent,) = torch.autograd.grad(loss * scale, theta_n)
         inputs, input_grads, lr_grad = [], [], torch.zeros_like(lr)
         for j in reversed(range(steps)):
             with torch.enable_grad():
@@ -189,4 +191,4 @@ class CompiledUnroll:
             input_grads.append(lr_grad)
         if inputs:
             torch.autograd.backward(inputs, input_grads)
-        return float(loss)
+        return float(loss.detach())
