@@ -3,7 +3,9 @@ with its time when it ends, and (optionally) the values it reports logged to the
 
 Only the main process prints (accelerate's tqdm, `main_process_only`). The bar is first drawn at its first update,
 so it never sits at `0/N [?, ?it/s]`: every line drawn has a rate and an ETA. Redraws are at most once a second on
-a terminal and once every 30 s into a log file (`HF_CONDENSE_PROGRESS_INTERVAL` overrides, in seconds).
+a terminal and once every 30 s into a log file (`HF_CONDENSE_PROGRESS_INTERVAL` overrides, in seconds). Bars go to
+stdout with the run's other lines: `accelerate launch` relays a child's stderr through a pipe, so a bar on stderr
+would land out of order with them (after its phase's end line) in a log of both streams.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def interval() -> float:
     """Seconds between two redraws of a bar."""
     if "HF_CONDENSE_PROGRESS_INTERVAL" in os.environ:
         return float(os.environ["HF_CONDENSE_PROGRESS_INTERVAL"])
-    return 1.0 if sys.stderr.isatty() else 30.0
+    return 1.0 if sys.stdout.isatty() else 30.0
 
 
 def is_main_process() -> bool:
@@ -76,6 +78,7 @@ class Progress:
             mininterval=interval(),
             delay=1e-9,  # no 0/N [?, ?it/s] line: the first draw comes with the first update
             dynamic_ncols=True,
+            file=sys.stdout,
             main_process_only=True,
             disable=self.quiet,
         )

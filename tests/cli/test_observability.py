@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+import yaml
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 
@@ -106,3 +110,23 @@ def test_wandb_offline_on_a_fresh_folder(tiny, tmp_path, monkeypatch):
     hf_condense.run(hf_condense.load_recipe(tiny))
     runs = list((tmp_path / "out" / "logs").rglob("*.wandb"))  # under the run's logs, not the working folder
     assert runs and runs[0].stat().st_size > 0
+
+
+def test_a_launched_runs_log_of_both_streams_reads_in_order(tiny, tmp_path):
+    """`accelerate launch` relays its child's stderr through a pipe: every bar must still land between its phase's
+    start and end lines in a log of stdout and stderr together."""
+    tiny["evaluation"].update({"runs": 1, "epochs": 5, "random_real": True})
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny))
+    log = tmp_path / "run.log"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_condense.distill", str(recipe)]
+    with log.open("w") as f:
+        assert subprocess.run(launch, stdout=f, stderr=subprocess.STDOUT, timeout=300).returncode == 0
+    lines = log.read_text().replace("\r", "\n").splitlines()
+    for phase in ("evaluation distilled convnet_d2w16", "evaluation random_real convnet_d2w16"):
+        start = lines.index(f"{phase}: 1 network(s) x 2 stage(s), 10 network-epoch(s), progressive")
+        end = next(i for i, line in enumerate(lines) if line.startswith(f"{phase}: done in "))
+        bars = [i for i, line in enumerate(lines) if line.startswith(f"{phase}: ") and "%|" in line]
+        assert bars and all(start < i < end for i in bars), lines
+        assert all(line.startswith(f"{phase}: ") or not line.strip() for line in lines[start : end + 1]), lines

@@ -15,9 +15,10 @@ def test_bar_is_first_drawn_with_a_rate_and_reports_values(monkeypatch, capsys):
             time.sleep(0.01)
             p.update(1, loss=0.5, accuracy=0.25)
     out, err = capsys.readouterr()
-    assert out.splitlines() == ["experts: 3 epoch(s)", f"experts: done in {duration(p.seconds)}"]
-    draws = [d for d in err.split("\r") if d.strip()]
-    assert draws and "?" not in err  # never `0/3 [?, ?epoch/s]`
+    lines = out.splitlines()  # bars on stdout, between the phase's own lines: one stream keeps them in order
+    assert lines[0] == "experts: 3 epoch(s)" and lines[-1] == f"experts: done in {duration(p.seconds)}" and not err
+    draws = [d for d in "\n".join(lines[1:-1]).split("\r") if d.strip()]
+    assert draws and "?" not in out  # never `0/3 [?, ?epoch/s]`
     assert "epoch/s" in draws[0] and "loss=0.5" in draws[-1] and "3/3" in draws[-1]
     assert logged == [(n, {"experts/loss": 0.5, "experts/accuracy": 0.25}) for n in (1, 2, 3)]
 
