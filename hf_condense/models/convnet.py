@@ -3,6 +3,7 @@
 depth x [conv3x3(width) -> norm -> ReLU -> AvgPool2d(2)] -> flatten -> Linear. "instance" norm is
 GroupNorm(width, width, affine=True), as in the reference code; with it the net has no buffers, so
 `torch.func.functional_call` is pure and vmap works. 28 px inputs are padded by 3 in the first conv (treated as 32).
+The pooling is `pooling.AvgPool2d`: nn.AvgPool2d's values, in a form that is faster on CPUs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import torch
 from timm.models import register_model
 from torch import nn
+
+from .pooling import AvgPool2d
 
 NORMS = ("instance", "batch", "none")
 
@@ -48,7 +51,7 @@ class ConvNet(nn.Module):
                 nn.Conv2d(in_chans if d == 0 else width, width, 3, padding=pad),
                 _norm(norm, width),
                 nn.ReLU(inplace=True),
-                nn.AvgPool2d(2),
+                AvgPool2d(2),
             ]
             size //= 2
         if size < 1:

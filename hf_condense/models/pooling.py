@@ -1,0 +1,78 @@
+"""k x k average pooling that is fast on CPUs, for the ConvNet.
+
+ATen's avg_pool2d kernel for NCHW tensors is slow on CPUs: on 16 x 128 x 32 x 32 here, 5.4 ms forward and 13 ms
+with its backward, against 1.1 / 4.7 ms for the same mean as a depthwise convolution with weights 1/k^2, which oneDNN
+runs. So on CPUs, in float32, `AvgPool2d` is that convolution, and its derivative the matching transposed
+convolution (whose own derivative is the convolution again, so double backward, as in MTT's unroll, stays in the
+same two kernels; autograd's generic grouped-convolution double backward would loop over channels). Bitwise the
+same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact); a training step of ConvNet-D3W32/W128 on
+CIFAR-10 shapes takes ~0.83x the time (benchmarks/results/unroll_speed.md). GPUs and other dtypes keep ATen's kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _weight(x: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.full((x.shape[1], 1, k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
+
+
+class _Mean(torch.autograd.Function):
+    """x -> its k x k means (stride k, floor), as a depthwise convolution; the derivative is `_Spread`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, k: int) -> torch.Tensor:
+        return F.conv2d(x, _weight(x, k), stride=k, groups=x.shape[1])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.k = inputs
+        ctx.rest = (x.shape[-2] - output.shape[-2] * ctx.k, x.shape[-1] - output.shape[-1] * ctx.k)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _Spread.apply(grad, ctx.k, ctx.rest), None
+
+    @staticmethod
+    def jvp(ctx, tangent, _k):
+        return _Mean.apply(tangent, ctx.k)
+
+
+class _Spread(torch.autograd.Function):
+    """The transpose of `_Mean`: each value spread over its k x k window times 1/k^2, `rest` rows and columns of
+    zeros where the floor dropped them; the derivative is `_Mean`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(g: torch.Tensor, k: int, rest: tuple[int, int]) -> torch.Tensor:
+        return F.conv_transpose2d(g, _weight(g, k), stride=k, groups=g.shape[1], output_padding=rest)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.k, ctx.rest = inputs
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _Mean.apply(grad, ctx.k), None, None
+
+    @staticmethod
+    def jvp(ctx, tangent, _k, _rest):
+        return _Spread.apply(tangent, ctx.k, ctx.rest)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """nn.AvgPool2d(k) (stride k, no padding), as a depthwise convolution on CPUs in float32 (see module doc)."""
+
+    def __init__(self, kernel_size: int):
+        super().__init__(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled:
+            return _Mean.apply(x, self.kernel_size)
+        return super().forward(x)
