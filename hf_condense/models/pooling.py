@@ -6,7 +6,9 @@ runs. So on CPUs, in float32, `AvgPool2d` is that convolution, and its derivativ
 convolution (whose own derivative is the convolution again, so double backward, as in MTT's unroll, stays in the
 same two kernels; autograd's generic grouped-convolution double backward would loop over channels). Bitwise the
 same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact); a training step of ConvNet-D3W32/W128 on
-CIFAR-10 shapes takes ~0.83x the time (benchmarks/results/unroll_speed.md). GPUs and other dtypes keep ATen's kernel.
+CIFAR-10 shapes takes ~0.83x the time (benchmarks/results/unroll_speed.md). GPUs, other dtypes and code that
+torch.compile traces keep ATen's op (inductor fuses it with its neighbours: as convolutions, a compiled W32 expert
+epoch took 1.7x as long, benchmarks/results/expert_speed.md).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class AvgPool2d(nn.AvgPool2d):
         super().__init__(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # inductor fuses ATen's pooling with its neighbours (faster than a conv)
+            return super().forward(x)
         if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled:
             return _Mean.apply(x, self.kernel_size)
         return super().forward(x)
