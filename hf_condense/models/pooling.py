@@ -1,21 +1,37 @@
-"""k x k average pooling that is fast on CPUs, for the ConvNet.
+"""k x k average pooling that is fast in CPU training steps, for the ConvNet.
 
 ATen's avg_pool2d kernel for NCHW tensors is slow on CPUs: on 16 x 128 x 32 x 32 here, 5.4 ms forward and 13 ms
 with its backward, against 1.1 / 4.7 ms for the same mean as a depthwise convolution with weights 1/k^2, which oneDNN
-runs. So on CPUs, in float32, `AvgPool2d` is that convolution, and its derivative the matching transposed
-convolution (whose own derivative is the convolution again, so double backward, as in MTT's unroll, stays in the
-same two kernels; autograd's generic grouped-convolution double backward would loop over channels). Bitwise the
-same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact); a training step of ConvNet-D3W32/W128 on
-CIFAR-10 shapes takes ~0.83x the time (benchmarks/results/unroll_speed.md). GPUs, other dtypes and code that
-torch.compile traces keep ATen's op (inductor fuses it with its neighbours: as convolutions, a compiled W32 expert
-epoch took 1.7x as long, benchmarks/results/expert_speed.md).
+runs. So within `as_convolution()` (the library's first-order training and test loops), on CPUs in float32,
+`AvgPool2d` is that convolution, with the matching transposed convolution as its derivative: bitwise the same values
+and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and Fashion-MNIST expert epochs 1.36x (W32) and 1.62x
+(W128) faster than before with the micro-batch rule (benchmarks/results/expert_speed.md). Elsewhere ATen's op:
+where the backward is differentiated again (MTT's unroll, gradient matching) the convolution form was slower
+(benchmarks/results/unroll_speed.md), on GPUs ATen's kernel is fast, and where torch.compile traces, inductor fuses
+ATen's op with its neighbours (as convolutions a compiled W32 expert epoch took 1.7x as long).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_AS_CONVOLUTION = contextvars.ContextVar("hf_condense_pooling_as_convolution", default=False)
+
+
+@contextlib.contextmanager
+def as_convolution() -> Iterator[None]:
+    """Within: CPU float32 pooling as the depthwise convolution, for steps whose backward is not differentiated."""
+    token = _AS_CONVOLUTION.set(True)
+    try:
+        yield
+    finally:
+        _AS_CONVOLUTION.reset(token)
 
 
 def _weight(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -69,14 +85,13 @@ class _Spread(torch.autograd.Function):
 
 
 class AvgPool2d(nn.AvgPool2d):
-    """nn.AvgPool2d(k) (stride k, no padding), as a depthwise convolution on CPUs in float32 (see module doc)."""
+    """nn.AvgPool2d(k) (stride k, no padding); a depthwise convolution within `as_convolution()` (see module doc)."""
 
     def __init__(self, kernel_size: int):
         super().__init__(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # inductor fuses ATen's pooling with its neighbours (faster than a conv)
-            return super().forward(x)
-        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled:
+        fast = x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled
+        if fast and _AS_CONVOLUTION.get() and not torch.compiler.is_compiling():
             return _Mean.apply(x, self.kernel_size)
         return super().forward(x)

@@ -20,6 +20,7 @@ from ..data.augment import DSA
 from .chunking import micro_batch as chunk_size
 from .compiling import compile_failed, compiled, should_compile
 from .functional import FlatParams
+from .pooling import as_convolution
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,16 @@ def epoch_values(total: torch.Tensor) -> dict[str, float]:
 
 
 def batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accumulate the gradient of the batch-mean loss into .grad, in chunks of `size` examples; (logits, loss)."""
+    """Accumulate the gradient of the batch-mean loss into .grad, in chunks of `size` examples; (logits, loss).
+    First order only, so pooling runs in its faster CPU form (`pooling.as_convolution`)."""
     parts, loss = [], 0.0
-    for j in range(0, len(x), size):
-        logits = model(x[j : j + size])
-        part = soft_cross_entropy(logits, y[j : j + size]) * (len(logits) / len(x))
-        part.backward()
-        parts.append(logits.detach())
-        loss = loss + part.detach()
+    with as_convolution():
+        for j in range(0, len(x), size):
+            logits = model(x[j : j + size])
+            part = soft_cross_entropy(logits, y[j : j + size]) * (len(logits) / len(x))
+            part.backward()
+            parts.append(logits.detach())
+            loss = loss + part.detach()
     return (parts[0] if len(parts) == 1 else torch.cat(parts)), loss
 
 
@@ -143,9 +146,10 @@ def test_accuracy(
 ) -> float:
     model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    with as_convolution():
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size].to(device))
+            correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
     return correct / max(len(x), 1)
 
 

@@ -1,4 +1,5 @@
-"""The ConvNet's CPU pooling form: nn.AvgPool2d's values and derivatives of every order, under torch.func too."""
+"""The ConvNet's CPU pooling form: nn.AvgPool2d's values and derivatives of every order, under torch.func too; on
+only in first-order training and test loops."""
 
 import pytest
 import torch
@@ -6,26 +7,39 @@ from torch import nn
 from torch.func import grad, jvp, vmap
 
 from hf_condense.models.convnet import ConvNet
-from hf_condense.models.pooling import AvgPool2d
+from hf_condense.models.pooling import AvgPool2d, as_convolution
+from hf_condense.models.training import batch_gradient
 
 SHAPES = [(4, 3, 8, 8), (2, 5, 7, 9)]  # odd sizes: the floor drops a row and a column, as nn.AvgPool2d's does
 
 
 @pytest.fixture(params=SHAPES, ids=str)
 def x(request):
-    return torch.randn(*request.param, generator=torch.Generator().manual_seed(0))
+    with as_convolution():  # every test here runs the convolution form
+        yield torch.randn(*request.param, generator=torch.Generator().manual_seed(0))
 
 
-def test_it_runs_as_the_convolution_form_on_cpus():
-    y = AvgPool2d(2)(torch.randn(2, 3, 8, 8, requires_grad=True))
-    assert "_Mean" in type(y.grad_fn).__name__
+def test_the_convolution_form_runs_only_within_as_convolution():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    assert "AvgPool2D" in type(AvgPool2d(2)(x).grad_fn).__name__  # unrolls and gradient matching: ATen's op
+    with as_convolution():
+        assert "_Mean" in type(AvgPool2d(2)(x).grad_fn).__name__
+    assert "AvgPool2D" in type(AvgPool2d(2)(x).grad_fn).__name__
+
+
+def test_training_steps_pool_as_convolutions():
+    net = ConvNet(num_classes=3, in_chans=3, depth=2, width=8, img_size=8)
+    seen = []
+    net.features[3].register_forward_hook(lambda m, i, out: seen.append(type(out.grad_fn).__name__))
+    batch_gradient(net, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), 2)
+    assert seen and all("_Mean" in name for name in seen)
 
 
 def test_values_and_gradients_equal_nn_avgpool2d(x):
     fast, ref = AvgPool2d(2), nn.AvgPool2d(2)
     x = x.requires_grad_(True)
     y, y_ref = fast(x), ref(x)
-    assert y.shape == y_ref.shape
+    assert "_Mean" in type(y.grad_fn).__name__ and y.shape == y_ref.shape
     torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
     v = torch.randn_like(y)
     w = torch.randn_like(x)
@@ -56,7 +70,8 @@ def test_torch_func_transforms_agree(x):
 
 
 def test_other_dtypes_keep_atens_kernel():
-    y = AvgPool2d(2)(torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True))
+    with as_convolution():
+        y = AvgPool2d(2)(torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True))
     assert "AvgPool2D" in type(y.grad_fn).__name__
 
 
