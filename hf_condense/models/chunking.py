@@ -21,7 +21,9 @@ Kind = Literal["train", "compiled", "unroll"]
 # kernels and want larger chunks) and unroll steps (double backward).
 # Measured (benchmarks/results/unroll_speed.md, 2 cores, time against the whole batch): unroll IPC 10, W32: 16 0.93,
 # 32 0.77; W128: 8 0.59, 16 0.63, 32 0.62; training at batch 256: W32 32 0.97, 64 0.87; W128 16 0.75, 64 0.71;
-# compiled training (images/s): W32 64 1900, 256 2800; W128 16 301, 64 305, 256 270
+# compiled training (images/s): W32 64 1900, 256 2800; W128 16 301, 64 305, 256 270. The latest run (ConvNet pooling
+# as convolutions in training, the same unroll): unroll W32 32 1.03, W128 8 0.82, 32 0.75; training W32 64 0.68,
+# W128 16 0.89, 64 0.77 (this machine moves these ratios between runs; not retuned on one run)
 CHUNK_BYTES: dict[str, int] = {"train": 8 << 20, "compiled": 32 << 20, "unroll": 4 << 20}
 MICRO_BATCH_HELP = "Examples per forward/backward chunk, gradients summed (same result up to float round-off)"
 _ACTIVATION_BYTES: dict[tuple, int] = {}
