@@ -2,10 +2,11 @@
 
 ATen's avg_pool2d kernel for NCHW tensors is slow on CPUs: on 16 x 128 x 32 x 32 here, 5.4 ms forward and 13 ms
 with its backward, against 1.1 / 4.7 ms for the same mean as a depthwise convolution with weights 1/k^2, which oneDNN
-runs. So within `as_convolution()` (the library's first-order training and test loops), on CPUs in float32,
-`AvgPool2d` is that convolution, with the matching transposed convolution as its derivative: bitwise the same values
-and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and Fashion-MNIST expert epochs 1.36x (W32) and 1.62x
-(W128) faster than before with the micro-batch rule (benchmarks/results/expert_speed.md). Elsewhere ATen's op:
+runs. So within `as_convolution()` (the library's first-order training and test loops), on CPUs in float32, for
+inputs of at least MIN_ELEMENTS values, `AvgPool2d` is that convolution, with the matching transposed convolution as
+its derivative: bitwise the same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and
+Fashion-MNIST expert epochs 1.36x (W32) and 1.62x (W128) faster than before with the micro-batch rule
+(benchmarks/results/expert_speed.md). Elsewhere ATen's op:
 where the backward is differentiated again (MTT's unroll, gradient matching) the convolution form was slower
 (benchmarks/results/unroll_speed.md), on GPUs ATen's kernel is fast, and where torch.compile traces, inductor fuses
 ATen's op with its neighbours (as convolutions a compiled W32 expert epoch took 1.7x as long).
@@ -21,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# inputs from this size: below, oneDNN's per-call cost outweighs the kernel (a D2W32 step on 8 x 8 digits, batch 10:
+# 5.6 ms against ATen's 3.5; batch 256, pooling 256 x 32 x 8 x 8 = 2^19 values: 0.97x ATen's time)
+MIN_ELEMENTS = 1 << 19
 _AS_CONVOLUTION = contextvars.ContextVar("hf_condense_pooling_as_convolution", default=False)
 
 
@@ -92,6 +96,6 @@ class AvgPool2d(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled
-        if fast and _AS_CONVOLUTION.get() and not torch.compiler.is_compiling():
+        if fast and x.numel() >= MIN_ELEMENTS and _AS_CONVOLUTION.get() and not torch.compiler.is_compiling():
             return _Mean.apply(x, self.kernel_size)
         return super().forward(x)

@@ -6,11 +6,17 @@ import torch
 from torch import nn
 from torch.func import grad, jvp, vmap
 
+from hf_condense.models import pooling
 from hf_condense.models.convnet import ConvNet
 from hf_condense.models.pooling import AvgPool2d, as_convolution
 from hf_condense.models.training import batch_gradient
 
 SHAPES = [(4, 3, 8, 8), (2, 5, 7, 9)]  # odd sizes: the floor drops a row and a column, as nn.AvgPool2d's does
+
+
+@pytest.fixture(autouse=True)
+def small_inputs_too(monkeypatch):
+    monkeypatch.setattr(pooling, "MIN_ELEMENTS", 0)  # tiny tensors here; the library keeps ATen's op below 2^19
 
 
 @pytest.fixture(params=SHAPES, ids=str)
@@ -25,6 +31,13 @@ def test_the_convolution_form_runs_only_within_as_convolution():
     with as_convolution():
         assert "_Mean" in type(AvgPool2d(2)(x).grad_fn).__name__
     assert "AvgPool2D" in type(AvgPool2d(2)(x).grad_fn).__name__
+
+
+def test_small_inputs_keep_atens_op(monkeypatch):
+    monkeypatch.setattr(pooling, "MIN_ELEMENTS", 1 << 19)  # oneDNN's per-call cost outweighs the kernel below
+    with as_convolution():
+        assert "AvgPool2D" in type(AvgPool2d(2)(torch.randn(2, 3, 8, 8, requires_grad=True)).grad_fn).__name__
+        assert "_Mean" in type(AvgPool2d(2)(torch.randn(8, 64, 32, 32, requires_grad=True)).grad_fn).__name__
 
 
 def test_training_steps_pool_as_convolutions():
