@@ -1,5 +1,5 @@
-"""MTT unroll and expert-training speed: the plain unroll against the library's default (its pooling form and CPU
-micro-batch rule) and each candidate optimisation, in one run on this machine.
+"""MTT unroll and expert-training speed: the plain unroll against the library's default (its CPU micro-batch rule;
+in training also its pooling form) and each candidate optimisation, in one run on this machine.
 
 plain: the network with ATen's avg_pool2d and whole batches (the library before `pooling.AvgPool2d` and the
 micro-batch rule). Shapes of issue #43: CIFAR-10 32x32x3, ConvNet-D3W32 and D3W128, IPC 1 / 10 / 50, all images in
@@ -46,7 +46,7 @@ from hf_condense.models.training import train_epoch
 RESULTS = Path(__file__).resolve().parent / "results" / "unroll_speed"
 STEPS = 20
 # (width, IPC, mode, segments): mode "plain" = whole batches and ATen's pooling kernel (`baseline.aten_pooling`),
-# "default" = what the library does (its pooling form; chunks on CPU)
+# "default" = what the library does (chunks on CPU; unrolls keep ATen's pooling, `pooling.as_convolution`)
 UNROLLS = [
     (32, 1, "plain", 1),
     (32, 1, "default", 1),
@@ -142,7 +142,7 @@ def measure_unroll(width: int, ipc: int, mode: str, segments: int, device: str) 
     }
 
 
-def training_rates(width: int, configs: dict[str, tuple[bool, int]], device: str, n: int = 1024, rounds: int = 3):
+def training_rates(width: int, configs: dict, device: str, n: int = 1024, rounds: int = 3) -> dict:
     """Images per second of the library's train_epoch (batch 256, DSA) for each config name -> (ATen pooling, chunk
     size; 0: whole batches), one network per config from the same seed, over `rounds` interleaved epochs each after
     a warm-up round, best of each: interleaving, because a process's first epochs are slower (the allocator grows its
@@ -187,8 +187,8 @@ def measure_rule(width: int, device: str, rounds: int = 2) -> dict:
     for _ in range(rounds):
         for c in RULE_UNROLL:
             unroll[c] = min(unroll[c], unroll_grad(width, 10, c or None, 1, 5, device)[0])
-    rates = training_rates(width, {str(c): (False, c) for c in RULE_TRAIN}, device, rounds=2)
-    train = {int(c): 1 / r for c, r in rates.items()}
+    rates = training_rates(width, {c: (False, c) for c in RULE_TRAIN}, device, rounds=2)
+    train = {c: 1 / r for c, r in rates.items()}
     return {"width": width, "unroll_seconds": unroll, "train_seconds_per_image": train}
 
 

@@ -6,10 +6,10 @@ runs. So within `as_convolution()` (the library's first-order training and test 
 inputs of at least MIN_ELEMENTS values, `AvgPool2d` is that convolution, with the matching transposed convolution as
 its derivative: bitwise the same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and
 Fashion-MNIST expert epochs 1.12-1.36x (W32) and 1.47-1.62x (W128) faster than before with the micro-batch rule
-(benchmarks/results/expert_speed.md). Elsewhere ATen's op:
-where the backward is differentiated again (MTT's unroll, gradient matching) the convolution form was slower
-(benchmarks/results/unroll_speed.md), on GPUs ATen's kernel is fast, and where torch.compile traces, inductor fuses
-ATen's op with its neighbours (as convolutions a compiled W32 expert epoch took 1.7x as long).
+(benchmarks/results/expert_speed.md). Elsewhere ATen's op: where the backward is differentiated again (MTT's
+unroll, gradient matching) the convolution form was slower (benchmarks/results/unroll_speed.md), on GPUs ATen's
+kernel is fast, and where torch.compile traces, inductor fuses ATen's op with its neighbours (as convolutions a
+compiled W32 expert epoch took 1.7x as long).
 """
 
 from __future__ import annotations
@@ -95,7 +95,12 @@ class AvgPool2d(nn.AvgPool2d):
         super().__init__(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and torch.backends.mkldnn.enabled
-        if fast and x.numel() >= MIN_ELEMENTS and _AS_CONVOLUTION.get() and not torch.compiler.is_compiling():
+        if _AS_CONVOLUTION.get() and self._fast_here(x):
             return _Mean.apply(x, self.kernel_size)
         return super().forward(x)
+
+    @staticmethod
+    def _fast_here(x: torch.Tensor) -> bool:
+        """Whether the convolution form pays for x: CPU float32 NCHW through oneDNN, large enough, not traced."""
+        cpu_float = x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled
+        return cpu_float and x.dim() == 4 and x.numel() >= MIN_ELEMENTS and not torch.compiler.is_compiling()
