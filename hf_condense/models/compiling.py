@@ -1,8 +1,9 @@
 """torch.compile of first-order training steps (experts, evaluation runs, PDD transitions), chosen from the work.
 
 Inductor fuses the ConvNet's many small element-wise kernels (norm, ReLU, pooling and their backward), which bound
-training on a CPU for narrow networks (benchmarks/results/expert_speed.md: a Fashion-MNIST expert epoch 1.21x faster
-than eager at ConvNet-D3W32, 1.64x than the plain loop; 0.89x eager's speed at D3W128, whose convolutions dominate).
+training on a CPU for narrow networks (benchmarks/results/expert_speed.md: a Fashion-MNIST expert epoch 1.12-1.21x
+faster than eager at ConvNet-D3W32, 1.64-1.92x than the plain loop; 0.89-1.04x eager's speed at D3W128, whose
+convolutions dominate).
 Compiling costs ~20-50 s per architecture and batch shape in a process (fresh networks of one architecture reuse
 it), so the rule compiles on CPUs only for jobs of at least COMPILE_MIN_EXAMPLES examples of networks whose largest
 activation is at most COMPILE_MAX_ACTIVATION bytes per example; GPUs stay eager unless the recipe asks. Same results
@@ -24,7 +25,7 @@ logger = logging.getLogger("hf_condense.compile")
 # measured at W32 (~32 s of compiling against ~0.09 ms saved per example over eager with `pooling.AvgPool2d`:
 # 26.7 against 32.2 s per Fashion-MNIST epoch), more at wider networks
 COMPILE_MIN_EXAMPLES = 1_000_000
-# per example: ConvNet-D3W32 at 32 px (128 KiB) gained 1.21x over eager, D3W128 (512 KiB) 0.89x
+# per example: ConvNet-D3W32 at 32 px (128 KiB) gained 1.12-1.21x over eager, D3W128 (512 KiB) 0.89-1.04x
 COMPILE_MAX_ACTIVATION = 256 << 10
 COMPILE_HELP = "Train with torch.compile (same result up to float round-off)"
 _failed: list[str] = []  # why compiling failed in this process, once it has

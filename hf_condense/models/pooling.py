@@ -5,11 +5,11 @@ with its backward, against 1.1 / 4.7 ms for the same mean as a depthwise convolu
 runs. So within `as_convolution()` (the library's first-order training and test loops), on CPUs in float32, for
 inputs of at least MIN_ELEMENTS values, `AvgPool2d` is that convolution, with the matching transposed convolution as
 its derivative: bitwise the same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and
-Fashion-MNIST expert epochs 1.12-1.36x (W32) and 1.47-1.62x (W128) faster than before with the micro-batch rule
-(benchmarks/results/expert_speed.md). Elsewhere ATen's op: where the backward is differentiated again (MTT's
-unroll, gradient matching) the convolution form was slower (benchmarks/results/unroll_speed.md), on GPUs ATen's
-kernel is fast, and where torch.compile traces, inductor fuses ATen's op with its neighbours (as convolutions a
-compiled W32 expert epoch took 1.7x as long).
+Fashion-MNIST expert epochs 1.70x (W32) and 1.69x (W128) faster than before with the micro-batch rule in one run
+(benchmarks/results/expert_speed.md; earlier runs 1.12-1.36x and 1.47-1.62x). Elsewhere ATen's op: where the
+backward is differentiated again (MTT's unroll, gradient matching) the convolution form was slower
+(benchmarks/results/unroll_speed.md), on GPUs ATen's kernel is fast, and where torch.compile traces, inductor fuses
+ATen's op with its neighbours (as convolutions a compiled W32 expert epoch took 1.7x as long).
 """
 
 from __future__ import annotations
