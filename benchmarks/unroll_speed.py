@@ -84,6 +84,7 @@ def problem(width: int, ipc: int, device: str, dtype=torch.float32, aten: bool =
 
 
 def network(width: int, aten: bool = False) -> nn.Module:
+    """ConvNet-D3W{width} for CIFAR-10 shapes; `aten`: with ATen's pooling (the plain network)."""
     model = timm.create_model(f"convnet_d3w{width}", num_classes=10, in_chans=3, img_size=32)
     return aten_pooling(model) if aten else model
 

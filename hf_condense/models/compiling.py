@@ -3,12 +3,11 @@
 Inductor fuses the ConvNet's many small element-wise kernels (norm, ReLU, pooling and their backward), which bound
 training on a CPU for narrow networks (benchmarks/results/expert_speed.md: a Fashion-MNIST expert epoch 1.12-1.21x
 faster than eager at ConvNet-D3W32, 1.64-1.92x than the plain loop; 0.89-1.04x eager's speed at D3W128, whose
-convolutions dominate).
-Compiling costs ~20-50 s per architecture and batch shape in a process (fresh networks of one architecture reuse
-it), so the rule compiles on CPUs only for jobs of at least COMPILE_MIN_EXAMPLES examples of networks whose largest
-activation is at most COMPILE_MAX_ACTIVATION bytes per example; GPUs stay eager unless the recipe asks. Same results
-up to float round-off, so stage hashes and cache keys leave it out. Where compiling fails (no C++ compiler, an
-unsupported layer), training runs eagerly after one warning.
+convolutions dominate). Compiling costs ~20-50 s per architecture and batch shape in a process (fresh networks of
+one architecture reuse it), so the rule compiles on CPUs only for jobs of at least COMPILE_MIN_EXAMPLES examples of
+networks whose largest activation is at most COMPILE_MAX_ACTIVATION bytes per example; GPUs stay eager unless the
+recipe asks. Same results up to float round-off, so stage hashes and cache keys leave it out. Where compiling fails
+(no C++ compiler, an unsupported layer), training runs eagerly after one warning.
 """
 
 from __future__ import annotations
