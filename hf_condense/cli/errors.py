@@ -72,6 +72,8 @@ def command(prog: str, description: str, body: Callable, argv: list[str] | None 
     """A recipe command line: a recipe path plus `key.path=value` overrides, run through the error boundary."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("recipe", help="recipe YAML file")
-    parser.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. method.iterations=200")
+    parser.add_argument(
+        "overrides", nargs="*", default=[], help="key.path=value overrides, e.g. method.iterations=200"
+    )
     args = parser.parse_args(argv)
     return guarded(lambda: body(load_recipe(args.recipe, args.overrides)))

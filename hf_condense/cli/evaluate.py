@@ -37,7 +37,7 @@ def reproduction(recorded: list[Score], now: list[Score], threads: int | None) -
 def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("source", help="Hub dataset id or local folder made by hf_condense")
-    parser.add_argument("overrides", nargs="*", help="key.path=value overrides of the stored recipe")
+    parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides of the stored recipe")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--models", nargs="+", help="architectures to train (default: the recipe's)")
     parser.add_argument("--runs", type=int, help="networks per architecture")

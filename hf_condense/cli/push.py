@@ -9,7 +9,7 @@ import sys
 from ..core.config import RecipeError
 from ..hub.push import Pusher, check_access
 from ..stages.run_folder import RunFolder, StageDataError
-from .errors import exit_code
+from .errors import InputError, exit_code
 
 
 def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
@@ -20,12 +20,16 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
     args = parser.parse_args(argv)
     folder = RunFolder(args.folder)
     try:
+        if not folder.path.is_dir():
+            raise InputError(f"{args.folder}: no such folder")
         if not folder.stages() or not folder.card.is_file():
-            raise RecipeError([f"folder: {folder} has no stage_k folders and README.md; is it an hf_condense output?"])
+            raise InputError(
+                f"{args.folder}: no stage_k folders and README.md; expected a folder written by hf_condense.distill"
+            )
         folder.verify_stages()  # a missing or altered stage is never uploaded
         repo_id = check_access(args.repo_id)
         Pusher(folder.path, repo_id, private=args.private).push_all()
-    except (RecipeError, StageDataError) as e:
+    except (RecipeError, InputError, StageDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
     except Exception as e:  # any upload failure: one line, the folder untouched

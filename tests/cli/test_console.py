@@ -26,6 +26,20 @@ def test_subcommands_share_the_error_boundary(tmp_path, capsys):
     assert err.count("method.iterationz: unknown key (did you mean 'iterations'?)") == 2 and "Traceback" not in err
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     assert main(["push", str(tmp_path), "alice/x"]) == 2
+    assert main(["push", str(tmp_path / "nowhere"), "alice/x"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[-2]
+        == f"error: {tmp_path}: no stage_k folders and README.md; expected a folder written by hf_condense.distill"
+    )
+    assert err[-1] == f"error: {tmp_path / 'nowhere'}: no such folder"
+
+
+def test_a_missing_recipe_argument_names_only_the_recipe(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["distill"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.splitlines()[-1].endswith("the following arguments are required: recipe")
 
 
 def test_the_console_script_and_python_m_are_the_same_command(tmp_path):
