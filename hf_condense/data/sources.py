@@ -6,9 +6,11 @@ A Hub id, a local folder laid out like a Hub repo, and the offline scikit-learn 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,6 +141,32 @@ def local_copy(path: str) -> Path | None:
     return folder if (folder / "README.md").is_file() or (folder / "data").is_dir() else None
 
 
+@contextlib.contextmanager
+def _quiet_retries():
+    """Hide huggingface_hub's per-retry network warnings: a Hub that cannot be reached ends in one line of ours."""
+    http = logging.getLogger("huggingface_hub.utils._http")
+    level = http.level
+    http.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        http.setLevel(level)
+
+
+def _offline_hint(path: str) -> str:
+    """What to do when a Hub id cannot be reached: the local mapping, and why it did not apply if it is set."""
+    root = os.environ.get(LOCAL_DATASETS)
+    if root and path.count("/") == 1:
+        copy = Path(root).expanduser() / path.split("/")[1]
+        return (
+            f"{LOCAL_DATASETS}={root} is set, but {copy} is not a copy laid out like the Hub repo (README.md or data/)"
+        )
+    return (
+        f"give a local folder laid out like a Hub dataset repo, set {LOCAL_DATASETS} to a folder of such copies "
+        "(one per dataset name), or retry with network access"
+    )
+
+
 def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     """The `DatasetDict` behind a recipe's dataset section (a Hub id from its local copy when one is mapped)."""
     if cfg.path == DIGITS:
@@ -146,18 +174,17 @@ def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     where = local_copy(cfg.path) or Path(cfg.path)
     local = where.is_dir()
     try:
-        return datasets.load_dataset(
-            str(where) if local else cfg.path,
-            cfg.name,
-            revision=None if local else cfg.revision,
-            cache_dir=local_cache_dir(where) if local else None,
-        )
+        with contextlib.nullcontext() if local else _quiet_retries():
+            return datasets.load_dataset(
+                str(where) if local else cfg.path,
+                cfg.name,
+                revision=None if local else cfg.revision,
+                cache_dir=local_cache_dir(where) if local else None,
+            )
     except ConnectionError:
+        hint = _offline_hint(cfg.path)
         raise RecipeError(
-            [
-                f"dataset.path: cannot reach {cfg.path!r} on the Hub (offline, or no network here); give a local "
-                "folder laid out like a Hub dataset repo, or retry with network access"
-            ]
+            [f"dataset.path: cannot reach {cfg.path!r} on the Hub (offline, or no network here); {hint}"]
         ) from None
     except FileNotFoundError as e:
         raise RecipeError(

@@ -223,6 +223,15 @@ CASES = [
         RecipeError,
         "cannot reach 'nobody-here/no-such-dataset' on the Hub",
     ),
+    Case(
+        "Hub dataset id whose local mapping has no copy",
+        lambda e: (
+            e.monkeypatch.setenv("HF_CONDENSE_DATASETS", str(e.tmp_path)),
+            _dataset(e, path="nobody-here/no-such-dataset"),
+        ),
+        RecipeError,
+        "is set, but",
+    ),
     Case("dataset without images", lambda e: e.data(drop="img"), RecipeError, "dataset.image_column: no Image column"),
     Case(
         "dataset without labels",
