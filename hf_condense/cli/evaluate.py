@@ -13,7 +13,7 @@ import torch
 from ..evaluation import Score
 from ..hub.evaluate import evaluate_progressive
 from ..hub.replay import ProgressiveSet, load_progressive
-from ..stages.recipe import EVAL_MODES
+from ..stages.recipe import EVAL_MODES, model_name_errors
 from .errors import InputError, guarded
 
 
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> i
             overrides.append(f"{key}={value}")
 
     def body() -> None:
+        errors = model_name_errors("--models", args.models or [])
+        if args.lr is not None and not args.lr >= 0:
+            errors.append(f"--lr: {args.lr} must be a learning rate >= 0")
+        errors += [f"--epochs: {e} must be >= 0" for e in args.epochs or [] if e < 0]
+        if errors:  # refused before the repo is read or any network trained
+            raise InputError("; ".join(errors))
         try:
             ps = load_progressive(args.source, args.revision)
             results = evaluate_progressive(ps, args.models, overrides, args.random_real, args.epochs, lr=args.lr)

@@ -303,17 +303,21 @@ def check_recipe(recipe: Recipe) -> list[str]:
         parse_strategy(recipe.augment.strategy)
     except ValueError as e:
         errors.append(f"augment.strategy: {e}")
-    if recipe.model.name not in model_names():
-        errors.append(
-            f"model.name: {recipe.model.name!r} is not a timm model{suggest(recipe.model.name, model_names())}"
-            "; see timm.list_models()"
-        )
-    for name in recipe.evaluation.models:
-        if name not in model_names():
-            errors.append(f"evaluation.models: {name!r} is not a timm model{suggest(name, model_names())}")
+    errors += model_name_errors("model.name", [recipe.model.name])
+    errors += model_name_errors("evaluation.models", recipe.evaluation.models)
     if not errors:  # method checks read per-stage configs, which need valid overrides
         errors += method_errors(recipe)
     return errors
+
+
+def model_name_errors(key: str, names: list[str]) -> list[str]:
+    """One line per architecture name that timm (with the ConvNet family registered) cannot build."""
+    known = model_names()
+    return [
+        f"{key}: {name!r} is not a timm model{suggest(name, known)}; see timm.list_models()"
+        for name in names
+        if name not in known
+    ]
 
 
 def method_errors(recipe: Recipe) -> list[str]:

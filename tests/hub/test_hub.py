@@ -115,7 +115,7 @@ def test_failed_upload_keeps_the_folder_and_the_retry_command_uploads_it(tiny, a
 
 def test_push_cli_refuses_a_folder_that_is_not_an_output(tmp_path, hub, capsys):
     assert push_cli.main([str(tmp_path), "alice/x"]) == 2
-    assert "is it an hf_condense output" in capsys.readouterr().err
+    assert "expected a folder written by hf_condense.distill" in capsys.readouterr().err
 
 
 def test_push_cli_refuses_an_altered_stage_and_uploads_nothing(tiny, accelerator, tmp_path, hub, capsys):
@@ -162,7 +162,7 @@ def test_load_progressive_refuses_a_gap(tmp_path):
         hf_condense.load_progressive(tmp_path)
 
 
-def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
+def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys, tmp_path):
     tiny["method"] = {"name": "herding", "embed_epochs": 1}
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
     recorded = json.loads((result.folder / "results.json").read_text())["distilled"]
@@ -175,6 +175,12 @@ def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys):
     assert evaluate_cli.main([str(result.folder), "--runs", "2", "--models", "convnet_d1w16"]) == 0
     out = capsys.readouterr().out
     assert "convnet_d1w16" in out and "recorded at distillation" not in out  # another model: nothing to compare
+    # bad options are refused in one line before the repo is read
+    assert evaluate_cli.main([str(tmp_path / "nowhere"), "--models", "resnt18", "--lr", "-1", "--epochs", "-2"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --models: 'resnt18' is not a timm model (did you mean 'resnet18'?); see timm.list_models(); "
+        "--lr: -1.0 must be a learning rate >= 0; --epochs: -2 must be >= 0\n"
+    )
     line = evaluate_cli.reproduction([(0.5, 0.1)], [(0.51, 0.1)], torch.get_num_threads() + 1)
     assert f"rerun with threads={torch.get_num_threads() + 1}" in line
     # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
