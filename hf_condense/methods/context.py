@@ -36,16 +36,26 @@ def cpu_threads(requested: int = 0) -> tuple[int, str]:
     """(torch CPU threads per process, where the number came from): `requested` (the recipe's `threads`), else
     `HF_CONDENSE_THREADS`, else `OMP_NUM_THREADS` when set by the user, else the cores this process may use shared
     among the processes on this machine. Under `accelerate launch` OMP_NUM_THREADS is the launcher's default of 1,
-    which would leave all but one core idle, so it is not read there."""
+    which would leave all but one core idle, so it is not read there. A chosen number above this process's share of
+    the cores is kept (a recipe may name the thread count its table was made with) but said to be oversubscribed."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    share = max(1, cores // local)
+    threads, source = _chosen_threads(requested) or (share, f"{cores} core(s) / {local} process(es)")
+    if threads > share:
+        source += f"; more than this process's {share} of {cores} core(s): oversubscribed, expect a large slowdown"
+    return threads, source
+
+
+def _chosen_threads(requested: int) -> tuple[int, str] | None:
+    """A thread count the user chose (recipe, then environment), or None."""
     if requested:
         return requested, "recipe threads"
     for var in ("HF_CONDENSE_THREADS",) + (() if "ACCELERATE_DYNAMO_BACKEND" in os.environ else ("OMP_NUM_THREADS",)):
         value = os.environ.get(var, "")
         if value.isdigit() and int(value) > 0:
             return int(value), var
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, cores // local), f"{cores} core(s) / {local} process(es)"
+    return None
 
 
 def default_cache_dir() -> Path:

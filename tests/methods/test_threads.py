@@ -26,6 +26,19 @@ def test_accelerate_launchers_omp_default_is_not_read(monkeypatch):
 
 
 def test_recipe_beats_env_beats_default(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setenv("HF_CONDENSE_THREADS", "3")
     assert cpu_threads() == (3, "HF_CONDENSE_THREADS")
     assert cpu_threads(5) == (5, "recipe threads")
+
+
+def test_more_threads_than_cores_is_kept_and_said(monkeypatch):
+    monkeypatch.delenv("HF_CONDENSE_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cpu_threads(4) == (4, "recipe threads")
+    threads, source = cpu_threads(100)  # e.g. a recipe made on a larger machine: kept, and said to be oversubscribed
+    assert threads == 100 and source == (
+        "recipe threads; more than this process's 4 of 8 core(s): oversubscribed, expect a large slowdown"
+    )
