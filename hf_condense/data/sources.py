@@ -134,11 +134,14 @@ def local_copy(path: str) -> Path | None:
     the folder `$HF_CONDENSE_DATASETS/name` when that holds a copy laid out like the Hub repo (README.md or data/);
     recipes keep naming the Hub id, and the run records it as its source. None: load from the Hub (or `path` is a
     folder already)."""
+    folder = None if Path(path).is_dir() else _mapped_folder(path)
+    return folder if folder and ((folder / "README.md").is_file() or (folder / "data").is_dir()) else None
+
+
+def _mapped_folder(path: str) -> Path | None:
+    """`$HF_CONDENSE_DATASETS/name` for a Hub id `owner/name` when the variable is set, whether or not it exists."""
     root = os.environ.get(LOCAL_DATASETS)
-    if not root or Path(path).is_dir() or path.count("/") != 1:
-        return None
-    folder = Path(root).expanduser() / path.split("/")[1]
-    return folder if (folder / "README.md").is_file() or (folder / "data").is_dir() else None
+    return Path(root).expanduser() / path.split("/")[1] if root and path.count("/") == 1 else None
 
 
 @contextlib.contextmanager
@@ -155,9 +158,9 @@ def _quiet_retries():
 
 def _offline_hint(path: str) -> str:
     """What to do when a Hub id cannot be reached: the local mapping, and why it did not apply if it is set."""
-    root = os.environ.get(LOCAL_DATASETS)
-    if root and path.count("/") == 1:
-        copy = Path(root).expanduser() / path.split("/")[1]
+    copy = _mapped_folder(path)
+    if copy is not None:
+        root = os.environ[LOCAL_DATASETS]
         return (
             f"{LOCAL_DATASETS}={root} is set, but {copy} is not a copy laid out like the Hub repo (README.md or data/)"
         )
@@ -174,7 +177,7 @@ def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     where = local_copy(cfg.path) or Path(cfg.path)
     local = where.is_dir()
     try:
-        with contextlib.nullcontext() if local else _quiet_retries():
+        with _quiet_retries():
             return datasets.load_dataset(
                 str(where) if local else cfg.path,
                 cfg.name,

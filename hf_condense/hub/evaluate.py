@@ -53,7 +53,7 @@ def _scheduled(synsets: list[SynSet], epochs: int | list[int] | None, lr: float 
     if len(per_stage) == 1:
         per_stage = per_stage * len(synsets)
     if len(per_stage) != len(synsets):
-        raise ValueError(f"--epochs: got {len(epochs)} values for {len(synsets)} stages; give one, or one per stage")
+        raise ValueError(f"epochs: got {len(epochs)} values for {len(synsets)} stages; give one, or one per stage")
     for s, e in zip(synsets, per_stage):
         if e is not None:
             s.meta["epochs"] = e
