@@ -1,7 +1,7 @@
 """The one error boundary of every entry point: an anticipated failure becomes one line on stderr and an exit code.
 
     0 done   1 upload failed   2 bad input (recipe, data, folder)   3 diverged or damaged stage   4 out of space
-    130 interrupted (Ctrl-C)
+    130 interrupted (Ctrl-C)   143 terminated (SIGTERM: preemption, `timeout`, a launcher stopping its child)
 
 `HF_CONDENSE_DEBUG=1` re-raises instead, with the traceback.
 """
@@ -15,11 +15,12 @@ import sys
 from collections.abc import Callable
 
 from ..core.config import RecipeError
+from ..core.interrupts import Terminated, interrupts_raise
 from ..methods import DivergenceError
 from ..stages.recipe import load_recipe
 from ..stages.run_folder import FolderLockedError, StageDataError
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_SPACE, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_SPACE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 4, 130, 143
 
 
 class InputError(Exception):
@@ -29,7 +30,8 @@ class InputError(Exception):
 def guarded(body: Callable[[], object]) -> int:
     """Run `body()`; map anticipated failures to one line and an exit code (0 when it returns)."""
     try:
-        body()
+        with interrupts_raise():
+            body()
     except Exception as e:
         if os.environ.get("HF_CONDENSE_DEBUG") == "1":
             raise
@@ -38,15 +40,16 @@ def guarded(body: Callable[[], object]) -> int:
             raise
         print(no_space(e) if code == EXIT_NO_SPACE else f"error: {e}", file=sys.stderr)
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if os.environ.get("HF_CONDENSE_DEBUG") == "1":
             raise
+        terminated = isinstance(e, Terminated)
         print(
-            "interrupted: every finished stage, expert and in-stage checkpoint is kept; rerun the same command to "
-            "resume",
+            f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: every finished stage and expert is kept, and "
+            "a stage's images at the iteration it reached; rerun the same command to resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return 0
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,3 +64,32 @@ def test_ctrl_c_says_what_is_kept_and_exits_130(capsys, monkeypatch):
     monkeypatch.setenv("HF_CONDENSE_DEBUG", "1")
     with pytest.raises(KeyboardInterrupt):
         guarded(interrupted)
+
+
+def test_sigterm_is_an_interrupt_that_exits_143_and_its_repeat_does_not_cut_the_save_short(capsys):
+    from hf_condense.cli.errors import guarded
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def terminated():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the signal lands here
+
+    assert guarded(terminated) == 143
+    assert capsys.readouterr().err.startswith("terminated (SIGTERM): ")
+
+    saved = []
+
+    def interrupted_then_terminated():  # accelerate launch: the terminal's Ctrl-C, then the launcher's SIGTERM
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the save made while the first interrupt unwinds
+            saved.append(True)
+            raise
+
+    assert guarded(interrupted_then_terminated) == 130 and saved == [True]
+    assert capsys.readouterr().err.startswith("interrupted: ")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # put back afterwards
