@@ -5,6 +5,9 @@
 2. Kills the real CLI (SIGKILL) just before each of its write boundaries in turn (every rename, replace and tree
    removal of a PDD + MTT run on digits: tests/write_killer.py), and at uniformly random moments; after each kill it
    reruns the same command and checks that the result equals an uninterrupted run's, bit for bit.
+3. Stops it with SIGTERM at uniformly random moments after its start-up (its first printed line: before it Python
+   is still importing, and Python's own handling applies): each must end in one line and exit code 143, and its
+   rerun must equal the uninterrupted run.
 
     nohup python benchmarks/reliability.py > benchmarks/results/reliability.log 2>&1 &
 
@@ -19,13 +22,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.faults import run_cli, run_cli_killed_at_write, same_stages, write_recipe  # noqa: E402
+from tests.faults import run_cli, run_cli_killed_at_write, same_stages, watch_cli, write_recipe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "reliability"
 WORK = ROOT / "benchmarks" / "runs" / "reliability"
@@ -62,12 +64,14 @@ def suite_counts(path: str, junit: Path) -> dict:
 
 
 def random_kills(work: Path, n: int, seed: int = 0) -> dict:
-    """n kills at uniform random times within the uninterrupted run's duration, each followed by a rerun."""
+    """n SIGKILLs at uniform random times within the uninterrupted run's duration, and n SIGTERMs at uniform random
+    times after its start-up, each followed by a rerun."""
     rng = random.Random(seed)
-    t0 = time.monotonic()
-    run_cli(write_recipe(work, "reference"))
-    duration = time.monotonic() - t0
-    kills = []
+    reference = watch_cli(write_recipe(work, "reference"))
+    if reference.returncode != 0:
+        raise RuntimeError(f"the reference run exited {reference.returncode}: {reference.stderr[-2000:]}")
+    duration, startup = reference.seconds, reference.started_s
+    kills, stops = [], []
     for i in range(n):
         name = f"killed_{i}"
         recipe = write_recipe(work, name)
@@ -76,7 +80,26 @@ def random_kills(work: Path, n: int, seed: int = 0) -> dict:
         run_cli(recipe)
         problems = same_stages(work / "reference", work / name)
         kills.append({"at_s": round(at, 1), "killed": killed, "same_result": not problems, "problems": problems})
-    return {"reference_s": round(duration, 1), "kills": kills}
+    for i in range(n):
+        name = f"terminated_{i}"
+        recipe = write_recipe(work, name)
+        after = rng.uniform(0.05, 0.95) * (duration - startup)
+        run = watch_cli(recipe, lambda t, started, after=after: started is not None and t - started >= after)
+        last = run.stderr.strip().splitlines()[-1:] or [""]
+        clean = run.returncode == 143 and last[0].startswith("terminated (SIGTERM)") and "Traceback" not in run.stderr
+        run_cli(recipe)
+        problems = same_stages(work / "reference", work / name)
+        stops.append(
+            {
+                "after_start_s": round(after, 1),
+                "signalled": run.signalled,
+                "exit": run.returncode,
+                "one_line": clean,
+                "same_result": not problems,
+                "problems": problems,
+            }
+        )
+    return {"reference_s": round(duration, 1), "startup_s": round(startup, 1), "kills": kills, "sigterms": stops}
 
 
 def boundary_kills(work: Path) -> dict:
@@ -129,8 +152,20 @@ def main() -> None:
     count = report["write boundaries"]["count"]
     lines.append(f"| SIGKILL before each of the run's {count} write boundaries, rerun equals it | {tried} | {kept} |")
     lines.append(f"| SIGKILL at random moments, rerun equals an uninterrupted run | {injected} | {survived} |")
+    stops = report["random kills"]["sigterms"]
+    clean = sum(s["signalled"] and s["one_line"] and s["same_result"] for s in stops)
+    lines.append(
+        "| SIGTERM at random moments after start-up: exit 143 in one line, rerun equals an uninterrupted run "
+        f"| {sum(s['signalled'] for s in stops)} | {clean} |"
+    )
     at = ", ".join(f"{k['at_s']}s" for k in kills)
-    lines += ["", f"Random kill times ({report['random kills']['reference_s']}s uninterrupted run): {at}."]
+    after = ", ".join(f"{s['after_start_s']}s" for s in stops)
+    rk = report["random kills"]
+    lines += [
+        "",
+        f"Random kill times ({rk['reference_s']}s uninterrupted run, first line after {rk['startup_s']}s): {at}; "
+        f"SIGTERM times after the first line: {after}.",
+    ]
     Path(f"{RESULTS}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -10,8 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,6 +57,54 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+@dataclass
+class Run:
+    """How a watched run ended: exit code, output, whether it was signalled, when it printed its first line."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    signalled: bool
+    started_s: float | None  # seconds until its first line on stdout (start-up: imports and data), None if none
+    seconds: float
+
+
+def watch_cli(
+    recipe: Path,
+    when: Callable[[float, float | None], bool] | None = None,
+    sig: int = signal.SIGTERM,
+    timeout: float = 600,
+    processes: int = 1,
+    module: str = "hf_condense.distill",
+) -> Run:
+    """Run `python -m <module> recipe` (under torchrun when processes > 1; stdout into recipe.out), send it `sig` as
+    soon as `when(elapsed, started_s)` holds (polled every 20 ms) and wait for its end."""
+    launcher = (
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    )
+    out_path = recipe.with_suffix(".out")
+    with open(out_path, "w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, *launcher, "-m", module, str(recipe)], env=_env(), stdout=out, stderr=err, text=True
+        )
+        t0, started, signalled = time.monotonic(), None, False
+        while proc.poll() is None:
+            elapsed = time.monotonic() - t0
+            if started is None and out_path.stat().st_size:
+                started = elapsed
+            if not signalled and when is not None and when(elapsed, started):
+                proc.send_signal(sig)
+                signalled = True
+            if elapsed > timeout:
+                proc.kill()
+                raise TimeoutError(f"{recipe} ran over {timeout}s")
+            time.sleep(0.02)
+        seconds = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        return Run(proc.returncode, out.read(), err.read(), signalled, started, seconds)
+
+
 def run_cli(
     recipe: Path,
     kill_when: Callable[[float], bool] | None = None,
@@ -65,30 +115,12 @@ def run_cli(
     """Run `python -m <module> recipe` (under torchrun when processes > 1); SIGKILL it as soon as
     `kill_when(elapsed)` holds (polled every 20 ms). Returns True when it was killed, False when it finished (a
     failure raises)."""
-    launcher = (
-        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
-    )
-    proc = subprocess.Popen(
-        [sys.executable, *launcher, "-m", module, str(recipe)],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    t0 = time.monotonic()
-    while proc.poll() is None:
-        elapsed = time.monotonic() - t0
-        if kill_when is not None and kill_when(elapsed):
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        if elapsed > timeout:
-            proc.kill()
-            raise TimeoutError(f"{recipe} ran over {timeout}s")
-        time.sleep(0.02)
-    err = proc.stderr.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{recipe} exited {proc.returncode}: {err[-2000:]}")
+    when = (lambda elapsed, _started: kill_when(elapsed)) if kill_when is not None else None
+    run = watch_cli(recipe, when, signal.SIGKILL, timeout, processes, module)
+    if run.signalled:
+        return True
+    if run.returncode != 0:
+        raise RuntimeError(f"{recipe} exited {run.returncode}: {run.stderr[-2000:]}")
     return False
 
 

@@ -18,11 +18,14 @@ A method builds its learnable state and hands the loop its hooks:
   state is set back to the best one (`selection` says which, for the stage log).
 
 The loop owns everything else: the progress bar, tracker logging, checkpoints, restoring the last good state and
-raising `DivergenceError`, and the periodic tests.
+raising `DivergenceError`, and the periodic tests. Interrupted (Ctrl-C, SIGTERM), it saves a checkpoint at the
+iteration it reached (rewinding a half-done iteration to its start), so a resumed stage loses no finished iteration
+and still equals an uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -107,6 +110,35 @@ class StateFile:
 
 
 @dataclass
+class Mark:
+    """Where a loop stood before an iteration: its state, optimiser states, generator state and best iterate, to
+    rewind to when the iteration fails (divergence) or is interrupted."""
+
+    state: dict[str, torch.Tensor]
+    optimizers: dict[str, dict]
+    rng: torch.Tensor
+    best: dict[str, torch.Tensor]
+
+    @classmethod
+    def take(cls, loop: DistillLoop) -> Mark:
+        return cls(
+            {k: v.detach().clone() for k, v in loop.state.items()},
+            {k: copy.deepcopy(o.state_dict()) for k, o in loop.optimizers.items()},
+            loop.generator.get_state(),
+            loop.best,  # never changed in place, only replaced
+        )
+
+    def rewind(self, loop: DistillLoop) -> None:
+        with torch.no_grad():
+            for k, v in loop.state.items():
+                v.copy_(self.state[k])
+        for k, o in loop.optimizers.items():
+            o.load_state_dict(self.optimizers[k])
+        loop.generator.set_state(self.rng)
+        loop.best = self.best
+
+
+@dataclass
 class DistillLoop:
     """`iterations` times: `step(it)` (forward + backward, returning the loss), then the optimisers (see the module
     docstring for the hooks). Resumes from the stage's last checkpoint. A non-finite loss or gradient, or a
@@ -140,14 +172,7 @@ class DistillLoop:
         file = StateFile(task.checkpoint_dir, self.name, identity, ctx.accelerator.is_main_process)
         first = file.restore(self.saved, self.optimizers, g)
         learnable = [t for t in self.state.values() if t.requires_grad]
-        resumed = f", resumed at {first}" if first else ""
-        with Progress(
-            f"stage {task.stage} {self.name}",
-            self.iterations,
-            initial=first,
-            detail=f"{self.iterations} iteration(s){resumed}",
-        ) as bar:
-            losses = self._iterate(step, file, first, learnable, bar)
+        losses = self._iterate(step, file, first, learnable)
         self.selection = self._keep_best()
         return losses
 
@@ -171,52 +196,71 @@ class DistillLoop:
         self.ctx.print(f"stage {self.task.stage}: kept iteration {int(it)} (validation accuracy {100 * acc:.2f}%)")
         return {"select": "validation", "selected_iteration": int(it), "validation_accuracy": acc}
 
-    def _iterate(self, step, file: StateFile, first: int, learnable: list[torch.Tensor], bar: Progress) -> list[float]:
-        ctx, task, g = self.ctx, self.task, self.generator
+    def _iterate(self, step, file: StateFile, first: int, learnable: list[torch.Tensor]) -> list[float]:
         losses: list[float] = []
-        for it in range(first, self.iterations):
-            good = {k: v.detach().clone() for k, v in self.state.items()}
-            for o in self.optimizers.values():
-                o.zero_grad(set_to_none=True)
-            loss = step(it)
-            finite = math.isfinite(loss) and all(
-                t.grad is None or bool(torch.isfinite(t.grad).all()) for t in learnable
-            )
-            reason = None if finite else f"non-finite loss or gradient (loss {loss})"
-            if reason is None:
-                for o in self.optimizers.values():
-                    o.step()
-                if self.project is not None:
-                    with torch.no_grad():
-                        self.project()
-                reason = self.check() if self.check is not None else None
-            if reason:
-                with torch.no_grad():
-                    for k, v in self.state.items():
-                        v.copy_(good[k])
-                where = file.save(self.saved, self.optimizers, g, it)
-                raise DivergenceError(
-                    f"stage {task.stage}: {self.name} diverged at iteration {it} ({reason}); the last good state is "
-                    f"in {where}; {self.hint}"
-                )
-            losses.append(loss)
-            extra = self.postfix() if self.postfix else {}
-            ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
-            every, last = task.probe.every, it + 1 == self.iterations
-            if self.snapshot is not None and every and ((it + 1) % every == 0 or (self.selecting and last)):
-                acc = periodic_test(ctx, task, self.snapshot())
-                on = "validation" if self.selecting else "test"
-                ctx.accelerator.log({f"stage_{task.stage}/{on}_accuracy": acc}, step=it)
-                ctx.print(f"stage {task.stage} iteration {it + 1}: {on} accuracy {100 * acc:.2f}% (periodic test)")
-                if self.selecting and acc > float(self.best["best_meta"][0]):
-                    with torch.no_grad():
-                        for k, v in self.state.items():
-                            self.best[f"best.{k}"].copy_(v)
-                        self.best["best_meta"].copy_(torch.tensor([acc, it + 1], dtype=torch.float64))
-            bar.update(1, loss=loss, **extra)
-            if (it + 1) % self.checkpoint_every == 0 and it + 1 < self.iterations:
-                file.save(self.saved, self.optimizers, g, it + 1)
+        # (iterations the state holds, the mark to rewind to while one is half done): one assignment, so that an
+        # interrupt between two bytecodes never sees the two disagree
+        position: tuple[int, Mark | None] = (first, None)
+        saved = first
+        desc = f"stage {self.task.stage} {self.name}"
+        detail = f"{self.iterations} iteration(s)" + (f", resumed at {first}" if first else "")
+        try:
+            with Progress(desc, self.iterations, initial=first, detail=detail) as bar:
+                for it in range(first, self.iterations):
+                    position = (it, Mark.take(self))
+                    loss, extra = self._one(step, it, position[1], file, learnable)
+                    losses.append(loss)
+                    position = (it + 1, None)
+                    bar.update(1, loss=loss, **extra)
+                    if (it + 1) % self.checkpoint_every == 0 and it + 1 < self.iterations:
+                        file.save(self.saved, self.optimizers, self.generator, it + 1)
+                        saved = it + 1
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every finished iteration
+            done, mark = position
+            if mark is not None:
+                mark.rewind(self)
+            where = file.save(self.saved, self.optimizers, self.generator, done) if done > saved else file.path
+            if where is not None and done > first:
+                self.ctx.print(f"{desc}: stopped at iteration {done} of {self.iterations}, kept in {where}")
+            raise
         return losses
+
+    def _one(self, step, it: int, mark: Mark, file: StateFile, learnable: list[torch.Tensor]) -> tuple[float, dict]:
+        """Iteration `it`: the step, the update, its checks, logging and periodic test; its loss and postfix."""
+        ctx, task = self.ctx, self.task
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        loss = step(it)
+        finite = math.isfinite(loss) and all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in learnable)
+        reason = None if finite else f"non-finite loss or gradient (loss {loss})"
+        if reason is None:
+            for o in self.optimizers.values():
+                o.step()
+            if self.project is not None:
+                with torch.no_grad():
+                    self.project()
+            reason = self.check() if self.check is not None else None
+        if reason:
+            mark.rewind(self)
+            where = file.save(self.saved, self.optimizers, self.generator, it)
+            raise DivergenceError(
+                f"stage {task.stage}: {self.name} diverged at iteration {it} ({reason}); the last good state is "
+                f"in {where}; {self.hint}"
+            )
+        extra = self.postfix() if self.postfix else {}
+        ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
+        every, last = task.probe.every, it + 1 == self.iterations
+        if self.snapshot is not None and every and ((it + 1) % every == 0 or (self.selecting and last)):
+            acc = periodic_test(ctx, task, self.snapshot())
+            on = "validation" if self.selecting else "test"
+            ctx.accelerator.log({f"stage_{task.stage}/{on}_accuracy": acc}, step=it)
+            ctx.print(f"stage {task.stage} iteration {it + 1}: {on} accuracy {100 * acc:.2f}% (periodic test)")
+            if self.selecting and acc > float(self.best["best_meta"][0]):
+                self.best = {  # replaced whole (a Mark keeps the previous one)
+                    **{f"best.{k}": v.detach().clone() for k, v in self.state.items()},
+                    "best_meta": torch.tensor([acc, it + 1], dtype=torch.float64),
+                }
+        return loss, extra
 
 
 def periodic_test(ctx: RunContext, task: StageTask, current: SynSet) -> float:

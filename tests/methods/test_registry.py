@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from safetensors import safe_open
 
 import hf_condense
 from hf_condense.core.config import RecipeError, opt
 from hf_condense.methods import METHODS, Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
-from hf_condense.methods.loop import DistillLoop, StateFile, loss_log
+from hf_condense.methods.loop import DistillLoop, loss_log
 from hf_condense.methods.workspace import Workspace
 from hf_condense.stages.run_folder import RunFolder
 
@@ -74,8 +75,9 @@ def _with_checkpoints(name: str) -> dict:
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_an_interrupted_run_resumes_to_the_uninterrupted_stages(tiny, accelerator, tmp_path, monkeypatch, name):
-    """Interrupted right after its first in-stage checkpoint (methods with a loop) or its first stage (coresets),
-    the same command resumes to the stages of a run that was never interrupted."""
+    """Interrupted once iteration 5 has updated everything (methods with a loop; checkpoints every 4 iterations) or
+    right after its first stage (coresets), the same command resumes to the stages of a run that was never
+    interrupted: the loop rewinds the half-done iteration and keeps the five before it."""
     tiny["method"] = _with_checkpoints(name)
     tiny["stages"] = {"count": 2, "ipc": 1}
     tiny["evaluation"] = {"runs": 1, "epochs": 2, "random_real": False}
@@ -84,21 +86,27 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_stages(tiny, accelerato
 
     tiny["output"] = {"dir": str(tmp_path / "killed")}
     recipe = hf_condense.load_recipe(tiny)
-    saved, written = StateFile.save, RunFolder.write_stage
+    one, written = DistillLoop._one, RunFolder.write_stage
 
-    def save_then_stop(self, *args):
-        saved(self, *args)
-        raise KeyboardInterrupt
+    def one_then_stop(self, step, it, *args):
+        out = one(self, step, it, *args)
+        if it == 5:
+            raise KeyboardInterrupt
+        return out
 
     def write_then_stop(self, k, *args):
         written(self, k, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(StateFile, "save", save_then_stop)
+    monkeypatch.setattr(DistillLoop, "_one", one_then_stop)
     monkeypatch.setattr(RunFolder, "write_stage", write_then_stop)
     with pytest.raises(KeyboardInterrupt):
         hf_condense.run(recipe, accelerator)
-    monkeypatch.setattr(StateFile, "save", saved)
+    if "checkpoint_every" in METHODS[name].config_class.__dataclass_fields__:  # a loop: saved at iteration 5
+        [checkpoint] = (tmp_path / "killed" / ".checkpoints" / "stage_1").glob("*.safetensors")
+        with safe_open(str(checkpoint), "pt") as f:
+            assert f.metadata()["iteration"] == "5"
+    monkeypatch.setattr(DistillLoop, "_one", one)
     monkeypatch.setattr(RunFolder, "write_stage", written)
     resumed = hf_condense.run(recipe, accelerator)
     for a, b in zip(clean.stages, resumed.stages, strict=True):

@@ -1,13 +1,15 @@
 """kill -9 of the real CLI inside each kind of unit (an expert, a checkpointed stage, between stages), then the same
-command again: it resumes from the last finished unit and ends with the stages an uninterrupted run makes."""
+command again: it resumes from the last finished unit and ends with the stages an uninterrupted run makes. SIGTERM
+(preemption) stops it cleanly, keeping the iterations of the stage in progress."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
-from ..faults import run_cli, run_cli_killed_at_write, same_stages, write_recipe
+from ..faults import run_cli, run_cli_killed_at_write, same_stages, watch_cli, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,19 @@ def test_a_kill_between_the_first_writes_of_a_run_resumes(tmp_path, reference, b
     assert run_cli_killed_at_write(recipe, boundary) is True
     assert run_cli(recipe) is False
     assert same_stages(reference, tmp_path / "killed") == []
+
+
+def test_sigterm_mid_stage_keeps_its_iterations_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path, reference):
+    recipe = write_recipe(tmp_path, "terminated")
+    checkpoint = tmp_path / "terminated" / ".checkpoints" / "stage_1" / "mtt.safetensors"
+    stopped = watch_cli(recipe, lambda *_: checkpoint.is_file())  # stage 1 is past its first checkpoint (10 of 30)
+    assert stopped.signalled
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM): "), stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    [line] = [ln for ln in stopped.stdout.splitlines() if "stopped at iteration" in ln]
+    done = int(line.split("stopped at iteration ")[1].split()[0])
+    with safe_open(str(checkpoint), "pt") as f:
+        assert int(f.metadata()["iteration"]) == done >= 10
+    assert run_cli(recipe) is False
+    assert same_stages(reference, tmp_path / "terminated") == []
