@@ -142,8 +142,9 @@ class Mark:
 class DistillLoop:
     """`iterations` times: `step(it)` (forward + backward, returning the loss), then the optimisers (see the module
     docstring for the hooks). Resumes from the stage's last checkpoint. A non-finite loss or gradient, or a
-    `check()` that returns a reason after the update, restores the state as it was before it, saves it, and raises
-    DivergenceError whose message ends with `hint`."""
+    `check()` that returns a reason after the update, rewinds the iteration, saves the state, and raises
+    DivergenceError whose message ends with `hint`; an interrupt (KeyboardInterrupt, SIGTERM's `Terminated`) rewinds
+    a half-done iteration, saves and re-raises."""
 
     ctx: RunContext
     task: StageTask
