@@ -1,4 +1,5 @@
-"""Fault injection: run the real CLI in a subprocess, SIGKILL it at a chosen moment, rerun, compare with a clean run.
+"""Fault injection: run the real CLI in a subprocess, SIGKILL (or SIGTERM) it at a chosen moment, rerun, compare with a
+clean run.
 
 Used by tests/test_crash_safety.py (one kill per kind of unit) and benchmarks/fault_injection.py (kills at random
 times, counted in the committed report).
