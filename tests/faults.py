@@ -1,8 +1,8 @@
 """Fault injection: run the real CLI in a subprocess, SIGKILL (or SIGTERM) it at a chosen moment, rerun, compare with a
 clean run.
 
-Used by tests/test_crash_safety.py (one kill per kind of unit) and benchmarks/fault_injection.py (kills at random
-times, counted in the committed report).
+Used by tests/stages/test_crash_safety.py (one kill per kind of unit, a SIGTERM mid-stage) and
+benchmarks/reliability.py (kills and SIGTERMs at random times, counted in the committed report).
 """
 
 from __future__ import annotations
