@@ -86,8 +86,6 @@ def random_kills(work: Path, n: int, seed: int = 0) -> dict:
         recipe = write_recipe(work, name)
         after = rng.uniform(0.05, 0.95) * (duration - startup)
         run = watch_cli(recipe, lambda t, started, after=after: started is not None and t - started >= after)
-        last = run.stderr.strip().splitlines()[-1:] or [""]
-        clean = run.returncode == 143 and last[0].startswith("terminated (SIGTERM)") and "Traceback" not in run.stderr
         run_cli(recipe)
         problems = same_stages(work / "reference", work / name)
         stops.append(
@@ -96,7 +94,7 @@ def random_kills(work: Path, n: int, seed: int = 0) -> dict:
                 "signalled": run.signalled,
                 "after_last_line": "\noutput: " in f"\n{run.stdout}",
                 "exit": run.returncode,
-                "one_line": clean,
+                "one_line": run.terminated_cleanly,
                 "same_result": not problems,
                 "problems": problems,
             }

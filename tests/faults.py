@@ -69,6 +69,12 @@ class Run:
     started_s: float | None  # seconds until its first line on stdout (start-up: imports and data), None if none
     seconds: float
 
+    @property
+    def terminated_cleanly(self) -> bool:
+        """Ended by SIGTERM as the CLI promises: exit 143, its last line `terminated (SIGTERM): ...`, no traceback."""
+        last = (self.stderr.strip().splitlines() or [""])[-1]
+        return self.returncode == 143 and last.startswith("terminated (SIGTERM): ") and "Traceback" not in self.stderr
+
 
 def watch_cli(
     recipe: Path,

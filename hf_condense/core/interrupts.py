@@ -29,13 +29,13 @@ def interrupts_raise() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # handlers can be set there only
         yield
         return
-    raised: list[float] = []
+    raised_at = -REPEAT_GRACE_S
 
     def handler(signum, frame):
-        now = time.monotonic()
-        if raised and now - raised[-1] < REPEAT_GRACE_S:
+        nonlocal raised_at
+        if time.monotonic() - raised_at < REPEAT_GRACE_S:
             return
-        raised.append(now)
+        raised_at = time.monotonic()
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -58,9 +58,7 @@ def test_sigterm_mid_stage_keeps_its_iterations_and_the_rerun_ends_as_an_uninter
     checkpoint = tmp_path / "terminated" / ".checkpoints" / "stage_1" / "mtt.safetensors"
     stopped = watch_cli(recipe, lambda *_: checkpoint.is_file())  # stage 1 is past its first checkpoint (10 of 30)
     assert stopped.signalled
-    assert stopped.returncode == 143, stopped.stderr
-    assert stopped.stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM): "), stopped.stderr
-    assert "Traceback" not in stopped.stderr
+    assert stopped.terminated_cleanly, (stopped.returncode, stopped.stderr)
     [line] = [ln for ln in stopped.stdout.splitlines() if "stopped at iteration" in ln]
     done = int(line.split("stopped at iteration ")[1].split()[0])
     with safe_open(str(checkpoint), "pt") as f:
