@@ -40,10 +40,12 @@ def fresh_compile(monkeypatch):
     from hf_condense.models import compiling
 
     monkeypatch.setattr(compiling, "_failed", [])
-    monkeypatch.setattr(inductor, "fx_graph_cache", False)
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
+    # torch's config modules serve their keys through __getattr__, which monkeypatch.setattr cannot restore under
+    # every pytest; their own patch() context sets and restores a key.
+    with inductor.patch(fx_graph_cache=False):
+        torch._dynamo.reset()
+        yield
+        torch._dynamo.reset()
 
 
 @pytest.fixture
