@@ -48,7 +48,7 @@ def stage_rows(table: str, name: str, acc: Accelerator) -> list[str]:
         s = expert_settings(cfg, seed)
         earlier = synsets[: i - 1] if recipe.stages.use_transition else []
         key, paths = stage_experts(store, cfg, earlier, ev, seed, pools[:i])
-        starts = range(cfg.min_start_epoch, cfg.max_start_epoch + 1)
+        starts = range(cfg.min_start_epoch, cfg.max_start_epoch)
         trajs = [store.trajectory(p, key, s.epochs) for p in paths]
         dist = sum(float((t[e + cfg.expert_epochs] - t[e]).norm()) for t in trajs for e in starts)
         log = syn.meta["log"]

@@ -167,13 +167,20 @@ class MethodSpec:
     """A registry entry: the method's config class, its distiller, its capabilities and its checks.
 
     The method's name is its key in `hf_condense.METHODS`. `checks(cfg, boost_beta)` returns one line per problem of
-    one stage's config (`boost_beta` > 0 when the scheme keeps training earlier stages).
+    one stage's config (`boost_beta` > 0 when the scheme keeps training earlier stages). `revisions` says, one line
+    each, how a release changed the images that the same config makes; their count enters the stage hash, so a run
+    folder made before a revision is refused with that line instead of being resumed into different stages.
     """
 
     config_class: type[MethodConfig]
     distiller: Callable[..., Distiller]  # called with the run's RunContext
     capabilities: Capabilities = Capabilities()
     checks: Callable[[Any, float], list[str]] | None = None
+    revisions: tuple[str, ...] = ()
+
+    @property
+    def revision(self) -> int:
+        return len(self.revisions)
 
     def __post_init__(self):
         if self.capabilities.needs_experts and not hasattr(self.distiller, "prepare_experts"):

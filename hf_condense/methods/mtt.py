@@ -1,14 +1,16 @@
 """MTT: Dataset Distillation by Matching Training Trajectories (Cazenavette et al., CVPR 2022).
 
-Each iteration picks an expert and a start epoch t <= max_start_epoch; a student starts at theta*_t and takes
-syn_steps SGD steps with a learnable step size alpha on augmented (non-siamese DSA) minibatches of the synthetic set;
+Each iteration picks an expert and a start epoch t < max_start_epoch (as the official code's
+`np.random.randint(0, max_start_epoch)`); a student starts at theta*_t and takes syn_steps SGD steps with a learnable
+step size alpha on augmented (non-siamese DSA) minibatches of classes x IPC synthetic images (the official default);
 the loss is ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 (M = expert_epochs), backpropagated through
 the unroll into the images and alpha, each updated by SGD with momentum 0.5. Images start as random real images.
 With `trajectories` > 1 an iteration matches several (expert, start) pairs and averages their gradients; under
 several processes each computes its share and the gradients are summed across them; `vectorize_trajectories` unrolls
 a process's share together under vmap (fewer, larger kernels: faster on GPUs).
-In a stage engine run the student also trains on the earlier stages (conditioning), the experts start from weights
-trained on them (transition), and boosting lets earlier blocks move at lr_img x beta.
+In a stage engine run the student also trains on the earlier stages (conditioning: each step's minibatch is drawn
+from their union with the stage's images, still classes x the stage's IPC, as PDD's and SeqMatch's code draw it), the
+experts start from weights trained on them (transition), and boosting lets earlier blocks move at lr_img x beta.
 """
 
 from __future__ import annotations
@@ -39,12 +41,30 @@ class MTTConfig(MethodConfig):
     iterations: int = opt(5000, min=1, help="Distillation iterations per stage.")
     syn_steps: int = opt(20, min=1, help="Student SGD steps per iteration (N).")
     expert_epochs: int = opt(2, min=1, help="Expert epochs the student must match (M).")
-    max_start_epoch: int = opt(20, min=0, help="Latest expert epoch a student may start from.")
-    min_start_epoch: int = opt(0, min=0, help="Earliest expert epoch a student may start from.")
+    max_start_epoch: int = opt(
+        20,
+        min=1,
+        help="Students start from expert epochs below this one (min_start_epoch <= t < max_start_epoch, as the "
+        "official code draws them).",
+    )
+    min_start_epoch: int = opt(
+        0, min=0, help="Earliest expert epoch a student may start from (SeqMatch: the start of a subset's interval)."
+    )
     lr_img: float = opt(1000.0, gt=0, help="SGD lr (momentum 0.5) of the images.")
     lr_lr: float = opt(1e-5, min=0, help="SGD lr (momentum 0.5) of the learnable step size alpha.")
-    lr_teacher: float = opt(0.01, gt=0, help="Experts' SGD lr, and alpha's initial value.")
-    batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per student step (default: all images).")
+    lr_teacher: float = opt(
+        0.01,
+        gt=0,
+        help="Initial value of the learnable step size alpha (distill.py's --lr_teacher); also the experts' lr unless "
+        "expert_lr is set.",
+    )
+    expert_lr: float | None = opt(None, gt=0, help="Experts' SGD lr (buffer.py's --lr_teacher; default: lr_teacher).")
+    batch_syn: int | None = opt(
+        None,
+        min=1,
+        help="Synthetic images per student step, drawn from the student's whole set (with conditioning the earlier "
+        "stages too). Default: classes x this stage's IPC, the official rule (a single-stage run: every image).",
+    )
     trajectories: int = opt(
         1, min=1, help="Expert trajectories matched per iteration, gradients averaged; split across processes."
     )
@@ -103,7 +123,7 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
     return ExpertSettings(
         num_experts=cfg.num_experts,
         epochs=cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs,
-        lr=cfg.lr_teacher,
+        lr=cfg.expert_lr or cfg.lr_teacher,
         batch_size=cfg.expert_batch_size,
         augment=cfg.expert_augment,
         seed=seed,
@@ -137,6 +157,12 @@ def band_hint(pool: list[torch.Tensor], n: int) -> str:
         "little and inflate the matching loss: stages.curriculum_scope=init (experts on all data), a wider "
         "stages.forgetting_band or stages.curriculum=forgetting_quantile gives them more"
     )
+
+
+def start_epoch(cfg: MTTConfig, g: torch.Generator) -> int:
+    """A student's start epoch, uniform in [min_start_epoch, max_start_epoch): the official MTT, PDD and SeqMatch
+    code draw it with np.random.randint, which excludes the upper bound."""
+    return int(torch.randint(cfg.min_start_epoch, cfg.max_start_epoch, (1,), generator=g))
 
 
 def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch.Tensor]:
@@ -181,7 +207,7 @@ class MTTDistiller:
         net = FlatParams(ctx.make_model().to(dev))
         segments = (cfg.segments or math.ceil(math.sqrt(cfg.syn_steps))) if cfg.memory == "checkpoint" else 1
         size = tuple(ws.images.shape[-2:])
-        batch_syn = cfg.batch_syn or len(all_y)
+        batch_syn = min(cfg.batch_syn or ctx.num_classes * task.ipc, len(all_y))
         vectorize = vectorized(cfg, dev)
         sample = ws.all_x[:batch_syn]  # a step's batch: what the micro-batch rule sizes
         chunk = None if vectorize or cfg.compile_unroll else micro_batch(cfg.micro_batch, net.model, sample, "unroll")
@@ -190,7 +216,7 @@ class MTTDistiller:
         def draw() -> tuple:
             """One trajectory's random choices (expert, start epoch, minibatches, augmentations)."""
             e = int(torch.randint(len(paths), (1,), generator=g))
-            t = int(torch.randint(cfg.min_start_epoch, cfg.max_start_epoch + 1, (1,), generator=g))
+            t = start_epoch(cfg, g)
             idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
             return e, t, idx, [ctx.dsa.sample(len(ix), size, g) for ix in idx]
 
@@ -257,6 +283,8 @@ class MTTDistiller:
             alpha=float(alpha.detach()),
             experts=len(paths),
             iterations=cfg.iterations,
+            batch_syn=batch_syn,
+            student_set=len(all_y),
             micro_batch=describe(cfg.micro_batch, chunk),
             vectorized=vectorize,
             compiled_unroll=cfg.compile_unroll,
@@ -276,8 +304,11 @@ def vectorized(cfg: MTTConfig, device: torch.device) -> bool:
 
 def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
     errors = []
-    if cfg.min_start_epoch > cfg.max_start_epoch:
-        errors.append(f"method.min_start_epoch: {cfg.min_start_epoch} is above max_start_epoch {cfg.max_start_epoch}")
+    if cfg.min_start_epoch >= cfg.max_start_epoch:
+        errors.append(
+            f"method.min_start_epoch: {cfg.min_start_epoch} leaves no start epoch below max_start_epoch "
+            f"{cfg.max_start_epoch} (starts are drawn from min_start_epoch <= t < max_start_epoch)"
+        )
     if cfg.vectorize_trajectories and (cfg.memory != "plain" or (cfg.micro_batch or 0) > 0):
         errors.append(
             "method.vectorize_trajectories: needs method.memory 'plain' and no method.micro_batch (the vmapped "
@@ -294,5 +325,13 @@ def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
 
 
 SPEC = MethodSpec(
-    MTTConfig, MTTDistiller, Capabilities(needs_experts=True, learns_lr=True, functional=True), checks=check
+    MTTConfig,
+    MTTDistiller,
+    Capabilities(needs_experts=True, learns_lr=True, functional=True),
+    checks=check,
+    revisions=(
+        "start epochs are drawn below max_start_epoch, as the official code does (they included it), and in a "
+        "multi-stage run each student step draws classes x the stage's IPC images from the union (it trained on the "
+        "whole union)",
+    ),
 )

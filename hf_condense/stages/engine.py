@@ -86,7 +86,7 @@ def check_output_folder(recipe: Recipe) -> list[str]:
     A run whose finished stages agree with this recipe's first stages is resumed, or extended when the recipe asks
     for more stages (PDD's scaling up), without redoing them.
     """
-    return RunFolder(recipe.output.dir).check(recipe.stage_hashes())
+    return RunFolder(recipe.output.dir).check(recipe.stage_hashes(), recipe.earlier_hashes())
 
 
 def seed_of_stage(recipe: Recipe, stage: int) -> int:

@@ -198,15 +198,19 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def distill_hash(self, stages: int | None = None) -> str:
+    def distill_hash(self, stages: int | None = None, revision: int | None = None) -> str:
         """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
 
         Later stages' settings and the stage count are left out, so a run extended with more stages keeps its
         earlier ones; of the evaluation settings only the schedule a stage task carries counts (`schedule()`), so
-        changing `runs`, `mode` or extra models keeps the stages.
+        changing `runs`, `mode` or extra models keeps the stages. The method's revision (default: the current one)
+        counts from its first: a method never revised hashes as before the key existed.
         """
         k = self.stages.count if stages is None else stages
+        revision = METHODS[self.method.name].revision if revision is None else revision
         d = self.to_dict()
+        if revision:
+            d["method_revision"] = revision
         d.pop("output")
         d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
         d.pop("tf32")  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
@@ -225,6 +229,8 @@ class Recipe:
             m.pop("expert_micro_batch", None)  # float round-off only (added later, like micro_batch's automatic rule)
             m.pop("expert_compile", None)  # likewise
             m.pop("compile_unroll", None)  # likewise
+            if m.get("expert_lr", 0) is None:  # the experts train at lr_teacher, as before the key existed
+                m.pop("expert_lr")
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
                 m["vectorize_trajectories"] = False
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
@@ -234,6 +240,15 @@ class Recipe:
     def stage_hashes(self) -> list[str]:
         """distill_hash of each stage prefix 1..k: what a run folder records to be resumed or extended."""
         return [self.distill_hash(k) for k in range(1, self.stages.count + 1)]
+
+    def earlier_hashes(self) -> list[dict[str, str]]:
+        """Per stage prefix, the hashes earlier revisions of the method gave this recipe, each with what changed
+        since: a folder holding one is refused with that reason rather than as another recipe's."""
+        revisions = METHODS[self.method.name].revisions
+        return [
+            {self.distill_hash(k, r): "; ".join(revisions[r:]) for r in range(len(revisions))}
+            for k in range(1, self.stages.count + 1)
+        ]
 
     def stage_method(self, stage: int) -> MethodConfig:
         """The method config of stage `stage` (1-based), with that stage's overrides applied."""

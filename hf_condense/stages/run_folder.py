@@ -163,11 +163,12 @@ class RunFolder:
     def run_info(self) -> dict:
         return json.loads(self.run_json.read_text())
 
-    def check(self, hashes: list[str]) -> list[str]:
+    def check(self, hashes: list[str], earlier: list[dict[str, str]] | None = None) -> list[str]:
         """Why a run with these stage hashes may not use this folder (empty: it may start, resume or extend it).
 
         Only finished stages must agree: a stage that never finished (divergence, kill) does not block a rerun with
-        changed settings; its checkpoint is discarded by `start`.
+        changed settings; its checkpoint is discarded by `start`. `earlier`: per stage, the hashes an earlier
+        release gave the same recipe, with what changed since (`Recipe.earlier_hashes`), named when one matches.
         """
         folder = self.path
         if folder.exists() and not folder.is_dir():
@@ -196,6 +197,12 @@ class RunFolder:
             ]
         for k in written:
             a = old[k - 1] if k <= len(old) else None
+            changed = earlier[k - 1].get(a) if earlier and a != hashes[k - 1] else None
+            if changed:
+                return [
+                    f"output.dir: {str(folder)!r} holds stages made by an earlier hf_condense with this recipe, and "
+                    f"stage {k} would change ({changed}); choose another folder or remove it"
+                ]
             if a != hashes[k - 1]:
                 return [
                     f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this "

@@ -452,3 +452,26 @@ def test_tf32_is_a_recipe_choice_recorded_in_the_run(tiny, accelerator, tmp_path
         assert recipe.stage_hashes() == mtt_recipe(tiny, iterations=2).stage_hashes()  # how, not what, is computed
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_start_epochs_are_drawn_below_max_start_epoch():
+    """As the official code's np.random.randint(min, max): max_start_epoch itself is never a start."""
+    from hf_condense.methods.mtt import MTTConfig, start_epoch
+
+    g = torch.Generator().manual_seed(0)
+    cfg = MTTConfig(name="mtt", min_start_epoch=1, max_start_epoch=4)
+    assert {start_epoch(cfg, g) for _ in range(300)} == {1, 2, 3}
+
+
+def test_expert_lr_trains_the_experts_and_lr_teacher_starts_alpha(tiny):
+    from hf_condense.methods.mtt import expert_settings
+
+    tiny["method"] = tiny_mtt(lr_teacher=0.02)
+    plain = load_recipe(tiny)
+    assert expert_settings(plain.method, 0).lr == 0.02
+    tiny["method"] = tiny_mtt(lr_teacher=0.02, expert_lr=0.05)
+    split = load_recipe(tiny)
+    assert expert_settings(split.method, 0).lr == 0.05 and split.method.lr_teacher == 0.02
+    assert split.distill_hash() != plain.distill_hash()
+    tiny["method"] = tiny_mtt(lr_teacher=0.02, expert_lr=None)
+    assert load_recipe(tiny).distill_hash() == plain.distill_hash()  # unset: hashed as before the key existed

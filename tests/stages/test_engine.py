@@ -171,3 +171,37 @@ def test_quantile_curriculum_gives_each_stage_an_equal_share(tiny, accelerator, 
         meta = json.loads((tmp_path / "out" / f"stage_{k}" / "stage.json").read_text())
         assert abs(meta["curriculum"]["init_fraction"] - 0.5) < 0.01
     assert not set(result.stages[0].indices.tolist()) & set(result.stages[1].indices.tolist())
+
+
+def test_progressive_students_draw_classes_times_the_stage_ipc_from_the_union(
+    tiny, accelerator, tmp_path, monkeypatch
+):
+    """PDD's and SeqMatch's batching: stage 2's student steps take classes x IPC images drawn from stage 1 and 2
+    together (not the whole union every step), recorded in the stage; a recipe's batch_syn wins."""
+    from hf_condense.methods import mtt
+
+    drawn = []
+    original = mtt.minibatches
+    monkeypatch.setattr(mtt, "minibatches", lambda n, size, *a: (drawn.append((n, size)), original(n, size, *a))[1])
+    result = hf_condense.run(staged(tiny, tmp_path, "p"), accelerator)
+    logs = [s.meta["log"] for s in result.stages]
+    assert [(log["batch_syn"], log["student_set"]) for log in logs] == [(10, 10), (10, 20)]
+    assert set(drawn) == {(10, 10), (20, 10)}
+    monkeypatch.setattr(mtt, "minibatches", original)
+    g = torch.Generator().manual_seed(0)
+    steps = torch.cat(original(20, 10, 6, g))
+    assert (steps < 10).any() and (steps >= 10).any()  # stage 1's images (first in the union) are drawn too
+    recipe = staged(tiny, tmp_path, "q")
+    recipe = dataclasses.replace(recipe, method=dataclasses.replace(recipe.method, batch_syn=4))
+    assert hf_condense.run(recipe, accelerator).stages[1].meta["log"]["batch_syn"] == 4
+
+
+def test_a_folder_from_before_a_method_revision_is_refused_with_what_changed(tiny, accelerator, tmp_path, monkeypatch):
+    from hf_condense.methods import METHODS
+
+    current = METHODS["mtt"]
+    monkeypatch.setitem(METHODS, "mtt", dataclasses.replace(current, revisions=()))
+    hf_condense.run(staged(tiny, tmp_path, "old", count=1), accelerator)
+    monkeypatch.setitem(METHODS, "mtt", current)
+    with pytest.raises(RecipeError, match="made by an earlier hf_condense .* stage 1 would change \\(start epochs"):
+        hf_condense.run(staged(tiny, tmp_path, "old", count=1), accelerator)

@@ -77,6 +77,19 @@ def test_impossible_values(tiny, path, value, needle):
     assert any(needle in e for e in errors), errors
 
 
+def test_mtt_start_epochs_and_expert_lr_are_checked(tiny):
+    from ..conftest import tiny_mtt
+
+    tiny["method"] = tiny_mtt(min_start_epoch=2, max_start_epoch=2)
+    errors = errors_of(tiny)
+    assert errors and all(
+        e.startswith("method.min_start_epoch: 2 leaves no start epoch below max_start_epoch 2 (starts are")
+        for e in errors
+    ), errors
+    tiny["method"] = tiny_mtt(expert_lr=0)
+    assert errors_of(tiny) == ["method.expert_lr: 0.0 is too small; must be > 0"]
+
+
 def test_all_errors_reported_together(tiny):
     tiny["stages"]["count"] = 0
     tiny["evaluation"]["runs"] = "x"
