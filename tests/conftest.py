@@ -48,6 +48,14 @@ def fresh_compile(monkeypatch):
         torch._dynamo.reset()
 
 
+def no_cxx():
+    """A real compile failure: inductor's C++ compiler set to a path that does not exist, for the `with` block.
+    Through the config's own patch(): monkeypatch cannot reach the keys its sub-configs serve (pytest 9.2)."""
+    import torch._inductor.config as inductor
+
+    return inductor.patch({"cpp.cxx": ("/nonexistent/c++",)})
+
+
 @pytest.fixture
 def tiny(tmp_path):
     """A fresh copy of a tiny recipe dict writing into tmp_path/out."""

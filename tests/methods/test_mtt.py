@@ -21,7 +21,7 @@ from hf_condense.models.functional import FlatParams
 from hf_condense.models.training import soft_cross_entropy
 from hf_condense.stages.recipe import load_recipe
 
-from ..conftest import tiny_mtt
+from ..conftest import no_cxx, tiny_mtt
 
 
 def tiny_problem(dtype=torch.float64, n=6, steps=4):
@@ -140,11 +140,9 @@ def test_batched_unroll_equals_separate_unrolls():
     assert torch.allclose(alpha.grad, g_alpha, rtol=1e-9)
 
 
-def test_compiled_unroll_gradients_equal_plain(fresh_compile, monkeypatch, caplog):
+def test_compiled_unroll_gradients_equal_plain(fresh_compile, caplog):
     """A real compile (~30 s here) matches the plain unroll; after a failed compile, one warning and plain again."""
     import logging
-
-    import torch._inductor.config as inductor
 
     net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=5)
     plain = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
@@ -156,12 +154,11 @@ def test_compiled_unroll_gradients_equal_plain(fresh_compile, monkeypatch, caplo
     assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-5
 
     torch._dynamo.reset()
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))  # a real failure: no C++ compiler
     images.grad = alpha.grad = None
     again = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
     g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
     images.grad = alpha.grad = None
-    with caplog.at_level(logging.WARNING, logger="hf_condense.compile"):
+    with no_cxx(), caplog.at_level(logging.WARNING, logger="hf_condense.compile"):
         unroll = CompiledUnroll(net, torch.device("cpu"))
         assert unroll.backward(start, target, alpha, batch, steps, scale=0.5) == again
         assert torch.equal(images.grad, g_img) and torch.equal(alpha.grad, g_alpha)  # nothing half-accumulated

@@ -15,7 +15,7 @@ from hf_condense.models import compiling
 from hf_condense.models.training import train_epoch
 from hf_condense.stages.recipe import load_recipe
 
-from ..conftest import tiny_mtt
+from ..conftest import no_cxx, tiny_mtt
 
 CPU = torch.device("cpu")
 
@@ -52,12 +52,9 @@ def test_compiled_training_steps_equal_eager_ones(fresh_compile):
     assert abs(v_fused["loss"] - v_eager["loss"]) < 1e-5 and v_fused["accuracy"] == v_eager["accuracy"]
 
 
-def test_a_failed_compile_trains_eagerly_after_one_warning(fresh_compile, monkeypatch, caplog):
-    import torch._inductor.config as inductor
-
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))  # a real failure: no C++ compiler
+def test_a_failed_compile_trains_eagerly_after_one_warning(fresh_compile, caplog):
     eager, _ = _train(False)
-    with caplog.at_level(logging.WARNING, logger="hf_condense.compile"):
+    with no_cxx(), caplog.at_level(logging.WARNING, logger="hf_condense.compile"):
         fell_back, _ = _train(True)
         again, _ = _train(True)
     assert torch.equal(fell_back, eager) and torch.equal(again, eager)  # the batch is redone eagerly, from scratch
