@@ -207,7 +207,7 @@ class MTTDistiller:
         net = FlatParams(ctx.make_model().to(dev))
         segments = (cfg.segments or math.ceil(math.sqrt(cfg.syn_steps))) if cfg.memory == "checkpoint" else 1
         size = tuple(ws.images.shape[-2:])
-        batch_syn = min(cfg.batch_syn or ctx.num_classes * task.ipc, len(all_y))
+        batch_syn = min(cfg.batch_syn or len(ws.images), len(all_y))  # default: this stage's classes x IPC
         vectorize = vectorized(cfg, dev)
         sample = ws.all_x[:batch_syn]  # a step's batch: what the micro-batch rule sizes
         chunk = None if vectorize or cfg.compile_unroll else micro_batch(cfg.micro_batch, net.model, sample, "unroll")

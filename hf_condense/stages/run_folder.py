@@ -197,17 +197,18 @@ class RunFolder:
             ]
         for k in written:
             a = old[k - 1] if k <= len(old) else None
-            changed = earlier[k - 1].get(a) if earlier and a != hashes[k - 1] else None
+            if a == hashes[k - 1]:
+                continue
+            changed = earlier[k - 1].get(a) if earlier else None
             if changed:
                 return [
                     f"output.dir: {str(folder)!r} holds stages made by an earlier hf_condense with this recipe, and "
                     f"stage {k} would change ({changed}); choose another folder or remove it"
                 ]
-            if a != hashes[k - 1]:
-                return [
-                    f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this "
-                    f"recipe {hashes[k - 1]}); choose another folder or remove it"
-                ]
+            return [
+                f"output.dir: {str(folder)!r} holds stages of a different recipe (stage {k}: hash {a}, this "
+                f"recipe {hashes[k - 1]}); choose another folder or remove it"
+            ]
         return []
 
     def unwritable(self) -> str | None:
