@@ -94,13 +94,14 @@ def training_union(synsets: list[SynSet]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass(frozen=True)
 class Probe:
-    """Periodic tests during a stage: every `every` iterations one network trains `epochs` epochs on the earlier
-    stages plus the current images (their union) and reports its test accuracy."""
+    """Periodic tests during a stage: every `every` iterations one network, trained on the earlier stages as the
+    evaluation's `mode` trains them, trains `epochs` epochs with the current images and reports its accuracy."""
 
     every: int = 0  # 0: never
     epochs: int = 100
     test_batch_size: int = 1024
     select: str = "last"  # "validation": test on the held-out validation split and keep the best iterate
+    mode: str = "progressive"  # the evaluation's mode: the network starts where it leaves the earlier stages
 
 
 @dataclass

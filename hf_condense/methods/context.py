@@ -20,7 +20,7 @@ from ..data.augment import DSA
 from ..data.preprocess import PreprocessConfig, Preprocessor
 from ..data.sources import RealData
 from ..models import ModelConfig, build_model
-from ..models.runs import StageData, evaluate_runs
+from ..models.runs import ProtocolRuns, StageData, evaluate_runs
 from ..models.training import TrainSchedule
 from .base import SynSet
 
@@ -159,6 +159,20 @@ class RunContext:
         merged = gather_object(local) if acc.num_processes > 1 else local
         return [r for _, r in sorted(merged, key=lambda t: t[0])]
 
+    def held_out(self, validation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples networks are tested on: the test split, or the held-out validation split."""
+        return (self.val_x, self.data.val_y) if validation else (self.test_x, self.test_y)
+
+    @staticmethod
+    def stage_data(syn: SynSet, schedule: TrainSchedule) -> StageData:
+        """What a network trains on for stage `syn`: its training set, lr, epochs (its own, else the schedule's) and
+        the schedule its method declared."""
+        return StageData(*syn.training_set(), syn.lr, syn.meta.get("epochs", schedule.epochs), syn.schedule(schedule))
+
+    def protocol_runs(self, schedule: TrainSchedule, mode: str, seeds: Sequence[int]) -> ProtocolRuns:
+        """Fresh networks of the run, one per seed, to train stage by stage under the protocol on this device."""
+        return ProtocolRuns(self.make_model, schedule, self.dsa, mode, seeds, self.device, self.num_classes)
+
     def train_and_test(
         self,
         synsets: Sequence[SynSet],
@@ -175,11 +189,8 @@ class RunContext:
         (progressive, union or sequential), split across processes. A stage's own `epochs` (in its metadata) wins
         over the schedule's. With `desc`, a phase with a bar over the networks' epochs, logged under that name.
         `on_validation`: tested on the held-out validation split instead of the test split."""
-        test_x, test_y = (self.val_x, self.data.val_y) if on_validation else (self.test_x, self.test_y)
-        data = [
-            StageData(*s.training_set(), s.lr, s.meta.get("epochs", schedule.epochs), s.schedule(schedule))
-            for s in synsets
-        ]
+        test_x, test_y = self.held_out(on_validation)
+        data = [self.stage_data(s, schedule) for s in synsets]
 
         def mine(my_seeds: list[int]) -> list[list[float]]:
             epochs = len(my_seeds) * sum(d.epochs for d in data)

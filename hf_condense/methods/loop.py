@@ -166,6 +166,7 @@ class DistillLoop:
         probe = task.probe
         self.selecting = probe.select == "validation" and self.snapshot is not None and probe.every > 0
         self.best: dict[str, torch.Tensor] = {}
+        self.probe_start: dict = {}  # the periodic tests' networks after the earlier stages (periodic_test)
         if self.selecting:  # the best iterate so far, checkpointed with the rest
             self.best = {f"best.{k}": v.detach().clone() for k, v in self.state.items()}
             self.best["best_meta"] = torch.tensor([-1.0, -1.0], dtype=torch.float64)  # validation accuracy, iteration
@@ -252,7 +253,7 @@ class DistillLoop:
         ctx.accelerator.log({f"stage_{task.stage}/{k}": v for k, v in {"loss": loss, **extra}.items()}, step=it)
         every, last = task.probe.every, it + 1 == self.iterations
         if self.snapshot is not None and every and ((it + 1) % every == 0 or (self.selecting and last)):
-            acc = periodic_test(ctx, task, self.snapshot())
+            acc = periodic_test(ctx, task, self.snapshot(), self.probe_start)
             on = "validation" if self.selecting else "test"
             ctx.accelerator.log({f"stage_{task.stage}/{on}_accuracy": acc}, step=it)
             ctx.print(f"stage {task.stage} iteration {it + 1}: {on} accuracy {100 * acc:.2f}% (periodic test)")
@@ -264,18 +265,24 @@ class DistillLoop:
         return loss, extra
 
 
-def periodic_test(ctx: RunContext, task: StageTask, current: SynSet) -> float:
-    """Test (or, selecting on validation, validation) accuracy of one network trained `task.probe.epochs` epochs on
-    the earlier stages plus the stage's current images (their union): a cheap progress signal during long stages, not
-    the final protocol."""
+def periodic_test(ctx: RunContext, task: StageTask, current: SynSet, cache: dict) -> float:
+    """Test (or, selecting on validation, validation) accuracy of one network trained as the evaluation will train
+    this stage: from where the evaluation's mode leaves it after the earlier stages (trained once per stage, kept in
+    `cache`), then `task.probe.epochs` epochs with the stage's current images. A cheap progress signal during long
+    stages, and the score a validation selection keeps the best iterate by."""
     probe = task.probe
-    sets = [replace(s, meta={**s.meta, "epochs": probe.epochs}) for s in [*task.previous, current]]
     seeds = protocol_seeds(task.run_seed, PROBE_SALT, 1)
-    validation = probe.select == "validation"
-    scores = ctx.train_and_test(
-        sets, task.train, "union", seeds, test_batch_size=probe.test_batch_size, on_validation=validation
-    )
-    return scores[0][-1]
+
+    def mine(my_seeds: list[int]) -> list[float]:
+        if "earlier" not in cache:
+            earlier = ctx.protocol_runs(task.train, probe.mode, my_seeds)
+            earlier.prepare([ctx.stage_data(s, task.train) for s in task.previous])
+            cache["earlier"] = earlier
+        runs = copy.deepcopy(cache["earlier"])
+        runs.add(ctx.stage_data(replace(current, meta={**current.meta, "epochs": probe.epochs}), task.train))
+        return runs.accuracy(*ctx.held_out(probe.select == "validation"), probe.test_batch_size)
+
+    return ctx.per_process(seeds, mine)[0]
 
 
 def loss_log(losses: list[float], **extra) -> dict:

@@ -117,7 +117,12 @@ class EvalConfig:
     every: int = opt(
         0, min=0, help="During distillation, test the images every this many iterations (0: never); logged."
     )
-    every_epochs: int = opt(100, min=1, help="Epochs of that periodic test (one network on the union so far).")
+    every_epochs: int = opt(
+        100,
+        min=1,
+        help="Epochs of that periodic test: one network, trained on the earlier stages as the evaluation's mode "
+        "trains them, then this many epochs with the stage's current images.",
+    )
     select: Literal["last", "validation"] = opt(
         "last",
         help="Which iterate a stage keeps. last: the final one. validation: the periodic tests (`every`) run on a "
@@ -145,7 +150,7 @@ class EvalConfig:
 
     def probe(self) -> Probe:
         """The periodic tests during distillation."""
-        return Probe(self.every, self.every_epochs, self.test_batch_size, self.select)
+        return Probe(self.every, self.every_epochs, self.test_batch_size, self.select, self.mode or "progressive")
 
 
 @dataclass
@@ -165,6 +170,10 @@ class OutputConfig:
     )
 
 
+PROBE_START = (
+    "the validation probes of stages after the first start from the networks the evaluation trains on the earlier "
+    "stages (they trained a fresh network on the union)"
+)
 MAX_SEED = (2**32 - 1) // 1000 - 1  # stage k seeds everything with seed x 1000 + k, which numpy takes below 2**32
 
 
@@ -198,13 +207,14 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def distill_hash(self, stages: int | None = None, revision: int | None = None) -> str:
+    def distill_hash(self, stages: int | None = None, revision: int | None = None, probe_start: bool = True) -> str:
         """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
 
         Later stages' settings and the stage count are left out, so a run extended with more stages keeps its
         earlier ones; of the evaluation settings only the schedule a stage task carries counts (`schedule()`), so
         changing `runs`, `mode` or extra models keeps the stages. The method's revision (default: the current one)
-        counts from its first: a method never revised hashes as before the key existed.
+        counts from its first: a method never revised hashes as before the key existed. `probe_start` False: the hash
+        from before validation probes of later stages started from the earlier stages' networks (PROBE_START).
         """
         k = self.stages.count if stages is None else stages
         revision = METHODS[self.method.name].revision if revision is None else revision
@@ -218,6 +228,8 @@ class Recipe:
         ev = self.evaluation
         if ev.select != "last":  # the selection then shapes the stage, with the tests it selects on
             d["evaluation"]["select"] = [ev.select, ev.validation_per_class, ev.every, ev.every_epochs]
+            if probe_start and k > 1:  # later stages' probes start where this mode's evaluation leaves the earlier
+                d["evaluation"]["select"].append(ev.mode)
         st = d["stages"]
         st.pop("count")
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
@@ -242,13 +254,20 @@ class Recipe:
         return [self.distill_hash(k) for k in range(1, self.stages.count + 1)]
 
     def earlier_hashes(self) -> list[dict[str, str]]:
-        """Per stage prefix, the hashes earlier revisions of the method gave this recipe, each with what changed
-        since: a folder holding one is refused with that reason rather than as another recipe's."""
+        """Per stage prefix, the hashes earlier releases gave this recipe (earlier revisions of the method, probes
+        before PROBE_START), each with what changed since: a folder holding one is refused with that reason rather
+        than as another recipe's."""
         revisions = METHODS[self.method.name].revisions
-        return [
-            {self.distill_hash(k, r): "; ".join(revisions[r:]) for r in range(len(revisions))}
-            for k in range(1, self.stages.count + 1)
-        ]
+        out = []
+        for k in range(1, self.stages.count + 1):
+            probes = (True, False) if self.evaluation.select == "validation" and k > 1 else (True,)
+            changes = {
+                (r, p): [*revisions[r:], *([] if p else [PROBE_START])]
+                for r in range(len(revisions) + 1)
+                for p in probes
+            }
+            out.append({self.distill_hash(k, r, p): "; ".join(c) for (r, p), c in changes.items() if c})
+        return out
 
     def stage_method(self, stage: int) -> MethodConfig:
         """The method config of stage `stage` (1-based), with that stage's overrides applied."""

@@ -388,18 +388,22 @@ def test_validation_selection_keeps_the_best_iterate_and_never_tests_on_the_test
     from hf_condense.methods import context, loop
 
     flags, snaps, scripted = [], [], iter([0.9, 0.2])  # the iterate of iteration 5 is the best one
-    real_test = context.RunContext.train_and_test
+    real_held_out = context.RunContext.held_out
 
-    def spy(self, *a, on_validation=False, **k):
-        flags.append(on_validation)
-        return real_test(self, *a, on_validation=on_validation, **k)
+    def spy(self, validation=False):
+        flags.append(validation)
+        return real_held_out(self, validation)
 
-    monkeypatch.setattr(context.RunContext, "train_and_test", spy)
+    monkeypatch.setattr(context.RunContext, "held_out", spy)
     real_periodic = loop.periodic_test
     monkeypatch.setattr(
         loop,
         "periodic_test",
-        lambda ctx, task, cur: (snaps.append(cur.images.clone()), real_periodic(ctx, task, cur), next(scripted))[2],
+        lambda ctx, task, cur, *a: (
+            snaps.append(cur.images.clone()),
+            real_periodic(ctx, task, cur, *a),
+            next(scripted),
+        )[2],
     )
     tiny["method"] = tiny_mtt(iterations=10, lr_lr=1e-7)
     tiny["stages"] = {"count": 1, "ipc": 1}
@@ -472,3 +476,42 @@ def test_expert_lr_trains_the_experts_and_lr_teacher_starts_alpha(tiny):
     assert split.distill_hash() != plain.distill_hash()
     tiny["method"] = tiny_mtt(lr_teacher=0.02, expert_lr=None)
     assert load_recipe(tiny).distill_hash() == plain.distill_hash()  # unset: hashed as before the key existed
+
+
+def test_later_stages_probe_from_where_the_evaluation_leaves_the_earlier_stages(tiny, accelerator, monkeypatch):
+    """A stage-2 periodic test equals a progressive run over stage 1 (its evaluation epochs) then the current images
+    (the probe's epochs), on the validation split, so the kept iterate is the best one for the progressive
+    evaluation; it used to train a fresh network on the union."""
+    import dataclasses
+
+    from hf_condense.cli.distill import prepare
+    from hf_condense.methods import loop
+    from hf_condense.methods.loop import PROBE_SALT
+    from hf_condense.models.runs import protocol_seeds
+
+    seen = []
+    real_periodic = loop.periodic_test
+
+    def spy(ctx, task, cur, cache):
+        acc = real_periodic(ctx, task, cur, cache)
+        seen.append((task, dataclasses.replace(cur, images=cur.images.clone()), acc))
+        return acc
+
+    monkeypatch.setattr(loop, "periodic_test", spy)
+    tiny["method"] = tiny_mtt(iterations=4, lr_lr=1e-7)
+    tiny["stages"] = {"count": 2, "ipc": 1}
+    tiny["evaluation"].update(
+        {"runs": 1, "epochs": 6, "every": 2, "every_epochs": 3, "select": "validation", "validation_per_class": 20}
+    )
+    recipe = load_recipe(tiny)
+    result = hf_condense.run(recipe, accelerator)
+    later = [(t, c, a) for t, c, a in seen if t.stage == 2]
+    assert len(later) == 2  # iterations 2 and 4
+    ctx = prepare(recipe, accelerator)
+    seeds = protocol_seeds(recipe.seed, PROBE_SALT, 1)
+    for task, current, acc in later:
+        probed = dataclasses.replace(current, meta={**current.meta, "epochs": 3})
+        progressive = ctx.train_and_test(
+            [result.stages[0], probed], task.train, "progressive", seeds, on_validation=True
+        )
+        assert acc == progressive[0][-1]

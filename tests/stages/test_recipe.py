@@ -160,3 +160,19 @@ def test_validation_selection_needs_periodic_tests(tiny):
 
     with pytest.raises(RecipeError, match=r"evaluation.select: 'validation' selects among periodic tests"):
         load_recipe(tiny, ["evaluation.select=validation"])
+
+
+def test_a_folder_from_before_later_stages_probed_from_earlier_stages_is_named_as_such(tiny):
+    from hf_condense.stages.recipe import PROBE_START
+
+    from ..conftest import tiny_mtt
+
+    tiny["method"] = tiny_mtt()
+    tiny["stages"] = {"count": 2, "ipc": 1}
+    tiny["evaluation"].update({"every": 2, "select": "validation"})
+    r = load_recipe(tiny)
+    first, second = r.earlier_hashes()
+    old = r.distill_hash(2, probe_start=False)
+    assert old != r.distill_hash(2) and PROBE_START in second[old]
+    assert r.distill_hash(1, probe_start=False) == r.distill_hash(1)  # stage 1's probes did not change
+    assert not any(PROBE_START in reason for reason in first.values())
