@@ -4,8 +4,10 @@ Each outer step trains a freshly initialised network on the synthetic set with A
 `window` steps keep a graph (random truncation), and the meta-loss is the cross-entropy of the trained network on a
 real batch. As the reference does: the real batches walk through the real data epoch by epoch (a shuffled pass of
 `batch_real` batches), N is drawn uniformly in [window, horizon] once per such epoch, and the real batch is augmented
-like the synthetic one. Images (and, optionally, labels) are updated by Adam; the EMA of the meta-gradient norm is
-updated first and the gradient then clipped at clip_factor x it. Images start as unit-norm Gaussian noise. Learned
+like the synthetic one. Images (and, optionally, labels) are updated by Adam; the EMA of the images' meta-gradient
+norm is updated first and their gradient then clipped at clip_factor x it (learned labels are neither counted nor
+clipped, as the reference clips only the images). With `batch_per_class` each inner step draws that many images of
+every class (the reference's class-balanced batches). Images start as unit-norm Gaussian noise. Learned
 labels are raw non-negative scores (one-hot at the start, clamped at 0 after each update), stored as the stage's soft
 labels and trained on as they are. The images are meant for the inner loop's optimiser: the stage records the
 schedule Adam at `inner_lr` without lr decay (`EVAL_SCHEDULE`), which evaluation, transitions and replay use.
@@ -44,6 +46,12 @@ class RaTBPTTConfig(MethodConfig):
     lr_label: float = opt(1e-3, gt=0, help="Adam lr of the label logits (learn_labels).")
     learn_labels: bool = opt(False, help="Learn soft labels (published for CIFAR-100 and Tiny-ImageNet).")
     batch_syn: int | None = opt(None, min=1, help="Synthetic minibatch per inner step (default: all images).")
+    batch_per_class: int | None = opt(
+        None,
+        min=1,
+        help="Images of every class in each inner step's batch, drawn per class (the reference's --batch_per_class; "
+        "default: batch_syn's rule).",
+    )
     micro_batch: int | None = opt(
         None,
         min=0,
@@ -51,8 +59,8 @@ class RaTBPTTConfig(MethodConfig):
         "0: whole batch).",
     )
     batch_real: int = opt(5000, min=1, help="Real images in the meta-loss batch.")
-    clip_factor: float = opt(2.0, gt=0, help="Clip the meta-gradient at this x the EMA of its norm.")
-    clip_ema: float = opt(0.9, min=0, max=1, help="Decay of the EMA of the meta-gradient norm.")
+    clip_factor: float = opt(2.0, gt=0, help="Clip the images' meta-gradient at this x the EMA of its norm.")
+    clip_ema: float = opt(0.9, min=0, max=1, help="Decay of the EMA of the images' meta-gradient norm.")
     init: Literal["unit_noise", "noise", "real"] = opt("unit_noise", help="Initial images.")
     checkpoint_every: int = opt(200, min=1, help="Iterations between resumable in-stage checkpoints.")
 
@@ -74,6 +82,30 @@ def adam_steps(net: FlatParams, p, batch, steps: int, lr: float, state, create_g
         if not create_graph:
             p, m, v = p.detach(), m.detach(), v.detach()
     return p, (m, v, t)
+
+
+def class_balanced(y: torch.Tensor, per_class: int, g: torch.Generator) -> torch.Tensor:
+    """Indices of `per_class` examples of every class of hard labels `y` (all of a class that has fewer), drawn
+    without replacement within each class and kept in ascending order, as the reference's subsample."""
+    out = []
+    for c in torch.unique(y):
+        members = torch.nonzero(y == c).flatten()
+        out.append(members[torch.randperm(len(members), generator=g)[:per_class]].sort().values)
+    return torch.cat(out)
+
+
+def clip_to_ema(tensors: list[torch.Tensor], ema: torch.Tensor, factor: float, decay: float) -> float:
+    """RaT-BPTT's clip: the EMA of the gradient norm of `tensors` updated first (the first step starts it), then
+    their gradients scaled down to at most factor x it; returns the norm (not finite: nothing changed)."""
+    norm = torch.sqrt(sum((t.grad**2).sum() for t in tensors if t.grad is not None))
+    if torch.isfinite(norm):
+        ema.copy_(norm if float(ema) == 0 else decay * ema + (1 - decay) * norm)
+        limit = factor * float(ema)
+        if float(norm) > limit:
+            for t in tensors:
+                if t.grad is not None:
+                    t.grad.mul_(limit / float(norm))
+    return float(norm)
 
 
 def truncated_unroll(net: FlatParams, p0, batch, n: int, window: int, lr: float, micro_batch: int | None = None):
@@ -113,8 +145,15 @@ class RaTBPTTDistiller:
         real_pool = torch.cat(task.pool)
         learnable = ws.learnable() + ([labels] if cfg.learn_labels else [])
         per_epoch = max(1, len(real_pool) // cfg.batch_real)  # real batches per pass over the data (last one dropped)
-        n_syn = len(ws.all_x)
-        chunk = micro_batch(cfg.micro_batch, net.model, ws.all_x[: min(cfg.batch_syn or n_syn, n_syn)], "unroll")
+        all_labels = ws.all_y  # hard labels of the student's set, for class-balanced batches
+        n_syn = len(all_labels)
+        bs = min(cfg.batch_per_class * ctx.num_classes if cfg.batch_per_class else cfg.batch_syn or n_syn, n_syn)
+        chunk = micro_batch(cfg.micro_batch, net.model, ws.all_x[:bs], "unroll")
+
+        def draw_batch() -> torch.Tensor:
+            if cfg.batch_per_class:
+                return class_balanced(all_labels, cfg.batch_per_class, g)
+            return torch.randperm(n_syn, generator=g)[:bs]
 
         @functools.lru_cache(maxsize=1)  # the same epoch for `per_epoch` steps in a row: shuffled once
         def real_epoch(e: int) -> tuple[torch.Tensor, int]:
@@ -130,9 +169,8 @@ class RaTBPTTDistiller:
             p0 = FlatParams(ctx.make_model()).flatten().to(dev)
             order, n = real_epoch(it // per_epoch)
             x_all, y_all = ws.all_x, torch.cat([ctx_soft, labels])
-            bs = min(cfg.batch_syn or len(y_all), len(y_all))
-            draws = [torch.randperm(len(y_all), generator=g)[:bs].to(dev, non_blocking=True) for _ in range(n)]
-            augs = [ctx.dsa.sample(bs, size, g) for _ in range(n)]
+            draws = [draw_batch().to(dev, non_blocking=True) for _ in range(n)]
+            augs = [ctx.dsa.sample(len(d), size, g) for d in draws]
 
             def batch(i):
                 return ctx.dsa.apply(x_all[draws[i]], augs[i]), y_all[draws[i]]
@@ -144,13 +182,7 @@ class RaTBPTTDistiller:
             xr = ctx.dsa(xr, g) if ctx.dsa.enabled else xr  # both batches augmented, as the reference
             loss = F.cross_entropy(net(p, xr), ctx.train_y[xr_idx].to(dev))
             loss.backward(inputs=learnable)
-            norm = torch.sqrt(sum((t.grad**2).sum() for t in learnable if t.grad is not None))
-            if torch.isfinite(norm):  # the EMA first (the first step starts it), then the clip at clip_factor x it
-                ema.copy_(norm if float(ema) == 0 else cfg.clip_ema * ema + (1 - cfg.clip_ema) * norm)
-                limit = cfg.clip_factor * float(ema)
-                if float(norm) > limit:
-                    for t in learnable:
-                        t.grad.mul_(limit / float(norm))
+            clip_to_ema(ws.learnable(), ema, cfg.clip_factor, cfg.clip_ema)  # the images only, as the reference
             return float(loss.detach())
 
         def soft_labels():
@@ -182,13 +214,28 @@ class RaTBPTTDistiller:
             iterations=cfg.iterations,
             ema_grad_norm=float(ema),
             real_batches=per_epoch,
+            batch_syn=bs,
             micro_batch=describe(cfg.micro_batch, chunk),
         )
         return output(log)
 
 
 def check(cfg: RaTBPTTConfig, boost_beta: float) -> list[str]:
-    return [f"method.window: {cfg.window} is above method.horizon {cfg.horizon}"] if cfg.window > cfg.horizon else []
+    errors = [f"method.window: {cfg.window} is above method.horizon {cfg.horizon}"] if cfg.window > cfg.horizon else []
+    if cfg.batch_per_class and cfg.batch_syn:
+        errors.append(
+            f"method.batch_per_class: {cfg.batch_per_class} and method.batch_syn {cfg.batch_syn} both size the inner "
+            "batch; set one of them"
+        )
+    return errors
 
 
-SPEC = MethodSpec(RaTBPTTConfig, RaTBPTTDistiller, Capabilities(learns_labels=True, functional=True), checks=check)
+SPEC = MethodSpec(
+    RaTBPTTConfig,
+    RaTBPTTDistiller,
+    Capabilities(learns_labels=True, functional=True),
+    checks=check,
+    revisions=(
+        "the meta-gradient norm and its clip cover the images only; learned labels are neither counted nor clipped",
+    ),
+)

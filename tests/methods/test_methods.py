@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 
 import hf_condense
+from hf_condense.core.config import RecipeError
 from hf_condense.methods.coreset import most_forgotten
 from hf_condense.methods.gradient_matching import default_loops, gradient_distance
 
@@ -293,3 +295,49 @@ def test_herding_init_starts_from_the_herding_coreset(tiny, accelerator):
     assert torch.equal(images, coreset.images) and torch.equal(labels, coreset.labels)
     randoms, _ = init_images(ctx, task, "real", torch.Generator().manual_seed(0))
     assert not torch.equal(randoms, images)
+
+
+def test_ratbptt_clips_the_images_meta_gradient_only(tiny, accelerator, tmp_path):
+    """As the reference: the EMA of the meta-gradient norm is the images' alone, so learning labels leaves the first
+    step's norm (where images and their gradients are the same) unchanged."""
+    norms = []
+    for learn in (False, True):
+        recipe = one_stage(copy.deepcopy(tiny), {**RAT, "iterations": 1, "learn_labels": learn, "lr_label": 0.2})
+        recipe["evaluation"] = {"runs": 1, "epochs": 1, "random_real": False}
+        recipe["output"]["dir"] = str(tmp_path / f"labels_{learn}")
+        norms.append(
+            hf_condense.run(hf_condense.load_recipe(recipe), accelerator).stages[0].meta["log"]["ema_grad_norm"]
+        )
+    assert norms[0] > 0 and norms[1] == pytest.approx(norms[0], rel=1e-6)
+
+
+def test_ratbptt_class_balanced_batches_take_the_same_count_of_every_class(tiny, accelerator, monkeypatch):
+    from hf_condense.methods import ratbptt
+    from hf_condense.methods.ratbptt import class_balanced
+
+    drawn = []
+
+    def spy(y, per_class, g):
+        idx = class_balanced(y, per_class, g)
+        drawn.append(y[idx])
+        return idx
+
+    monkeypatch.setattr(ratbptt, "class_balanced", spy)
+    recipe = one_stage(tiny, {**RAT, "iterations": 1, "batch_per_class": 1}, ipc=2)
+    recipe["evaluation"] = {"runs": 1, "epochs": 1, "random_real": False}
+    result = hf_condense.run(hf_condense.load_recipe(recipe), accelerator)
+    assert result.stages[0].meta["log"]["batch_syn"] == 10 and drawn
+    assert all(sorted(labels.tolist()) == list(range(10)) for labels in drawn)  # one image of each class a step
+
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 1, 2])  # 4 per class, not grouped
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = class_balanced(y, 2, g)
+        assert torch.bincount(y[idx], minlength=3).tolist() == [2, 2, 2] and len(set(idx.tolist())) == 6
+    assert sorted(class_balanced(y, 9, g).tolist()) == list(range(12))  # a class with fewer gives all it has
+
+
+def test_ratbptt_refuses_two_batch_sizes(tiny):
+    tiny = one_stage(tiny, {**RAT, "batch_per_class": 1, "batch_syn": 10})
+    with pytest.raises(RecipeError, match="method.batch_per_class: 1 and method.batch_syn 10 both size the inner"):
+        hf_condense.load_recipe(tiny)
