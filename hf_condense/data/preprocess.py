@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import kornia
 import numpy as np
@@ -23,8 +24,40 @@ class PreprocessConfig:
     """How raw pixels become model inputs; distilled images live in this space."""
 
     normalize: bool = opt(True, help="Per-channel mean/std normalisation (ignored when zca is on, as in MTT).")
-    zca: bool = opt(False, help="ZCA whitening fitted on the train split in [0, 1] (kornia).")
+    zca: bool = opt(False, help="ZCA whitening fitted on the train split in [0, 1] (its form: zca_form).")
     zca_eps: float = opt(0.1, gt=0, help="ZCA regulariser (MTT uses 0.1).")
+    zca_form: Literal["kornia", "kip"] = opt(
+        "kornia",
+        help="kornia: MTT's ZCA (kornia's ZCAWhitening, eps added to the eigenvalues). kip: the KIP / RaT-BPTT form: "
+        "each image centred and scaled to unit norm first, the regulariser zca_eps x the mean eigenvalue.",
+    )
+
+    def key(self) -> dict:
+        """The settings that shape the input space, for cache keys and stage hashes (the default zca_form left out,
+        so that keys made before it existed still match)."""
+        d = dict(self.__dict__)
+        if d["zca_form"] == "kornia":
+            d.pop("zca_form")
+        return d
+
+
+def per_image_unit(flat: torch.Tensor) -> torch.Tensor:
+    """Each row centred on its own mean and scaled to unit norm (KIP's ZCA input)."""
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def kip_zca(x: torch.Tensor, regularization: float) -> dict[str, torch.Tensor]:
+    """KIP's (and RaT-BPTT's) ZCA of N x D rows: whitening and its inverse from the eigendecomposition of the per-image
+    normalised rows' covariance, each eigenvalue regularised by `regularization` x their mean."""
+    rows = per_image_unit(x.double())
+    eigenvalues, vectors = torch.linalg.eigh(rows.T @ rows / len(rows))
+    scale = torch.sqrt(eigenvalues.clamp_min(0) + regularization * eigenvalues.clamp_min(0).mean())
+    return {
+        "mean_vector": torch.zeros(x.shape[1]),
+        "transform_matrix": ((vectors / scale) @ vectors.T).float(),
+        "transform_inv": ((vectors * scale) @ vectors.T).float(),
+    }
 
 
 def as_image_tensor(images, channels: int) -> torch.Tensor:
@@ -54,7 +87,7 @@ class Preprocessor:
     """Normalisation or ZCA fitted on the train split; `forward` maps uint8 images to model inputs."""
 
     def __init__(self, mode: str, mean: torch.Tensor, std: torch.Tensor, zca: dict[str, torch.Tensor] | None = None):
-        self.mode = mode  # "none", "normalize" or "zca"
+        self.mode = mode  # "none", "normalize", "zca" or "zca_kip" (per-image centred, unit-norm rows, then ZCA)
         self.mean, self.std = mean, std
         self.zca = zca
 
@@ -63,6 +96,8 @@ class Preprocessor:
         x = train_x.float() / 255.0
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        if cfg.zca and cfg.zca_form == "kip":
+            return cls("zca_kip", mean, std, kip_zca(x.flatten(1), cfg.zca_eps))
         if cfg.zca:
             zca = kornia.enhance.ZCAWhitening(eps=cfg.zca_eps, compute_inv=True).fit(x.double())
             state = {
@@ -89,8 +124,8 @@ class Preprocessor:
         return len(self.mean)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "zca":
-            flat = x.flatten(1)
+        if self.zca is not None:
+            flat = per_image_unit(x.flatten(1)) if self.mode == "zca_kip" else x.flatten(1)
             z = (flat - self.zca["mean_vector"]) @ self.zca["transform_matrix"]
             return z.view_as(x)
         if self.mode == "normalize":
@@ -98,10 +133,14 @@ class Preprocessor:
         return x
 
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs -> [0, 1] pixels (inverse ZCA or de-normalisation), clamped for viewing."""
+        """Model inputs -> [0, 1] pixels (inverse ZCA or de-normalisation), clamped for viewing. KIP's ZCA dropped
+        each image's mean and norm, so its inverse is stretched to [0, 1] per image."""
         x = x.detach().float().cpu()
-        if self.mode == "zca":
+        if self.zca is not None:
             flat = x.flatten(1) @ self.zca["transform_inv"].T + self.zca["mean_vector"]
+            if self.mode == "zca_kip":
+                low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+                flat = (flat - low) / (high - low).clamp_min(1e-12)
             x = flat.view_as(x)
         elif self.mode == "normalize":
             x = x * self.std[:, None, None] + self.mean[:, None, None]
@@ -137,7 +176,7 @@ class Preprocessor:
         path = Path(cache_dir) / "zca" / f"{key}.safetensors"
         loaded = load_verified(path, key, "ZCA")
         if loaded is not None:
-            return cls.from_state("zca", loaded[0])
+            return cls.from_state("zca_kip" if cfg.zca_form == "kip" else "zca", loaded[0])
         pre = cls.fit(cfg, train_x)
         save_verified(pre.state_dict(), path, key)
         return pre
@@ -145,6 +184,7 @@ class Preprocessor:
     def describe(self) -> str:
         return {
             "zca": "ZCA-whitened pixels in [0, 1] (inverse: preprocessing.safetensors)",
+            "zca_kip": "KIP-style ZCA: each image centred and unit-norm, then whitened (preprocessing.safetensors)",
             "normalize": "per-channel normalised pixels ((x/255 - mean) / std)",
             "none": "pixels scaled to [0, 1]",
         }[self.mode]

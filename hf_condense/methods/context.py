@@ -94,7 +94,7 @@ class RunContext:
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         pre = preprocessor
         if pre is None:
-            key = content_key({"dataset": data.source, "preprocess": preprocess.__dict__, "format": 1})
+            key = content_key({"dataset": data.source, "preprocess": preprocess.key(), "format": 1})
             pre = Preprocessor.fit_cached(preprocess, data.train_x, key, cache_dir)
         val_x = pre(data.val_x) if data.val_x is not None else None
         return cls(
@@ -132,7 +132,7 @@ class RunContext:
 
     def data_key(self) -> dict:
         """Everything about the real data and its preprocessing that cached artefacts depend on."""
-        return {"dataset": self.data.source, "preprocess": self.preprocess.__dict__, "shape": list(self.train_x.shape)}
+        return {"dataset": self.data.source, "preprocess": self.preprocess.key(), "shape": list(self.train_x.shape)}
 
     def progress(self, desc: str, total: int, unit: str = "it", **kw) -> Progress:
         """A phase of the run (start and end lines, a bar with ETA) whose reported values go to the trackers."""

@@ -221,6 +221,7 @@ class Recipe:
         d = self.to_dict()
         if revision:
             d["method_revision"] = revision
+        d["preprocess"] = self.preprocess.key()
         d.pop("output")
         d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
         d.pop("tf32")  # like the device: how the arithmetic runs, recorded in run.json, not what is computed

@@ -116,6 +116,33 @@ def test_zca_round_trip_and_save(tmp_path, digits):
     assert again.mode == "zca" and torch.allclose(again(digits.train_x[:50]), z)
 
 
+def test_kip_zca_whitens_per_image_normalised_rows_and_round_trips(tmp_path, digits):
+    """RaT-BPTT's (KIP's) ZCA: rows centred and unit-norm first, so an image's brightness and contrast do not matter;
+    with a tiny regulariser the train rows come out white (identity covariance off the constant direction)."""
+    from hf_condense.data.preprocess import kip_zca, per_image_unit
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.rand(2000, 12, generator=g, dtype=torch.float64) @ torch.rand(
+        12, 12, generator=g, dtype=torch.float64
+    )
+    state = kip_zca(rows, 1e-9)
+    white = per_image_unit(rows).float() @ state["transform_matrix"]
+    centring = torch.eye(12) - torch.full((12, 12), 1 / 12)
+    assert torch.allclose(white.T @ white / len(white), centring, atol=2e-3)
+
+    cfg = PreprocessConfig(zca=True, zca_form="kip")
+    pre = Preprocessor.fit(cfg, digits.train_x)
+    x = digits.train_x[:50].float() / 255
+    z = pre(x)
+    assert pre.mode == "zca_kip" and torch.allclose(pre(0.5 * x + 0.2), z, atol=1e-4)  # per-image affine invariance
+    low, high = x.flatten(1).min(1).values, x.flatten(1).max(1).values
+    stretched = (x - low[:, None, None, None]) / (high - low)[:, None, None, None]
+    assert torch.allclose(pre.to_pixels(z), stretched, atol=1e-3)
+    cached = Preprocessor.fit_cached(cfg, digits.train_x, "k", tmp_path)
+    assert Preprocessor.fit_cached(cfg, digits.train_x, "k", tmp_path).mode == cached.mode == "zca_kip"
+    assert "zca_form" not in PreprocessConfig(zca=True).key() and cfg.key()["zca_form"] == "kip"
+
+
 def test_normalisation_statistics(digits):
     pre = Preprocessor.fit(PreprocessConfig(), digits.train_x)
     x = pre(digits.train_x)
