@@ -205,3 +205,24 @@ def test_a_folder_from_before_a_method_revision_is_refused_with_what_changed(tin
     monkeypatch.setitem(METHODS, "mtt", current)
     with pytest.raises(RecipeError, match="made by an earlier hf_condense .* stage 1 would change \\(start epochs"):
         hf_condense.run(staged(tiny, tmp_path, "old", count=1), accelerator)
+
+
+def test_seqmatch_subsets_start_within_their_own_intervals(tiny, accelerator, tmp_path, monkeypatch):
+    """SeqMatch as its code runs it: each subset's start epochs come from its own [min_start_epoch, max_start_epoch)
+    (the interval's start to its end minus the matched epochs), and its student batch is classes x its IPC drawn
+    from the union."""
+    from hf_condense.methods import mtt
+
+    starts = []
+    original = mtt.start_epoch
+
+    def spy(cfg, g):
+        starts.append((cfg.min_start_epoch, original(cfg, g)))
+        return starts[-1][1]
+
+    monkeypatch.setattr(mtt, "start_epoch", spy)
+    overrides = [{"min_start_epoch": 0, "max_start_epoch": 3}, {"min_start_epoch": 2, "max_start_epoch": 3}]
+    result = hf_condense.run(staged(tiny, tmp_path, "s", scheme="seqmatch", overrides=overrides), accelerator)
+    first, second = [t for lo, t in starts if lo == 0], [t for lo, t in starts if lo == 2]
+    assert set(first) == {0, 1, 2} and set(second) == {2}
+    assert [s.meta["log"]["batch_syn"] for s in result.stages] == [10, 10]
