@@ -178,6 +178,7 @@ class MethodSpec:
     capabilities: Capabilities = Capabilities()
     checks: Callable[[Any, float], list[str]] | None = None
     revisions: tuple[str, ...] = ()
+    curriculum_scope: str = "init"  # what a PDD forgetting band restricts in the method's official code (see recipe)
 
     @property
     def revision(self) -> int:

@@ -137,4 +137,6 @@ def check(cfg: IDCConfig, boost_beta: float) -> list[str]:
     return []
 
 
-SPEC = MethodSpec(IDCConfig, IDCDistiller, Capabilities(), checks=check)
+# The PDD + IDC code (VITA-Group/ProgressiveDD before 844fa9a, distill_idc.py --filter-easy-to-hard) filters the whole
+# real train set to a stage's forgetting band: its real batches, initial images and the networks' real epochs.
+SPEC = MethodSpec(IDCConfig, IDCDistiller, Capabilities(), checks=check, curriculum_scope="real")

@@ -167,7 +167,7 @@ class StageEngine:
     @property
     def real_pools(self) -> list[list[torch.Tensor]]:
         """Per stage, the real data its matching sees: its band with `curriculum_scope: real`, else everything."""
-        if self.recipe.stages.curriculum_scope == "real":
+        if self.recipe.curriculum_scope == "real":
             return self.pools
         return [self.ctx.class_indices] * self.recipe.stages.count
 
@@ -183,7 +183,7 @@ class StageEngine:
         st = self.recipe.stages
         curriculum = {}
         if st.curriculum != "none":  # which curriculum shaped the stage, and how much data each part drew on
-            curriculum = {"curriculum": {"kind": st.curriculum, "scope": st.curriculum_scope}}
+            curriculum = {"curriculum": {"kind": st.curriculum, "scope": self.recipe.curriculum_scope}}
             curriculum["curriculum"]["init_fraction"] = fraction(task.start_pool)
             if st.curriculum == "forgetting":
                 lo, hi = st.forgetting_band * (k - 1), st.forgetting_band * k

@@ -56,10 +56,12 @@ class StagesConfig:
         "[band x (i-1), band x i) (PDD section 4.2); forgetting_quantile: on the i-th of P equal slices of each "
         "class ranked by score (for skewed scores); the last band is open-ended.",
     )
-    curriculum_scope: Literal["init", "real"] = opt(
-        "init",
+    curriculum_scope: Literal["init", "real"] | None = opt(
+        None,
         help="init: the band only chooses the real images a stage's images start from (coresets: select from), as "
-        "the public PDD code does; real: it also restricts the real data the stage matches (experts, real batches).",
+        "the public PDD + MTT code does; real: it also restricts the real data the stage matches (experts, real "
+        "batches, the networks' real training), as its PDD + IDC code does. Default: the method's own (real for idc, "
+        "init otherwise).",
     )
     forgetting_band: float = opt(3.0, gt=0, help="Width of each stage's forgetting-score band (3 in the paper).")
     forgetting_epochs: int = opt(10, min=1, help="Epochs of the pass that counts forgetting events.")
@@ -235,6 +237,8 @@ class Recipe:
         st.pop("count")
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
             st.pop("curriculum_scope")
+        else:  # the scope in force, hashed as the value that was the default before methods declared their own
+            st["curriculum_scope"] = self.curriculum_scope
         # transition_mode pool is what came before the key, and stage 1 has no transition: their hashes stay
         for m in [d["method"], *st["overrides"]]:
             if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
@@ -249,6 +253,11 @@ class Recipe:
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def curriculum_scope(self) -> str:
+        """The forgetting curriculum's scope in force: the recipe's, else the one the method's official code uses."""
+        return self.stages.curriculum_scope or METHODS[self.method.name].curriculum_scope
 
     def stage_hashes(self) -> list[str]:
         """distill_hash of each stage prefix 1..k: what a run folder records to be resumed or extended."""

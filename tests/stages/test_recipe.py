@@ -176,3 +176,18 @@ def test_a_folder_from_before_later_stages_probed_from_earlier_stages_is_named_a
     assert old != r.distill_hash(2) and PROBE_START in second[old]
     assert r.distill_hash(1, probe_start=False) == r.distill_hash(1)  # stage 1's probes did not change
     assert not any(PROBE_START in reason for reason in first.values())
+
+
+def test_the_curriculum_scope_defaults_to_the_methods_official_one(tiny):
+    """PDD + IDC's code filters all the real data a stage sees to its band (real); PDD + MTT's only the images a
+    stage starts from (init). A recipe's scope wins, and an MTT recipe hashes as when init was the default."""
+    from ..conftest import tiny_mtt
+
+    tiny["stages"] = {"count": 2, "ipc": 1, "curriculum": "forgetting"}
+    tiny["method"] = {"name": "idc", "iterations": 2}
+    assert load_recipe(tiny).curriculum_scope == "real"
+    assert load_recipe(tiny, ["stages.curriculum_scope=init"]).curriculum_scope == "init"
+    tiny["method"] = tiny_mtt()
+    mtt = load_recipe(tiny)
+    assert mtt.curriculum_scope == "init"
+    assert mtt.stage_hashes() == load_recipe(tiny, ["stages.curriculum_scope=init"]).stage_hashes()
