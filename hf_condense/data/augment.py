@@ -171,3 +171,17 @@ class DSA:
         cos, sin, z = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)
         mat = torch.stack([torch.stack([cos, sin, z], 1), torch.stack([-sin, cos, z], 1)], 1)
         return cls._affine(x, mat)
+
+
+def cutmix(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """CutMix (Yun et al. 2019, Beta(1, 1), as IDC trains): a box of a shuffled copy of the batch pasted into it.
+    Returns the mixed batch, the shuffle (whose labels the box carries) and the share of each image left unmixed."""
+    h, w = x.shape[-2:]
+    lam = float(torch.rand(1, generator=g))
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, (1,), generator=g)), int(torch.randint(w, (1,), generator=g))
+    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    perm = torch.randperm(len(x), generator=g).to(x.device)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    return x, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)

@@ -3,15 +3,15 @@
 Gradient matching with IDC's three changes to DC. Multi-formation: each stored image decodes into factor^2 images
 (`hf_condense.formation`), which is what the matching and every later training sees. The matching network trains on
 *real* data between rounds (`n_data` images, DSA without cutout plus CutMix), from a fresh initialisation each
-iteration (PDD transition: from one trained on the earlier stages). The distance is L1 (default) between the
+iteration (PDD transition: from one trained on the earlier stages with IDC's own training recipe,
+`IDCConfig.transition_schedule`). The distance is L1 (default) between the
 convolution weights' gradients (no biases, no classifier), and the images take one SGD step per class. Images are
 clamped to the pixel range at the start of each iteration.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal
 
@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import opt
-from ..data.augment import DSA
+from ..data.augment import DSA, cutmix
+from ..models.training import TrainSchedule
 from .base import Capabilities, MethodSpec, StageOutput, StageTask
 from .gradient_matching import class_match, gradient_distance
 from .sampled import ClassDraw, SampledNetworkConfig, network_matching_setup, run_image_loop
@@ -40,7 +41,31 @@ class IDCConfig(SampledNetworkConfig):
     lr_img: float = opt(0.04, gt=0, help="SGD lr (momentum 0.5) of the images, in the model's input space.")
     n_data: int = opt(500, min=0, help="Real images the network trains on after each round (0: it stays fixed).")
     lr_net: float = opt(0.01, gt=0, help="SGD lr (momentum 0.9, weight decay 5e-4) of the matching network.")
-    cutmix_p: float = opt(0.5, min=0, max=1, help="Probability of CutMix on each of the network's real batches.")
+    cutmix_p: float = opt(
+        0.5, min=0, max=1, help="Probability of CutMix on each batch the networks train on (real, and transitions)."
+    )
+    train_batch_size: int = opt(
+        64, min=1, help="Batch of IDC's own training (argument.py --batch_size), which PDD transitions train with."
+    )
+
+    def transition_schedule(self, train: TrainSchedule) -> TrainSchedule:
+        """IDC's own training (its train.py train_only, which the PDD + IDC code trains transitions with): SGD at
+        lr_net (momentum 0.9, weight decay 5e-4), batch train_batch_size, lr x 0.2 at 2/3 and 5/6 of the epochs,
+        DSA then CutMix with probability cutmix_p."""
+        return replace(
+            train,
+            batch_size=self.train_batch_size,
+            lr=self.lr_net,
+            momentum=0.9,
+            weight_decay=5e-4,
+            augment=True,
+            optimizer="sgd",
+            lr_decay=True,
+            decay_at=(2 / 3, 5 / 6),
+            decay_factor=0.2,
+            cutmix=self.cutmix_p,
+        )
+
     checkpoint_every: int = opt(10, min=1, help="Iterations between resumable in-stage checkpoints.")
 
 
@@ -59,16 +84,8 @@ def idc_distance(real: list[torch.Tensor], syn: list[torch.Tensor], metric: str)
 
 
 def cutmix_loss(net, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """CutMix (Yun et al. 2019, Beta(1, 1)): paste a box from a shuffled batch, mix the losses by area."""
-    h, w = x.shape[-2:]
-    lam = float(torch.rand(1, generator=g))
-    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = int(torch.randint(h, (1,), generator=g)), int(torch.randint(w, (1,), generator=g))
-    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
-    perm = torch.randperm(len(x), generator=g).to(x.device)
-    x = x.clone()
-    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
-    kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    """CutMix (`augment.cutmix`): the losses of the two label sets mixed by area."""
+    x, perm, kept = cutmix(x, g)
     logits = net(x)
     return kept * F.cross_entropy(logits, y) + (1 - kept) * F.cross_entropy(logits, y[perm])
 
@@ -139,4 +156,14 @@ def check(cfg: IDCConfig, boost_beta: float) -> list[str]:
 
 # The PDD + IDC code (VITA-Group/ProgressiveDD before 844fa9a, distill_idc.py --filter-easy-to-hard) filters the whole
 # real train set to a stage's forgetting band: its real batches, initial images and the networks' real epochs.
-SPEC = MethodSpec(IDCConfig, IDCDistiller, Capabilities(), checks=check, curriculum_scope="real")
+SPEC = MethodSpec(
+    IDCConfig,
+    IDCDistiller,
+    Capabilities(),
+    checks=check,
+    revisions=(
+        "PDD transition networks train with IDC's own recipe (batch 64, lr x 0.2 at 2/3 and 5/6, CutMix), not the "
+        "evaluation's schedule",
+    ),
+    curriculum_scope="real",
+)

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 
 from ..core.config import opt
-from ..models.training import fit, make_optimizer
+from ..models.training import TrainSchedule, fit, make_optimizer
 from .base import MethodConfig, StageOutput, StageTask, training_union
 from .loop import DistillLoop
 from .workspace import INIT_HELP, InitMode, Workspace
@@ -35,6 +35,11 @@ class SampledNetworkConfig(MethodConfig):
         help="Epochs per earlier union (default: evaluation.epochs / 5 per_iteration, evaluation.epochs pool).",
     )
 
+    def transition_schedule(self, train: TrainSchedule) -> TrainSchedule | None:
+        """How the transition networks train on the earlier unions, when the method's official code trains them
+        with a recipe of its own (IDC); None: each union at its last stage's lr and schedule (the evaluation's)."""
+        return None
+
 
 class Transitions:
     """PDD transition for the bases that sample a network every iteration (DC, DSA, IDC, DM).
@@ -52,9 +57,11 @@ class Transitions:
         per_union = max(1, task.train.epochs // 5)
         self.epochs = cfg.transition_epochs or (per_union if self.mode == "per_iteration" else task.train.epochs)
         self.unions = []
+        own = cfg.transition_schedule(task.train)
         for j in range(1, len(task.previous) + 1) if self.active else ():
             last = task.previous[j - 1]
-            self.unions.append((*training_union(task.previous[:j]), float(last.lr), last.schedule(task.train)))
+            sched = own or last.schedule(task.train)
+            self.unions.append((*training_union(task.previous[:j]), float(own.lr if own else last.lr), sched))
         self.starts = self.pool(cfg.transition_nets) if self.active and self.mode == "pool" else None
 
     def train(self, model: torch.nn.Module, unions, g: torch.Generator, on_epoch=None) -> None:

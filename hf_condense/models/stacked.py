@@ -47,7 +47,9 @@ class StackedNets:
     ) -> None:
         """Every network's epochs on the standard schedule; each its own shuffle and augmentation draws.
         `on_epoch(K, loss=..., accuracy=...)` after each epoch of the K networks."""
-        for _ in scheduled_epochs(self.opt, lr, epochs, cfg.lr_decay):
+        if cfg.cutmix:
+            raise ValueError("stacked networks do not train with CutMix; train them one by one (vectorize off)")
+        for _ in scheduled_epochs(self.opt, lr, epochs, cfg.lr_decay, cfg.decay_at, cfg.decay_factor):
             values = self.train_epoch(x, y, cfg.batch_size, dsa, generators, device)
             if on_epoch is not None:
                 on_epoch(self.k, **values)

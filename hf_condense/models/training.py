@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import DSA
+from ..data.augment import DSA, cutmix
 from .chunking import micro_batch as chunk_size
 from .compiling import compile_failed, compiled, should_compile
 from .functional import FlatParams
@@ -39,7 +39,10 @@ class TrainSchedule:
     weight_decay: float = 5e-4
     augment: bool = True
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr_decay: bool = True  # lr x 0.1 once at half the epochs
+    lr_decay: bool = True  # lr x decay_factor at each of decay_at (fractions of the epochs): x 0.1 at half
+    decay_at: tuple[float, ...] = (0.5,)
+    decay_factor: float = 0.1
+    cutmix: float = 0.0  # probability of CutMix on each batch (IDC's training; `augment.cutmix`)
     micro_batch: int | None = None  # examples per forward/backward chunk (None: chunking.micro_batch's rule)
     compile: bool | None = None  # torch.compile the training steps (None: compiling.should_compile's rule)
 
@@ -50,7 +53,7 @@ class TrainSchedule:
         d = asdict(self)
         d.pop("micro_batch")
         d.pop("compile")
-        for name in ("optimizer", "lr_decay"):
+        for name in ("optimizer", "lr_decay", "decay_at", "decay_factor", "cutmix"):
             if d[name] == getattr(TrainSchedule, name):
                 d.pop(name)
         return d
@@ -80,14 +83,21 @@ def epoch_values(total: torch.Tensor) -> dict[str, float]:
     return {"loss": loss / max(n, 1), "accuracy": correct / max(n, 1)}
 
 
-def batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, mixed: tuple[torch.Tensor, float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradient of the batch-mean loss into .grad, in chunks of `size` examples; (logits, loss).
-    First order only, so pooling runs in its faster CPU form (`pooling.as_convolution`)."""
+    `mixed` (CutMix's other labels and the unmixed share): the two losses weighted by area. First order only, so
+    pooling runs in its faster CPU form (`pooling.as_convolution`)."""
     parts, loss = [], 0.0
     with as_convolution():
         for j in range(0, len(x), size):
             logits = model(x[j : j + size])
-            part = soft_cross_entropy(logits, y[j : j + size]) * (len(logits) / len(x))
+            part = soft_cross_entropy(logits, y[j : j + size])
+            if mixed is not None:
+                other, kept = mixed
+                part = kept * part + (1 - kept) * soft_cross_entropy(logits, other[j : j + size])
+            part = part * (len(logits) / len(x))
             part.backward()
             parts.append(logits.detach())
             loss = loss + part.detach()
@@ -106,11 +116,12 @@ def train_epoch(
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     micro_batch: int | None = None,
     compile: bool = False,
+    cutmix_p: float = 0.0,
 ) -> dict[str, float]:
     """One shuffled pass over (x, y); `on_batch(indices, logits)` sees every batch (e.g. forgetting counters).
     Each batch's forward/backward runs in chunks of `micro_batch` examples (None: `chunking.micro_batch`'s rule),
-    gradients summed; with `compile`, through torch.compile (eagerly if that fails). Returns the epoch's mean train
-    loss and train accuracy."""
+    gradients summed; with `compile`, through torch.compile (eagerly if that fails). With probability `cutmix_p` a
+    batch is CutMixed after its augmentation. Returns the epoch's mean train loss and train accuracy."""
     model.train()
     run = compiled(model) if compile else model
     perm = torch.randperm(len(x), generator=generator)
@@ -121,18 +132,22 @@ def train_epoch(
         xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
         if dsa is not None and dsa.enabled:
             xb = dsa(xb, generator)
+        mixed = None
+        if cutmix_p and float(torch.rand(1, generator=generator)) < cutmix_p:
+            xb, perm_b, kept = cutmix(xb, generator)
+            mixed = (yb[perm_b], kept)
         if size is None:
             size = chunk_size(micro_batch, model, xb, "compiled" if run is not model else "train") or len(xb)
         opt.zero_grad(set_to_none=True)
         try:
-            logits, loss = batch_gradient(run, xb, yb, size)
+            logits, loss = batch_gradient(run, xb, yb, size, mixed)
         except torch._dynamo.exc.TorchDynamoException as e:  # compiling failed: this batch and the rest eagerly
             if run is model:
                 raise
             compile_failed(e)
             run = model
             opt.zero_grad(set_to_none=True)
-            logits, loss = batch_gradient(run, xb, yb, size)
+            logits, loss = batch_gradient(run, xb, yb, size, mixed)
         opt.step()
         total += batch_stats(logits, yb, loss)
         if on_batch is not None:
@@ -153,14 +168,22 @@ def test_accuracy(
     return correct / max(len(x), 1)
 
 
-def scheduled_epochs(opt: torch.optim.Optimizer, lr: float, epochs: int, decay: bool = True) -> Iterator[int]:
-    """Yield the epochs at `lr`, dropping it x 0.1 once at half (the standard protocol) when `decay`."""
-    for group in opt.param_groups:
-        group["lr"] = lr
+def scheduled_epochs(
+    opt: torch.optim.Optimizer,
+    lr: float,
+    epochs: int,
+    decay: bool = True,
+    at: Sequence[float] = (0.5,),
+    factor: float = 0.1,
+) -> Iterator[int]:
+    """Yield the epochs at `lr`, multiplied by `factor` from each milestone int(epochs x a) on (a in `at`, from the
+    first epoch after the start) when `decay`: x 0.1 once at half (the standard protocol), or IDC's x 0.2 at 2/3 and
+    5/6 (a MultiStepLR)."""
+    milestones = [m for m in (int(epochs * a + 1e-9) for a in at) if m > 0] if decay else []
     for epoch in range(epochs):
-        if decay and epoch == epochs // 2 and epochs > 1:
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.1
+        scale = factor ** sum(epoch >= m for m in milestones)
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
         yield epoch
 
 
@@ -180,9 +203,19 @@ def fit(
     """Train for `epochs` on the standard schedule; `on_epoch(1, loss=..., accuracy=...)` after each. Compiled
     when `cfg.compile` says so or, unset, when the rule finds the job large enough (`compiling.should_compile`)."""
     compile = should_compile(cfg.compile, device, epochs * len(x), model, x[:1])
-    for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay):
+    for _ in scheduled_epochs(opt, lr, epochs, cfg.lr_decay, cfg.decay_at, cfg.decay_factor):
         values = train_epoch(
-            model, opt, x, y, cfg.batch_size, dsa, generator, device, micro_batch=cfg.micro_batch, compile=compile
+            model,
+            opt,
+            x,
+            y,
+            cfg.batch_size,
+            dsa,
+            generator,
+            device,
+            micro_batch=cfg.micro_batch,
+            compile=compile,
+            cutmix_p=cfg.cutmix,
         )
         if on_epoch is not None:
             on_epoch(1, **values)

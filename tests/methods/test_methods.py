@@ -341,3 +341,45 @@ def test_ratbptt_refuses_two_batch_sizes(tiny):
     tiny = one_stage(tiny, {**RAT, "batch_per_class": 1, "batch_syn": 10})
     with pytest.raises(RecipeError, match="method.batch_per_class: 1 and method.batch_syn 10 both size the inner"):
         hf_condense.load_recipe(tiny)
+
+
+def test_pdd_idc_transitions_train_with_idcs_own_recipe(tiny, accelerator, monkeypatch):
+    """The PDD + IDC code trains each iteration's network on the earlier unions with IDC's train_only: batch 64,
+    lr 0.01, lr x 0.2 at 2/3 and 5/6 of its epochs, CutMix with probability 0.5; not the evaluation's schedule."""
+    from hf_condense.methods import sampled
+
+    schedules = []
+    original = sampled.fit
+    monkeypatch.setattr(
+        sampled,
+        "fit",
+        lambda m, o, x, y, e, lr, cfg, *a, **k: (
+            schedules.append((lr, cfg)),
+            original(m, o, x, y, e, lr, cfg, *a, **k),
+        )[1],
+    )
+    tiny["method"] = {**IDC, "iterations": 1, "inner_loop": 1, "n_data": 0, "transition_epochs": 3}
+    tiny["stages"] = {"count": 2, "ipc": 1}
+    tiny["evaluation"] = {"runs": 1, "epochs": 2, "random_real": False, "batch_size": 256, "lr": 0.02}
+    hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
+    assert schedules
+    for lr, cfg in schedules:
+        assert (lr, cfg.batch_size, cfg.decay_at, cfg.decay_factor, cfg.cutmix) == (0.01, 64, (2 / 3, 5 / 6), 0.2, 0.5)
+
+
+def test_multistep_decay_and_cutmix_in_training():
+    from hf_condense.models.training import batch_gradient, scheduled_epochs, soft_cross_entropy
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    lrs = [opt.param_groups[0]["lr"] for _ in scheduled_epochs(opt, 1.0, 60, True, (2 / 3, 5 / 6), 0.2)]
+    assert lrs == [1.0] * 40 + [pytest.approx(0.2)] * 10 + [pytest.approx(0.04)] * 10  # IDC: MultiStepLR at 40, 50
+    halves = [opt.param_groups[0]["lr"] for _ in scheduled_epochs(opt, 1.0, 5)]
+    assert halves == [1.0, 1.0, pytest.approx(0.1), pytest.approx(0.1), pytest.approx(0.1)]  # the protocol's
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y, other = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 2, 1, 1, 0, 0])
+    _, loss = batch_gradient(model, x, y, 4, (other, 0.7))
+    with torch.no_grad():
+        expected = 0.7 * soft_cross_entropy(model(x), y) + 0.3 * soft_cross_entropy(model(x), other)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
