@@ -83,6 +83,13 @@ def whole_data(rows: list[dict]) -> list[str]:
     return out
 
 
+def stage_extras(record: dict, i: int) -> str:
+    """Stage i's learned step size and final matching loss, as ' (lr L, loss X)', where the record has them."""
+    lr, loss = (record.get(k, [None] * (i + 1))[i] for k in ("stage_lr", "stage_loss"))
+    parts = ([f"lr {lr:.4g}"] if lr is not None else []) + ([f"loss {loss:.3f}"] if loss is not None else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def render(results: dict) -> str:
     """The table's Markdown report."""
     rows, name = results["rows"], results["table"]
@@ -99,10 +106,13 @@ def render(results: dict) -> str:
     lines += main_table(rows) + [""] + whole_data(rows)
     staged = [r for r in rows if r.get("stages", 1) > 1 and "acc" in r]
     if staged:
-        lines += ["", "Per stage (cumulative IPC: accuracy, first seed):", "", "| row | per stage |", "|---|---|"]
+        lines += ["", "Per stage (cumulative IPC: accuracy (learned lr, final matching loss), first seed):", ""]
+        lines += ["| row | per stage |", "|---|---|"]
         for r in staged:
             first = first_ok(r)
-            cells = " · ".join(f"{c}: {pm(m, sd)}" for c, m, sd in first["per_stage"])
+            cells = " · ".join(
+                f"{c}: {pm(m, sd)}{stage_extras(first, i)}" for i, (c, m, sd) in enumerate(first["per_stage"])
+            )
             lines.append(f"| {r['name']} | {cells} |")
     seeded = [r for r in rows if len(r["seeds"]) > 1]
     if seeded:

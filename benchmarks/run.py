@@ -210,6 +210,12 @@ def cumulative(ipcs: list[int], scores: list) -> list[list]:
     return out
 
 
+def stage_loss(stage) -> float | None:
+    """The stage's loss over its last tenth of iterations (the stage log's `loss_end`; None for coresets)."""
+    loss = stage.meta.get("log", {}).get("loss_end")
+    return None if loss is None else round(float(loss), 4)
+
+
 def seed_record(result: hf_condense.RunResult, recipe: hf_condense.Recipe, seed: int, seconds: float, resumed: bool):
     """What the results keep of one finished row and seed (accuracies in %)."""
     stages = result.stages
@@ -227,6 +233,8 @@ def seed_record(result: hf_condense.RunResult, recipe: hf_condense.Recipe, seed:
         "whole_data_epochs": recipe.evaluation.whole_data_epochs if result.whole_data else None,
         "per_stage": cumulative([s.meta["ipc"] for s in stages], result.distilled),
         "lr": round(float(stages[-1].lr), 6),
+        "stage_lr": [round(float(s.lr), 6) for s in stages],  # each stage's learned step size (or its schedule's lr)
+        "stage_loss": [stage_loss(s) for s in stages],  # each stage's matching loss over its last tenth of iterations
         "seconds": round(seconds, 1),
         "resumed": resumed,
         "distill_seconds": round(sum(s.meta.get("seconds", 0) for s in stages), 1),

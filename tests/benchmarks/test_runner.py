@@ -48,9 +48,13 @@ def test_table_runs_every_row_and_reports(tiny):
     assert got["MTT"]["image_steps"] == 20 * 10 * 20  # iterations x student steps x all 20 images
     assert got["PDD + MTT (2 x 1)"]["image_steps"] == 10 * 10 * (10 + 20)  # stage 2's student trains on the union
     assert got["random real"]["image_steps"] == 0
-    assert [p[0] for p in got["PDD + MTT (2 x 1)"]["seeds"][0]["per_stage"]] == [1, 2]  # cumulative IPC
+    pdd = got["PDD + MTT (2 x 1)"]["seeds"][0]
+    assert [p[0] for p in pdd["per_stage"]] == [1, 2]  # cumulative IPC
+    assert len(pdd["stage_lr"]) == 2 and pdd["stage_lr"][-1] == pdd["lr"]  # each stage's learned step size
+    assert all(loss > 0 for loss in pdd["stage_loss"])  # and its final matching loss
     md = (results / "digits_tiny.md").read_text()
     assert all(f"| {name} | 2 |" in md for name in got) and "Provenance: hf_condense" in md
+    assert f"(lr {pdd['stage_lr'][0]:.4g}, loss {pdd['stage_loss'][0]:.3f})" in md  # shown per stage
     assert (results / "digits_tiny.png").stat().st_size > 0
 
 
