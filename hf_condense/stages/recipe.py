@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -29,6 +30,7 @@ from ..methods import METHODS, MethodConfig, Probe
 from ..models import ModelConfig, build_model, model_names
 from ..models.chunking import MICRO_BATCH_HELP
 from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
+from ..models.functional import buffer_free
 from ..models.training import TrainSchedule
 
 
@@ -371,10 +373,27 @@ def method_errors(recipe: Recipe) -> list[str]:
     errors = [
         f"{e} (stage {k})" for k in range(1, recipe.stages.count + 1) for e in spec.check(recipe.stage_method(k), beta)
     ]
-    if spec.capabilities.functional and recipe.model.kwargs.get("norm") == "batch":
-        name = recipe.method.name
-        errors.append(f"model.kwargs.norm: 'batch' breaks the functional unroll; use 'instance' or 'none' for {name}")
+    if spec.capabilities.functional:
+        errors += functional_model_errors(recipe)
     return errors
+
+
+def functional_model_errors(recipe: Recipe) -> list[str]:
+    """A method that unrolls its network functionally needs one without running statistics. Checked on the model as
+    built (on the meta device: no memory, no compute), whether a name or `model.kwargs` chose its normalisation."""
+    try:
+        with torch.device("meta"):
+            model = build_model(recipe.model, 10, 3, 32)
+    except (TypeError, ValueError, RuntimeError):  # a shape or kwargs problem: data_errors names it with the data
+        return []
+    if buffer_free(model):
+        return []
+    kinds = sorted({type(m).__name__ for m in model.modules() if next(m.buffers(recurse=False), None) is not None})
+    return [
+        f"model.name: {recipe.model.name!r} keeps running statistics ({', '.join(kinds)}), which the functional "
+        f"unroll of {recipe.method.name} cannot update; choose a model without them (a convnet_* model, or "
+        "model.kwargs.norm: instance)"
+    ]
 
 
 def data_errors(recipe: Recipe, data: RealData) -> list[str]:

@@ -194,3 +194,21 @@ def test_the_curriculum_scope_defaults_to_the_methods_official_one(tiny):
     mtt = load_recipe(tiny)
     assert mtt.curriculum_scope == "init"
     assert mtt.stage_hashes() == load_recipe(tiny, ["stages.curriculum_scope=init"]).stage_hashes()
+
+
+@pytest.mark.parametrize(
+    "model", [{"name": "resnet18"}, {"name": "convnet_d3w32", "kwargs": {"norm": "batch"}}], ids=["name", "kwargs"]
+)
+@pytest.mark.parametrize("method", ["mtt", "ratbptt"])
+def test_a_functional_method_refuses_a_model_with_running_statistics(tiny, model, method):
+    """Checked on the model as built, whether its name or its kwargs chose batch norm: refused before any data."""
+    tiny["method"], tiny["model"] = {"name": method}, model
+    (err,) = errors_of(tiny)
+    assert err.startswith(f"model.name: {model['name']!r} keeps running statistics (BatchNorm2d)") and method in err
+
+
+def test_a_functional_method_takes_a_timm_model_without_running_statistics(tiny):
+    tiny["method"], tiny["model"] = {"name": "mtt"}, {"name": "convnet_d3w32", "kwargs": {"norm": "instance"}}
+    load_recipe(tiny)
+    tiny["method"], tiny["model"] = {"name": "dm"}, {"name": "resnet18"}  # DM trains batch-norm networks as usual
+    load_recipe(tiny)
