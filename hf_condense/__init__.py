@@ -18,7 +18,7 @@ from .core.config import RecipeError  # noqa: E402
 from .core.version import __version__
 from .data import DSA, Preprocessor, RealData, load_real_data  # noqa: E402
 from .evaluation import RunResult  # noqa: E402
-from .hub import ProgressiveSet, Stage, load_progressive  # noqa: E402
+from .hub import HubUnreachable, ProgressiveSet, Stage, load_progressive  # noqa: E402
 from .methods import METHODS, Capabilities, MethodSpec, StageTask, SynSet  # noqa: E402
 from .methods.context import RunContext  # noqa: E402
 from .methods.loop import DistillLoop  # noqa: E402
@@ -32,6 +32,7 @@ __all__ = [
     "Capabilities",
     "ConvNet",
     "DistillLoop",
+    "HubUnreachable",
     "MethodSpec",
     "Preprocessor",
     "ProgressiveSet",

@@ -1,6 +1,7 @@
 """The one error boundary of every entry point: an anticipated failure becomes one line on stderr and an exit code.
 
-    0 done   1 upload failed   2 bad input (recipe, data, folder)   3 diverged or damaged stage   4 out of space
+    0 done   1 upload failed (or the Hub unreachable)   2 bad input (recipe, data, folder)   3 diverged or damaged
+    stage   4 out of space
     130 interrupted (Ctrl-C)   143 terminated (SIGTERM: preemption, `timeout`, a launcher stopping its child)
 
 `HF_CONDENSE_DEBUG=1` re-raises instead, with the traceback.
@@ -16,11 +17,13 @@ from collections.abc import Callable
 
 from ..core.config import RecipeError
 from ..core.interrupts import Terminated, interrupts_raise
+from ..hub.push import HubUnreachable
 from ..methods import DivergenceError
 from ..stages.recipe import load_recipe
 from ..stages.run_folder import FolderLockedError, StageDataError
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_SPACE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 4, 130, 143
+EXIT_UPLOAD_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_SPACE = 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 class InputError(Exception):
@@ -59,6 +62,8 @@ def exit_code(e: Exception) -> int | None:
         return EXIT_BAD_INPUT
     if isinstance(e, DivergenceError | StageDataError):
         return EXIT_DIVERGED
+    if isinstance(e, HubUnreachable):
+        return EXIT_UPLOAD_FAILED
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         return EXIT_NO_SPACE
     return None

@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from ..core.config import RecipeError
-from ..hub.push import Pusher, check_access
+from ..core.paths import expect_folder
+from ..hub.push import HubUnreachable, Pusher, check_access
 from ..stages.run_folder import RunFolder, StageDataError
 from .errors import InputError, exit_code
 
@@ -20,16 +21,18 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
     args = parser.parse_args(argv)
     folder = RunFolder(args.folder)
     try:
-        if not folder.path.is_dir():
-            raise InputError(f"{args.folder}: no such folder")
+        why = expect_folder(args.folder, "a folder written by hf_condense.distill")
+        if why:
+            raise InputError(why)
         if not folder.stages() or not folder.card.is_file():
             raise InputError(
                 f"{args.folder}: no stage_k folders and README.md; expected a folder written by hf_condense.distill"
             )
         folder.verify_stages()  # a missing or altered stage is never uploaded
-        repo_id = check_access(args.repo_id)
+        retry = f"retry: hf-condense push {args.folder} {args.repo_id}" + (" --private" if args.private else "")
+        repo_id = check_access(args.repo_id, retry=retry)
         Pusher(folder.path, repo_id, private=args.private).push_all()
-    except (RecipeError, InputError, StageDataError) as e:
+    except (RecipeError, InputError, StageDataError, HubUnreachable) as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
     except Exception as e:  # any upload failure: one line, the folder untouched

@@ -6,6 +6,7 @@ can map test images into the same space, or view the images in pixel space.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -112,6 +113,7 @@ class Preprocessor:
         """uint8 (or [0, 1] float) N x C x H x W -> model input space, float32. Also takes numpy arrays (N x C x H x
         W, or N x H x W x C / N x H x W as `datasets` and PIL give them) and PIL images (one, or a list)."""
         images = as_image_tensor(images, self.channels)
+        self.check_shape(tuple(images.shape[1:]))
         out = torch.empty(images.shape, dtype=torch.float32)
         for i in range(0, len(images), batch):
             x = images[i : i + batch]
@@ -122,6 +124,17 @@ class Preprocessor:
     @property
     def channels(self) -> int:
         return len(self.mean)
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse images these statistics were not fitted on: other channels, or another size under ZCA (its
+        transform is fitted per pixel)."""
+        fitted = self.zca["mean_vector"].numel() if self.zca is not None else None
+        if shape[0] != self.channels or (fitted is not None and math.prod(shape) != fitted):
+            size = f"{fitted // self.channels} pixels per channel" if fitted else "any size"
+            raise ValueError(
+                f"images of shape {shape} (channels, height, width) given; this preprocessing was fitted on "
+                f"{self.channels}-channel images of {size}"
+            )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.zca is not None:

@@ -12,13 +12,18 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
+import pyarrow
 import torch
 
 from ..core.config import RecipeError, opt
+from ..core.paths import expect_folder, kind
+
+logger = logging.getLogger("hf_condense.data")
 
 DIGITS = "sklearn/digits"
 
@@ -170,20 +175,47 @@ def _offline_hint(path: str) -> str:
     )
 
 
+def _load_cached(cfg: DatasetConfig, where: Path, local: bool) -> datasets.DatasetDict:
+    """`datasets.load_dataset` of the source. A damaged cache (a half-written arrow file) of a local folder is ours
+    to rebuild: it is removed, said in one line, and built again from the folder. A Hub id's cache is the user's
+    `datasets` cache: one line names it and what to do."""
+    cache = local_cache_dir(where) if local else None
+    load = functools.partial(
+        datasets.load_dataset, str(where) if local else cfg.path, cfg.name, revision=None if local else cfg.revision
+    )
+    try:
+        return load(cache_dir=cache)
+    except (pyarrow.ArrowException, OSError) as e:
+        if not isinstance(e, pyarrow.ArrowException) and type(e) is not OSError:  # pyarrow reads as plain OSError
+            raise  # not found, no network, permissions: load_source's own lines
+        if not local:
+            hub_cache = Path(datasets.config.HF_DATASETS_CACHE) / cfg.path.replace("/", "___")
+            raise RecipeError(
+                [
+                    f"dataset.path: the datasets cache of {cfg.path!r} is damaged ({e}); delete {hub_cache} and "
+                    "rerun to download it again"
+                ]
+            ) from None
+        logger.warning(f"the datasets cache of {where} was damaged ({e}); rebuilding it from the folder")
+        shutil.rmtree(cache, ignore_errors=True)
+        return load(cache_dir=cache)
+
+
 def load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     """The `DatasetDict` behind a recipe's dataset section (a Hub id from its local copy when one is mapped)."""
     if cfg.path == DIGITS:
         return digits_dataset_dict()
     where = local_copy(cfg.path) or Path(cfg.path)
     local = where.is_dir()
+    if not local and kind(where) != "nothing":
+        raise RecipeError(
+            [f"dataset.path: {expect_folder(where, 'a dataset folder laid out like a Hub repo, or a Hub id')}"]
+        )
     try:
         with _quiet_retries():
-            return datasets.load_dataset(
-                str(where) if local else cfg.path,
-                cfg.name,
-                revision=None if local else cfg.revision,
-                cache_dir=local_cache_dir(where) if local else None,
-            )
+            return _load_cached(cfg, where, local)
+    except RecipeError:
+        raise
     except ConnectionError:
         hint = _offline_hint(cfg.path)
         raise RecipeError(

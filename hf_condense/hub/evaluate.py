@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from accelerate import Accelerator
 
-from ..data.sources import load_real_data
+from ..data.sources import RealData, load_real_data
 from ..evaluation import RunResult, evaluate_synsets, random_real_stages
 from ..methods import SynSet
 from ..methods.context import make_accelerator
@@ -32,6 +32,7 @@ def evaluate_progressive(
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
     data = run_data(recipe, load_real_data(recipe.dataset))
+    check_fits(ps, data)  # before any preprocessing or training
     ctx = make_context(recipe, accelerator, data, preprocessor=ps.preprocessor)
     ev, seed = recipe.evaluation, recipe.seed
     synsets = _scheduled(ps.synsets(), epochs, lr)
@@ -45,6 +46,28 @@ def evaluate_progressive(
             result.random_real = evaluate_synsets(ctx, ev, seed, rand, model=name, salt=1)
         out[name] = result
     return out
+
+
+def check_fits(ps: ProgressiveSet, data: RealData) -> None:
+    """Refuse, in one line naming both, real data whose image shape or classes differ from the stages'."""
+    stored, given = tuple(ps.synsets()[0].images.shape[1:]), tuple(data.train_x.shape[1:])
+    path = data.source.get("path")
+    if stored != given:
+        raise ValueError(
+            f"dataset.path: {path!r} has {given} images (channels, height, width); the stages of {ps.source} hold "
+            f"{stored} images"
+        )
+    if ps.class_names != data.class_names:
+        raise ValueError(
+            f"dataset.path: {path!r} has classes {short(data.class_names)}; the stages of {ps.source} have "
+            f"{short(ps.class_names)}"
+        )
+
+
+def short(names: list[str], n: int = 6) -> str:
+    """A class list in a line: its first n names and how many there are."""
+    head = ", ".join(names[:n])
+    return f"[{head}{', ...' if len(names) > n else ''}] ({len(names)})"
 
 
 def _scheduled(synsets: list[SynSet], epochs: int | list[int] | None, lr: float | None) -> list[SynSet]:

@@ -12,7 +12,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import yaml
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from ..core.config import RecipeError
@@ -20,6 +20,11 @@ from ..stages.recipe import public_recipe, repo_id_errors
 from ..stages.run_folder import FINAL_FILES, RECIPE, TOP_FILES, list_stages, stage_name, stage_patterns
 
 logger = logging.getLogger(__name__)
+
+
+class HubUnreachable(ConnectionError):
+    """The Hub endpoint could not be reached (no network, a proxy, a wrong HF_ENDPOINT): the network, not the input;
+    exits as an upload failure does (1), with the command to retry."""
 
 
 def _can_write(info: dict, namespace: str) -> bool:
@@ -36,8 +41,9 @@ def _can_write(info: dict, namespace: str) -> bool:
     return False
 
 
-def check_access(repo_id: str, token: str | None = None) -> str:
-    """The full repo id (namespace/name) if the token may write there; otherwise a RecipeError saying why."""
+def check_access(repo_id: str, token: str | None = None, retry: str = "rerun the same command") -> str:
+    """The full repo id (namespace/name) if the token may write there; otherwise a RecipeError saying why, or
+    HubUnreachable naming the endpoint, the repo and `retry` (what to run once the network is back)."""
     errors = repo_id_errors(repo_id)
     if errors:
         raise RecipeError(errors)
@@ -53,8 +59,9 @@ def check_access(repo_id: str, token: str | None = None) -> str:
         why = "the Hugging Face token is invalid or expired" if status == 401 else f"the Hub refused ({status})"
         raise RecipeError([f"output.push_to_hub: {why}; log in again with `hf auth login`"]) from None
     except Exception as e:  # no network (the transport's connection errors), proxies, ...
-        raise RecipeError(
-            [f"output.push_to_hub: cannot reach the Hub ({type(e).__name__}); check the network"]
+        raise HubUnreachable(
+            f"cannot reach the Hub at {constants.ENDPOINT} to check write access to {repo_id!r} "
+            f"({type(e).__name__}); check the network (or HF_ENDPOINT), then {retry}"
         ) from None
     namespace = repo_id.split("/")[0] if "/" in repo_id else info["name"]
     full = repo_id if "/" in repo_id else f"{namespace}/{repo_id}"

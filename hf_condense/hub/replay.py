@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 import yaml
 
+from ..core.paths import expect_folder, kind
 from ..data.formation import formation_factor_of
 from ..data.preprocess import Preprocessor
 from ..methods import SynSet
@@ -24,6 +25,7 @@ from ..stages.run_folder import (
     stage_dataset,
     stage_dataset_to_synset,
 )
+from .push import HubUnreachable
 
 
 @dataclass
@@ -110,8 +112,10 @@ def resolve(source: str | Path, revision: str | None = None) -> Path:
     """A local folder as is; a Hub id downloaded (only the files a replay reads) into the Hub cache."""
     if Path(source).is_dir():
         return Path(source)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
+    if kind(source) != "nothing":  # a file (or a socket...) here is not a Hub id the user meant
+        raise FileNotFoundError(expect_folder(source, "a folder made by hf_condense, or a Hub dataset id"))
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     nowhere = f"{source}: neither a local folder nor a Hub dataset"
     try:
@@ -120,7 +124,12 @@ def resolve(source: str | Path, revision: str | None = None) -> Path:
         )
     except HFValidationError:
         raise FileNotFoundError(f"{nowhere} id (namespace/name): no such folder here") from None
-    except Exception as e:  # not found, gated, offline, no network: the Hub's own reason in brackets
+    except LocalEntryNotFoundError:  # offline, no network, a wrong HF_ENDPOINT; nothing in the local Hub cache
+        raise HubUnreachable(
+            f"cannot reach the Hub at {constants.ENDPOINT} to download the dataset repo {source!r}, and no such local "
+            "folder here; check the network (or HF_ENDPOINT), then rerun the same command"
+        ) from None
+    except Exception as e:  # not found, gated, a revision that does not exist: the Hub's own reason in brackets
         raise FileNotFoundError(f"{nowhere} that can be reached ({type(e).__name__}); no such folder here") from None
 
 

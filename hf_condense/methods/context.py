@@ -58,9 +58,12 @@ def _chosen_threads(requested: int) -> tuple[int, str] | None:
     return None
 
 
+CACHE_VARIABLE = "HF_CONDENSE_CACHE"  # the environment variable naming the cache folder
+
+
 def default_cache_dir() -> Path:
     """Where experts, ZCA fits and forgetting scores are cached unless a recipe says otherwise."""
-    return Path(os.environ.get("HF_CONDENSE_CACHE", Path.home() / ".cache" / "hf_condense"))
+    return Path(os.environ.get(CACHE_VARIABLE, Path.home() / ".cache" / "hf_condense"))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import typing
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from ..core.config import RecipeError, apply_overrides, describe, opt, parse_dataclass, suggest
+from ..core.paths import expect_file, unwritable
 from ..data.augment import AugmentConfig, parse_strategy
 from ..data.preprocess import PreprocessConfig
 from ..data.sources import DIGITS, DatasetConfig, RealData
 from ..methods import METHODS, MethodConfig, Probe
+from ..methods.context import CACHE_VARIABLE, default_cache_dir
 from ..models import ModelConfig, build_model, model_names
 from ..models.chunking import MICRO_BATCH_HELP
 from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
@@ -343,6 +346,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
     if recipe.output.repo_id:
         errors += repo_id_errors(recipe.output.repo_id)
     errors += tracker_errors(recipe.output.log_with)
+    errors += cache_errors(recipe.output.cache_dir)
     if st.scheme == "boost" and st.boost_beta > 0 and not st.use_conditioning:
         errors.append("stages.boost_beta: > 0 needs conditioning (earlier blocks must be in the student's set)")
     try:
@@ -354,6 +358,14 @@ def check_recipe(recipe: Recipe) -> list[str]:
     if not errors:  # method checks read per-stage configs, which need valid overrides
         errors += method_errors(recipe)
     return errors
+
+
+def cache_errors(cache_dir: str | None) -> list[str]:
+    """The cache of experts, ZCA fits and scores must be a folder that can be written, checked before any compute:
+    `output.cache_dir`, else HF_CONDENSE_CACHE, else the default under the home folder."""
+    key = "output.cache_dir" if cache_dir else (CACHE_VARIABLE if os.environ.get(CACHE_VARIABLE) else "cache")
+    why = unwritable(cache_dir or default_cache_dir(), key)
+    return [why] if why else []
 
 
 def model_name_errors(key: str, names: list[str]) -> list[str]:
@@ -452,8 +464,9 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
         data = json.loads(json.dumps(source))
     else:
         path = Path(source)
-        if not path.is_file():
-            raise RecipeError([f"{path}: recipe file not found"])
+        why = expect_file(path, "a recipe YAML file (see recipes/)")
+        if why:
+            raise RecipeError([why])
         try:
             text = path.read_text()
         except UnicodeDecodeError:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -32,7 +31,6 @@ import numpy as np
 import torch
 
 from ..core.io import (
-    TMP_PREFIX,
     atomic_path,
     is_own_temporary,
     recover_interrupted_writes,
@@ -40,6 +38,7 @@ from ..core.io import (
     write_json,
     write_text,
 )
+from ..core.paths import unwritable
 from ..core.progress import quiet_datasets
 from ..methods.base import SynSet
 
@@ -171,11 +170,9 @@ class RunFolder:
         release gave the same recipe, with what changed since (`Recipe.earlier_hashes`), named when one matches.
         """
         folder = self.path
-        if folder.exists() and not folder.is_dir():
-            return [f"output.dir: {str(folder)!r} is a file; give a folder path"]
-        unwritable = self.unwritable()
-        if unwritable:
-            return [unwritable]
+        why = self.unwritable()
+        if why:
+            return [why]
         if self.is_fresh():
             return []
         if not self.is_run():
@@ -213,16 +210,7 @@ class RunFolder:
 
     def unwritable(self) -> str | None:
         """Why the folder cannot be made or written here (a file on the way, a read-only or virtual file system)."""
-        where = self.path.absolute()
-        while not where.exists():
-            where = where.parent
-        if not where.is_dir():
-            return f"output.dir: {str(self.path)!r} cannot be made: {where} is a file"
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
-        except OSError as e:
-            return f"output.dir: {str(self.path)!r} cannot be written ({where}: {e.strerror or e})"
-        return None
+        return unwritable(self.path, "output.dir")
 
     def start(self, hashes: list[str], recipe_yaml: str, info: dict, preprocessor) -> list[str]:
         """Take the folder for a run: lock it, undo interrupted writes, drop the checkpoints of unfinished stages

@@ -170,7 +170,12 @@ def _dataset(env: Env, **section):
 CASES = [
     # recipe files
     Case("malformed YAML", lambda e: e.yaml("dataset:\n  path: [unclosed\n"), RecipeError, "malformed YAML at line"),
-    Case("missing recipe file", lambda e: load_recipe(e.tmp_path / "nope.yaml"), RecipeError, "recipe file not found"),
+    Case(
+        "missing recipe file",
+        lambda e: load_recipe(e.tmp_path / "nope.yaml"),
+        RecipeError,
+        "no such file; expected a recipe",
+    ),
     Case("recipe is not a mapping", lambda e: e.yaml("- a\n- b\n"), RecipeError, "expected a mapping of sections"),
     # keys and types
     Case("unknown key", _set("evaluation", epoch=3), RecipeError, "evaluation.epoch: unknown key"),

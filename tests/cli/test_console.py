@@ -35,7 +35,9 @@ def test_subcommands_share_the_error_boundary(tmp_path, capsys):
         err[-2]
         == f"error: {tmp_path}: no stage_k folders and README.md; expected a folder written by hf_condense.distill"
     )
-    assert err[-1] == f"error: {tmp_path / 'nowhere'}: no such folder"
+    assert (
+        err[-1] == f"error: {tmp_path / 'nowhere'}: no such folder; expected a folder written by hf_condense.distill"
+    )
 
 
 def test_a_missing_recipe_argument_names_only_the_recipe(capsys):
