@@ -38,7 +38,9 @@ SUITES = {
     "run folder: lock, own temporary names, unfinished stages, load_dataset": "tests/stages/test_run_folder.py",
     "damaged cache files caught": "tests/core/test_caches.py",
     "security checks": "tests/hub/test_security.py",
-    "faults around the run folder: caches, models, path kinds, the network, data that does not fit": "tests/cli/test_surroundings.py",
+    "faults around the run folder: caches, models, path kinds, the network, data that does not fit": (
+        "tests/cli/test_surroundings.py"
+    ),
 }
 RANDOM_KILLS = 6
 

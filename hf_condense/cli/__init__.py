@@ -4,6 +4,7 @@
     hf-condense experts recipe.yaml [key.path=value ...]     build a trajectory-matching recipe's experts ahead
     hf-condense evaluate SOURCE [options]                    replay a repo or folder on fresh networks
     hf-condense push FOLDER REPO_ID [--private]              upload a finished folder
+    hf-condense recipes [show NAME | copy NAME PATH]         the shipped recipes (`distill NAME` runs one)
     hf-condense --version
 
 `python -m hf_condense.distill` (and `.experts`, `.evaluate`, `.push`) and `accelerate launch -m hf_condense.distill`
@@ -20,6 +21,7 @@ COMMANDS = {
     "experts": "build the expert trajectories of a recipe ahead of distillation",
     "evaluate": "replay a distilled repo or folder on fresh networks",
     "push": "upload a finished folder to a Hub dataset repo",
+    "recipes": "list the shipped recipes, show one, or copy one to edit",
 }
 
 
@@ -33,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, help in COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)
     args, rest = parser.parse_known_args(argv)
-    from . import distill, evaluate, experts, push
+    from . import distill, evaluate, experts, push, recipes
 
-    module = {"distill": distill, "experts": experts, "evaluate": evaluate, "push": push}[args.command]
+    module = {"distill": distill, "experts": experts, "evaluate": evaluate, "push": push, "recipes": recipes}
+    module = module[args.command]
     return module.main(rest, prog=f"hf-condense {args.command}")
 
 

@@ -35,6 +35,7 @@ from ..models.chunking import MICRO_BATCH_HELP
 from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
 from ..models.functional import buffer_free
 from ..models.training import TrainSchedule
+from . import catalogue
 
 
 @dataclass
@@ -464,7 +465,9 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
         data = json.loads(json.dumps(source))
     else:
         path = Path(source)
-        why = expect_file(path, "a recipe YAML file (see recipes/)")
+        if not path.exists():  # a shipped recipe's name (`hf-condense recipes` lists them)
+            path = catalogue.find(str(source)) or path
+        why = expect_file(path, "a recipe YAML file or a shipped recipe's name (`hf-condense recipes` lists them)")
         if why:
             raise RecipeError([why])
         try:

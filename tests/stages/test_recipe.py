@@ -121,7 +121,7 @@ def test_every_shipped_recipe_validates_and_builds_its_model(path):
     from hf_condense.models import build_model
 
     text = path.read_text()
-    assert text.startswith("#") and "Run:" in text and "Expected:" in text, f"{path.name}: header comment"
+    assert text.startswith("#") and all(f"\n# {k}:" in text for k in ("Run", "Expected", "Status")), path.name
     if not path.stem.endswith("_cpu") and path.stem != "quickstart":  # paper scale: where its values are from
         assert "\n# Source" in text, f"{path.name}: a '# Source(s): ...' header line"
     r = load_recipe(path)
