@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -61,8 +62,12 @@ def test_a_recipe_runs_by_its_name_and_a_file_of_that_name_wins(tmp_path, monkey
 
 @pytest.mark.slow
 def test_a_wheel_ships_the_recipes_and_the_card_template(tmp_path):
+    source = tmp_path / "source"  # built from a copy: setuptools leaves build/ beside the sources
+    shutil.copytree(ROOT / "hf_condense", source / "hf_condense", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path],
         check=True,
         cwd=tmp_path,
     )
