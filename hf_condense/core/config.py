@@ -34,12 +34,20 @@ def opt(
     gt: float | None = None,
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
+    affects_result: bool = True,
 ) -> Any:
-    """A dataclass field with a help text and numeric bounds that the parser enforces."""
-    meta = {"help": help, "min": min, "gt": gt, "max": max}
+    """A dataclass field with a help text and numeric bounds that the parser enforces. `affects_result=False` declares
+    a setting that changes how a result is computed but not the result beyond float round-off (threads, compilation,
+    micro-batching): a stored stage's hash leaves it out (`neutral_fields`); a folder resumes under another value."""
+    meta = {"help": help, "min": min, "gt": gt, "max": max, "affects_result": affects_result}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def neutral_fields(cls: type) -> set[str]:
+    """The fields of dataclass `cls` declared `affects_result=False`."""
+    return {f.name for f in dataclasses.fields(cls) if not f.metadata.get("affects_result", True)}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -101,15 +101,20 @@ class MTTConfig(MethodConfig):
         "stage; 0: whole batch).",
     )
     expert_micro_batch: int | None = opt(
-        None, min=0, help=f"{MICRO_BATCH_HELP} of the experts' steps (default: chosen as for micro_batch; 0: whole)."
+        None,
+        min=0,
+        affects_result=False,
+        help=f"{MICRO_BATCH_HELP} of the experts' steps (default: chosen as for micro_batch; 0: whole).",
     )
     expert_compile: bool | None = opt(
         None,
+        affects_result=False,
         help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU for narrow networks, such as "
         f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
     )
     compile_unroll: bool = opt(
         False,
+        affects_result=False,
         help="Unroll with compiled per-step VJPs (torch.compile; CUDA graphs on GPUs): memory of one step, the same "
         "gradients up to float round-off; for launch-bound GPU unrolls (slower on CPUs: see README).",
     )

@@ -23,7 +23,7 @@ import yaml
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from ..core.config import RecipeError, apply_overrides, describe, opt, parse_dataclass, suggest
+from ..core.config import RecipeError, apply_overrides, describe, neutral_fields, opt, parse_dataclass, suggest
 from ..core.paths import expect_file, unwritable
 from ..data.augment import AugmentConfig, parse_strategy
 from ..data.preprocess import PreprocessConfig
@@ -196,17 +196,19 @@ class Recipe:
     method: MethodConfig = opt(default_factory=MethodConfig)
     stages: StagesConfig = opt(default_factory=StagesConfig)
     evaluation: EvalConfig = opt(default_factory=EvalConfig)
-    output: OutputConfig = opt(default_factory=OutputConfig)
+    output: OutputConfig = opt(default_factory=OutputConfig, affects_result=False)  # where, not what
     seed: int = opt(0, min=0, max=MAX_SEED, help="Seed of everything.")
     threads: int = opt(
         0,
         min=0,
+        affects_result=False,
         help="torch CPU threads per process (0: HF_CONDENSE_THREADS, else OMP_NUM_THREADS outside accelerate "
         "launch, else this machine's cores shared among its processes). Results match to float round-off across "
         "thread counts, bit for bit at equal ones.",
     )
     tf32: bool = opt(
         False,
+        affects_result=False,  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
         help="CUDA matmuls and cuDNN convolutions in TF32 (faster on Ampere and later GPUs; CPUs unaffected). Off by "
         "default: an H100 MTT run diverged under cuDNN's default TF32 convolutions at the lr_lr that is stable in "
         "float32, and checkpointed and plain unroll gradients differed there by 2.5e-3 (8e-8 on a CPU).",
@@ -230,9 +232,8 @@ class Recipe:
         if revision:
             d["method_revision"] = revision
         d["preprocess"] = self.preprocess.key()
-        d.pop("output")
-        d.pop("threads")  # the same images up to float round-off: a folder resumes under another thread count
-        d.pop("tf32")  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
+        for name in neutral_fields(Recipe):  # output, threads, tf32: the same images up to float round-off
+            d.pop(name)
         d["evaluation"] = self.evaluation.schedule().key()
         ev = self.evaluation
         if ev.select != "last":  # the selection then shapes the stage, with the tests it selects on
@@ -249,9 +250,8 @@ class Recipe:
         for m in [d["method"], *st["overrides"]]:
             if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
                 m.pop("transition_mode", None)
-            m.pop("expert_micro_batch", None)  # float round-off only (added later, like micro_batch's automatic rule)
-            m.pop("expert_compile", None)  # likewise
-            m.pop("compile_unroll", None)  # likewise
+            for name in neutral_fields(type(self.method)):  # declared in the method's config (affects_result)
+                m.pop(name, None)
             if m.get("expert_lr", 0) is None:  # the experts train at lr_teacher, as before the key existed
                 m.pop("expert_lr")
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
@@ -518,6 +518,9 @@ def public_recipe(d: dict) -> dict:
     return d
 
 
+NEUTRAL_NOTE = " *Result-neutral: not in the stage hash; a folder resumes under another value.*"
+
+
 def recipe_reference() -> str:
     """The README's recipe reference, generated from the config dataclasses (defaults and help live only there)."""
 
@@ -528,9 +531,8 @@ def recipe_reference() -> str:
             if dataclasses.is_dataclass(hints[f.name]) or (prefix == "method." and f.name == "name"):
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            out.append(
-                f"| `{prefix}{f.name}` | {describe(hints[f.name])} | `{default!r}` | {f.metadata.get('help', '')} |"
-            )
+            help = f.metadata.get("help", "") + ("" if f.metadata.get("affects_result", True) else NEUTRAL_NOTE)
+            out.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | `{default!r}` | {help} |")
         return out
 
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]

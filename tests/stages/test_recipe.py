@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from hf_condense.methods.mtt import MTTConfig
 from hf_condense.stages.recipe import Recipe, RecipeError, load_recipe
+
+from ..conftest import tiny_mtt
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
@@ -133,7 +136,6 @@ def test_every_shipped_recipe_validates_and_builds_its_model(path):
         "digits": (1, 8, 10),
     }
     c, size, classes = next(v for k, v in shapes.items() if k in r.dataset.path.lower())
-    import torch
 
     model = build_model(r.model, classes, c, size)
     assert model(torch.zeros(2, c, size, size)).shape == (2, classes)
@@ -212,3 +214,44 @@ def test_a_functional_method_takes_a_timm_model_without_running_statistics(tiny)
     load_recipe(tiny)
     tiny["method"], tiny["model"] = {"name": "dm"}, {"name": "resnet18"}  # DM trains batch-norm networks as usual
     load_recipe(tiny)
+
+
+def test_the_shipped_recipes_keep_the_stage_hashes_their_folders_hold():
+    """Run folders made by earlier releases resume: each shipped recipe hashes as stored in data/stage_hashes.json.
+    A deliberate change of a recipe's values (or a method's revision) rewrites that file in the same commit."""
+    import json
+
+    stored = json.loads((Path(__file__).parent / "data" / "stage_hashes.json").read_text())
+    assert {path.stem: load_recipe(path).stage_hashes() for path in RECIPES} == stored
+
+
+def test_a_setting_declared_result_neutral_is_left_out_of_the_stage_hash(tiny):
+    from hf_condense.core.config import neutral_fields
+
+    tiny["method"] = tiny_mtt()
+    base = load_recipe(tiny).stage_hashes()
+    assert neutral_fields(Recipe) == {"output", "threads", "tf32"}
+    assert neutral_fields(MTTConfig) == {"expert_micro_batch", "expert_compile", "compile_unroll"}
+    for key in ["threads=1", "tf32=true", "output.dir=elsewhere", "method.expert_micro_batch=3"]:
+        assert load_recipe(tiny, [key]).stage_hashes() == base, key
+    assert load_recipe(tiny, ["method.expert_compile=false", "method.compile_unroll=true"]).stage_hashes() == base
+    assert load_recipe(tiny, ["method.syn_steps=5"]).stage_hashes() != base  # an algorithm setting counts
+
+
+def test_the_result_neutral_settings_change_no_image_beyond_round_off(tiny, accelerator, tmp_path):
+    """What the declaration promises, on a run: another thread count and experts trained in micro-batches leave the
+    stored images equal up to float round-off (amplified a little by 10 iterations at lr_img 100), far closer than a
+    change of seed does (compile_unroll: test_mtt's compiled-unroll test)."""
+    import hf_condense
+
+    tiny["method"], tiny["stages"] = tiny_mtt(iterations=10), {"count": 1, "ipc": 2}
+
+    def images(name, *overrides):
+        keys = [f"output.dir={tmp_path / name}", f"output.cache_dir={tmp_path / name / 'cache'}", *overrides]
+        return hf_condense.run(load_recipe(tiny, keys), accelerator).stages[0].images
+
+    a = images("a")
+    b = images("b", "threads=1", "method.expert_micro_batch=7")  # experts trained again, in micro-batches
+    c = images("c", "seed=1")
+    neutral, other = (a - b).abs().max() / a.abs().max(), (a - c).abs().max() / a.abs().max()
+    assert neutral < 1e-2 and other > 20 * neutral
