@@ -32,10 +32,11 @@ def evaluate_progressive(
     recipe = load_recipe(ps.recipe, list(overrides))
     accelerator = accelerator or make_accelerator()
     data = run_data(recipe, load_real_data(recipe.dataset))
-    check_fits(ps, data)  # before any preprocessing or training
+    synsets = ps.synsets()
+    check_fits(ps, synsets, data)  # before any preprocessing or training
     ctx = make_context(recipe, accelerator, data, preprocessor=ps.preprocessor)
     ev, seed = recipe.evaluation, recipe.seed
-    synsets = _scheduled(ps.synsets(), epochs, lr)
+    synsets = _scheduled(synsets, epochs, lr)
     out = {}
     for name in models or [recipe.model.name]:
         result = RunResult(ps.folder, synsets)
@@ -48,9 +49,9 @@ def evaluate_progressive(
     return out
 
 
-def check_fits(ps: ProgressiveSet, data: RealData) -> None:
-    """Refuse, in one line naming both, real data whose image shape or classes differ from the stages'."""
-    stored, given = tuple(ps.synsets()[0].images.shape[1:]), tuple(data.train_x.shape[1:])
+def check_fits(ps: ProgressiveSet, synsets: list[SynSet], data: RealData) -> None:
+    """Refuse, in one line naming both, real data whose image shape or classes differ from the stages' (`synsets`)."""
+    stored, given = tuple(synsets[0].images.shape[1:]), tuple(data.train_x.shape[1:])
     path = data.source.get("path")
     if stored != given:
         raise ValueError(

@@ -172,9 +172,15 @@ class RunContext:
         the schedule its method declared."""
         return StageData(*syn.training_set(), syn.lr, syn.meta.get("epochs", schedule.epochs), syn.schedule(schedule))
 
-    def protocol_runs(self, schedule: TrainSchedule, mode: str, seeds: Sequence[int]) -> ProtocolRuns:
-        """Fresh networks of the run, one per seed, to train stage by stage under the protocol on this device."""
-        return ProtocolRuns(self.make_model, schedule, self.dsa, mode, seeds, self.device, self.num_classes)
+    def protocol_runs(
+        self, schedule: TrainSchedule, mode: str, seeds: Sequence[int], model: str | None = None, vectorize=False
+    ) -> ProtocolRuns:
+        """Fresh networks of the run (or of architecture `model`), one per seed, to train stage by stage under the
+        protocol on this device; `vectorize`: trained together when the model allows it. The factory is a closure,
+        not the bound method: copying the runs (periodic tests) then shares it instead of deep-copying this context,
+        its data included."""
+        make = lambda: self.make_model(model)  # noqa: E731
+        return ProtocolRuns(make, schedule, self.dsa, mode, seeds, self.device, self.num_classes, vectorize)
 
     def train_and_test(
         self,
@@ -201,16 +207,9 @@ class RunContext:
             with self.progress(desc or "", epochs, "epoch", detail=detail, quiet=desc is None) as bar:
                 return evaluate_runs(
                     data,
-                    lambda: self.make_model(model),
+                    self.protocol_runs(schedule, mode, my_seeds, model, vectorize),
                     test_x,
                     test_y,
-                    schedule,
-                    self.dsa,
-                    mode,
-                    my_seeds,
-                    self.device,
-                    self.num_classes,
-                    vectorize=vectorize,
                     test_batch_size=test_batch_size,
                     on_epoch=bar.update,
                 )

@@ -100,24 +100,16 @@ class ProtocolRuns:
 
 def evaluate_runs(
     stages: Sequence[StageData],
-    make_model: Callable[[], nn.Module],
+    runs: ProtocolRuns,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
-    cfg: TrainSchedule,
-    dsa: DSA | None,
-    mode: str,
-    seeds: Sequence[int],
-    device: torch.device,
-    num_classes: int,
-    vectorize: bool = False,
     test_batch_size: int = 1024,
     on_epoch: EpochHook | None = None,
 ) -> list[list[float]]:
-    """Evaluation runs over all stages, one per seed; per seed, the test accuracy after each stage. With
-    `vectorize` and a buffer-free model the runs train together (`stacked.StackedNets`), else one by one.
-    `on_epoch(networks, loss=..., accuracy=...)` after every training epoch (progress, trackers)."""
-    runs = ProtocolRuns(make_model, cfg, dsa, mode, seeds, device, num_classes, vectorize)
-    accs: list[list[float]] = [[] for _ in seeds]
+    """Train fresh `runs` over all stages; per seed, the test accuracy after each stage. Runs made with `vectorize`
+    and a buffer-free model train together (`stacked.StackedNets`), else one by one. `on_epoch(networks,
+    loss=..., accuracy=...)` after every training epoch (progress, trackers)."""
+    accs: list[list[float]] = [[] for _ in runs.seeds]
     for stage in stages:
         runs.add(stage, on_epoch)
         for r, a in enumerate(runs.accuracy(test_x, test_y, test_batch_size)):

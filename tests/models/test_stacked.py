@@ -41,7 +41,7 @@ def test_stacked_networks_follow_their_sequential_runs(digits, augment):
 
 @pytest.mark.parametrize("mode", ["progressive", "union"])
 def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
-    from hf_condense.models.runs import StageData, evaluate_runs
+    from hf_condense.models.runs import ProtocolRuns, StageData, evaluate_runs
 
     x, y = digits.train_x.float() / 255, digits.train_y
     stages = [StageData(x[i * 50 : (i + 1) * 50], y[i * 50 : (i + 1) * 50], 0.05, 6) for i in range(2)]
@@ -51,10 +51,10 @@ def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
     def model():
         return build_model(ModelConfig(name="convnet_d2w16"), 10, 1, 8)
 
-    scores = {
-        v: evaluate_runs(stages, model, tx, ty, TrainSchedule(), dsa, mode, [5, 6], "cpu", 10, vectorize=v)
-        for v in (False, True)
-    }
+    def runs(v):
+        return ProtocolRuns(model, TrainSchedule(), dsa, mode, [5, 6], "cpu", 10, vectorize=v)
+
+    scores = {v: evaluate_runs(stages, runs(v), tx, ty) for v in (False, True)}
     assert torch.tensor(scores[True]).shape == (2, 2)
     assert torch.allclose(torch.tensor(scores[True]), torch.tensor(scores[False]), atol=0.01)
 
