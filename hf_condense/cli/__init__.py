@@ -25,8 +25,8 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The `hf-condense` console script: a subcommand, then that command's own arguments."""
+def build_parser() -> argparse.ArgumentParser:
+    """The console script's own parser: the subcommand; each command parses the rest (`command_module(name)`)."""
     from ..core.version import __version__
 
     parser = argparse.ArgumentParser(prog="hf-condense", description="Progressive dataset condensation.")
@@ -34,12 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help in COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)
-    args, rest = parser.parse_known_args(argv)
-    from . import distill, evaluate, experts, push, recipes
+    return parser
 
-    module = {"distill": distill, "experts": experts, "evaluate": evaluate, "push": push, "recipes": recipes}
-    module = module[args.command]
-    return module.main(rest, prog=f"hf-condense {args.command}")
+
+def command_module(name: str):
+    """The module of one command (imported on use, so `--version` and `--help` stay fast): `main` and
+    `build_parser`."""
+    import importlib
+
+    return importlib.import_module(f".{name}", __name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `hf-condense` console script: a subcommand, then that command's own arguments."""
+    args, rest = build_parser().parse_known_args(argv)
+    return command_module(args.command).main(rest, prog=f"hf-condense {args.command}")
 
 
 if __name__ == "__main__":

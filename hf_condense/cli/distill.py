@@ -7,6 +7,7 @@ the card and figures, upload when asked, and print the table.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ from ..methods.context import RunContext, make_accelerator
 from ..stages.engine import StageEngine, check_output_folder, make_context, run_data, versions
 from ..stages.recipe import Recipe, data_errors
 from ..stages.run_folder import RunFolder, stage_name
-from .errors import command
+from . import COMMANDS
+from .errors import command, recipe_parser
 
 
 def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
@@ -181,5 +183,9 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     return result
 
 
+def build_parser(prog: str = "hf-condense distill") -> argparse.ArgumentParser:
+    return recipe_parser(prog, COMMANDS["distill"])
+
+
 def main(argv: list[str] | None = None, prog: str = "hf-condense distill") -> int:
-    return command(prog, __doc__.split("\n")[0], run, argv)
+    return command(build_parser(prog), run, argv)

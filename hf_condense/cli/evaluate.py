@@ -14,6 +14,7 @@ from ..evaluation import Score
 from ..hub.evaluate import evaluate_progressive
 from ..hub.replay import ProgressiveSet, load_progressive
 from ..stages.recipe import EVAL_MODES, model_name_errors
+from . import COMMANDS
 from .errors import InputError, guarded
 
 
@@ -34,8 +35,8 @@ def reproduction(recorded: list[Score], now: list[Score], threads: int | None) -
     return "differs from the recorded table (other evaluation settings, processes or device)"
 
 
-def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+def build_parser(prog: str = "hf-condense evaluate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS["evaluate"])
     parser.add_argument("source", help="Hub dataset id or local folder made by hf_condense")
     parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides of the stored recipe")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> i
     parser.add_argument("--lr", type=float, help="initial lr of every stage (default: each stage's learned lr)")
     parser.add_argument("--dataset", help="real data to test on (default: the recipe's dataset.path)")
     parser.add_argument("--random-real", action="store_true", help="also train on random real images")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense evaluate") -> int:
+    args = build_parser(prog).parse_args(argv)
     overrides = list(args.overrides)
     for key, value in (
         ("evaluation.runs", args.runs),

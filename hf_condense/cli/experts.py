@@ -7,13 +7,16 @@ stages before them and are built as the run reaches them.
 
 from __future__ import annotations
 
+import argparse
+
 from ..core.config import RecipeError
 from ..methods import METHODS
 from ..methods.context import make_accelerator
 from ..stages.engine import StageEngine
 from ..stages.recipe import Recipe
+from . import COMMANDS
 from .distill import prepare
-from .errors import command
+from .errors import command, recipe_parser
 
 
 def build_experts(recipe: Recipe) -> None:
@@ -26,5 +29,9 @@ def build_experts(recipe: Recipe) -> None:
     ctx.print(f"{len(paths)} expert(s) ready in {paths[0].parent}")
 
 
+def build_parser(prog: str = "hf-condense experts") -> argparse.ArgumentParser:
+    return recipe_parser(prog, COMMANDS["experts"])
+
+
 def main(argv: list[str] | None = None, prog: str = "hf-condense experts") -> int:
-    return command(prog, __doc__.split("\n")[0], build_experts, argv)
+    return command(build_parser(prog), build_experts, argv)

@@ -10,15 +10,20 @@ from ..core.config import RecipeError
 from ..core.paths import expect_folder
 from ..hub.push import HubUnreachable, Pusher, check_access
 from ..stages.run_folder import RunFolder, StageDataError
+from . import COMMANDS
 from .errors import InputError, exit_code
 
 
-def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+def build_parser(prog: str = "hf-condense push") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS["push"])
     parser.add_argument("folder", help="a folder written by hf_condense.distill")
     parser.add_argument("repo_id", help="Hub dataset repo, e.g. my-org/cifar10-pdd")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense push") -> int:
+    args = build_parser(prog).parse_args(argv)
     folder = RunFolder(args.folder)
     try:
         why = expect_folder(args.folder, "a folder written by hf_condense.distill")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..core.config import suggest
 from ..stages.catalogue import Entry, find, shipped
+from . import COMMANDS
 from .errors import InputError, guarded
 
 
-def main(argv: list[str] | None = None, prog: str = "hf-condense recipes") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+def build_parser(prog: str = "hf-condense recipes") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS["recipes"])
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.add_parser("list", help="every shipped recipe (the default)")
     show = sub.add_parser("show", help="print a shipped recipe")
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None, prog: str = "hf-condense recipes") -> in
     copy = sub.add_parser("copy", help="copy a shipped recipe to PATH (a file, or a folder to put NAME.yaml in)")
     copy.add_argument("name")
     copy.add_argument("path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "hf-condense recipes") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def body() -> None:
         if args.action in (None, "list"):
@@ -64,6 +69,8 @@ def table(entries: list[Entry]) -> str:
     for e in entries:
         ipc = f"{e.stages} x {e.ipc // e.stages}" if e.stages > 1 and e.ipc % e.stages == 0 else str(e.ipc)
         lines.append(f"{e.name:<28} {e.method:<15} {ipc:<13} {cut(e.expected, 44):<44} {cut(e.status, 60)}")
+        if e.gpu:
+            lines.append(f"{'':<28} GPU: {cut(e.gpu, 100)}")
     lines += [
         "",
         "hf-condense recipes show NAME | copy NAME PATH;  hf-condense distill NAME [key.path=value ...] runs one.",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-FIELDS = ("Run", "Expected", "Status")  # the header's labelled lines, each possibly continued on indented lines
+FIELDS = ("Run", "Expected", "Status", "GPU")  # the header's labelled lines, each possibly continued on indented lines
 
 
 def recipes_dir() -> Path:
@@ -27,6 +27,7 @@ class Entry:
     title: str  # the header's first line: the method, dataset, IPC and the paper row it follows
     expected: str
     status: str
+    gpu: str  # expected time and memory on a GPU where known, marked measured or estimated ("" when unknown)
     method: str  # with its multi-stage scheme, e.g. "pdd + mtt"
     stages: int
     ipc: int  # in total, over the stages
@@ -40,8 +41,8 @@ class Entry:
         count, ipc = st.get("count", 1), st.get("ipc", 1)
         total = sum(ipc) if isinstance(ipc, list) else count * ipc
         method = f"{st['scheme']} + {body['method']['name']}" if st.get("scheme") else body["method"]["name"]
-        expected, status = header.get("Expected", ""), header.get("Status", "")
-        return cls(path.stem, path, header["title"], expected, status, method, count, total)
+        expected, status, gpu = (header.get(k, "") for k in ("Expected", "Status", "GPU"))
+        return cls(path.stem, path, header["title"], expected, status, gpu, method, count, total)
 
 
 def header_fields(text: str) -> dict[str, str]:

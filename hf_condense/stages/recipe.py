@@ -518,11 +518,25 @@ def public_recipe(d: dict) -> dict:
     return d
 
 
+def recipe_sections() -> list[tuple[str, str]]:
+    """The recipe's top-level keys, each with what it holds (its config's docstring, or its help), in order."""
+    hints = typing.get_type_hints(Recipe)
+    out = []
+    for f in dataclasses.fields(Recipe):
+        cls = hints[f.name]
+        text = (cls.__doc__ or "").strip().split("\n")[0] if dataclasses.is_dataclass(cls) else f.metadata["help"]
+        if f.name == "method":
+            text = f"The base method: `name` is one of {', '.join(METHODS)}; its other keys are that method's own"
+        out.append((f.name, text.split(". ")[0].rstrip(".") + "."))
+    return out
+
+
 NEUTRAL_NOTE = " *Result-neutral: not in the stage hash; a folder resumes under another value.*"
 
 
 def recipe_reference() -> str:
-    """The README's recipe reference, generated from the config dataclasses (defaults and help live only there)."""
+    """The recipe reference (docs/reference/recipe.md), generated from the config dataclasses (defaults and help live
+    only there)."""
 
     def rows(cls: type, prefix: str) -> list[str]:
         hints = typing.get_type_hints(cls)

@@ -1,15 +1,5 @@
 """The run folder: one class owns every path and file name of an output folder, laid out exactly like a Hub dataset
-repo with one config per stage:
-
-    run.json                       the marker of an hf_condense run (written first): stage hashes, versions, command
-    recipe.yaml                    the resolved recipe
-    preprocessing.safetensors      the map from pixels to the input space of the images (mean/std, ZCA)
-    stage_k/train-00000-of-00001-<sha256 prefix>.parquet
-    stage_k/stage.json             IPC, lr, epochs, method, recipe hash, the sha256 of the stage's parquet
-    README.md                      card whose `configs:` lists stage_1..stage_P (the last one is the default)
-    results.json, images/stage_k.png, accuracy_vs_ipc.png, forgetting.safetensors
-    .checkpoints/stage_k/          resumable in-stage state (never uploaded)
-    logs/                          local trackers
+repo with one config per stage (LAYOUT lists its files and what each holds).
 
 `load_dataset(folder, "stage_k")` reads stage k with plain `datasets`. Every file is written to a temporary name of
 our own and renamed, so a stage folder either is complete or does not exist; `RunFolder.start` makes a folder
@@ -58,15 +48,44 @@ FORGETTING, CURVE, IMAGES, CHECKPOINTS, LOGS, LOCK = (
     ".hf_condense.lock",
 )
 STAGE_META, PARQUET_STEM = "stage.json", "train-00000-of-00001"
+OVERVIEW = f"{IMAGES}/overview.png"  # every stage's grid side by side
 _STAGE_RE = re.compile(r"^stage_(\d+)$")
+
+# Every file of a run folder and what it holds, in the order they appear (docs/reference/output.md is generated from
+# it); `k` is a stage's number.
+LAYOUT = [
+    (RUN_JSON, "written first, so the folder is a run from then on: stage hashes, versions, the command, threads"),
+    (RECIPE, "the resolved recipe (every key, defaults included)"),
+    (PREPROCESSING, "the map from pixels to the images' input space and back (mean/std, ZCA matrices)"),
+    (
+        f"stage_k/{PARQUET_STEM}-<sha256 prefix>.parquet",
+        "stage k's own images: `image` (float32, C x H x W, in the "
+        "input space), `label`, optional `soft_label`, and `preview` (pixel space)",
+    ),
+    (
+        f"stage_k/{STAGE_META}",
+        "IPC, lr (learned for MTT), epochs, optimiser, method, scheme, stage hash, the sha256 of "
+        "the parquet, the distillation log",
+    ),
+    (CARD, "the dataset card: its `configs:` lists stage_1..stage_P, the last one the default"),
+    (RESULTS, "per-stage accuracies per model, random-real and whole-data references, DD-Ranking's scores"),
+    (FORGETTING, "forgetting scores of the real train set (a forgetting curriculum only)"),
+    (
+        f"{IMAGES}/stage_k.png, {OVERVIEW}, {CURVE}",
+        "the card's figures: each stage's images, all stages, accuracy against IPC",
+    ),
+    (
+        f"{CHECKPOINTS}/stage_k/",
+        "resumable in-stage state: images, step size, optimiser and generator states (never uploaded)",
+    ),
+    (f"{LOGS}/", "local trackers (tensorboard, wandb) when `output.log_with` names them (never uploaded)"),
+    (LOCK, "the writer's advisory lock: a second process on the folder is refused (never uploaded)"),
+]
 
 # What leaves the folder for the Hub (no checkpoints, logs, locks or temporary files), and what a replay downloads.
 TOP_FILES = [CARD, PREPROCESSING, RECIPE, RUN_JSON]
 FINAL_FILES = [*TOP_FILES, RESULTS, FORGETTING, CURVE, f"{IMAGES}/*.png"]
 REPLAY_FILES = [CARD, PREPROCESSING, RECIPE, RESULTS, "stage_*/*"]
-
-
-OVERVIEW = f"{IMAGES}/overview.png"  # every stage's grid side by side
 
 
 def grid_name(k: int) -> str:

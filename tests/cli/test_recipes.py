@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -75,3 +76,51 @@ def test_a_wheel_ships_the_recipes_and_the_card_template(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"hf_condense/recipes/{p.name}" for p in recipes_dir().glob("*.yaml")} <= names
     assert "hf_condense/templates/model_card_template.md" in names
+    # run from the wheel's files, away from the clone: the shipped name resolves inside the installed package
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import hf_condense; print(hf_condense.__file__)"],
+        env=env,
+        cwd=work,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    assert where.stdout.startswith(str(site))
+    tiny = [
+        "stages.count=1",
+        "method.iterations=2",
+        "method.num_experts=1",
+        "evaluation.runs=1",
+        "evaluation.epochs=2",
+        "output.dir=out",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_condense.distill", "quickstart", *tiny],
+        env=env,
+        cwd=work,
+        text=True,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (work / "out" / "stage_1" / "stage.json").is_file()
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly(monkeypatch, capsys):
+    """`hf-condense recipes | head -1`: when the pipe closes, no traceback and no second error at exit; stdout goes to
+    /dev/null and the command exits 141, as a program stopped by SIGPIPE."""
+    from hf_condense.cli import errors
+
+    redirected = []
+    monkeypatch.setattr(errors.os, "dup2", lambda fd, to: redirected.append((fd, to)))
+    monkeypatch.setattr(errors.sys, "stdout", type("Out", (), {"fileno": lambda self: 1})())
+
+    def write_to_a_closed_pipe():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert errors.guarded(write_to_a_closed_pipe) == 141
+    assert [to for _, to in redirected] == [1] and capsys.readouterr().err == ""
