@@ -6,8 +6,20 @@ import copy
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# As CI runs them: no Hub, so a test that would reach it fails at once instead of after the client's retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Under pytest-xdist every worker shares the cores: each takes its share of threads (in-process runs and the
+# processes a test starts alike), so two workers on two cores do not fight over four threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("HF_CONDENSE_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if _WORKERS > 1:
+    torch.set_num_threads(int(os.environ["HF_CONDENSE_THREADS"]))
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
@@ -113,3 +125,10 @@ def hub(monkeypatch):
     fake.install()
     yield fake
     fake.uninstall()
+
+
+def pytest_collection_modifyitems(items):
+    """The everyday tier: `pytest -m fast` selects every test not marked heavy or slow."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("heavy", "slow")):
+            item.add_marker(pytest.mark.fast)

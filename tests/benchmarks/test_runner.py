@@ -1,5 +1,5 @@
 """The benchmark runner (benchmarks/run.py) on the digits smoke table: it runs every row, resumes instead of
-recomputing, records failures, refuses bad tables in one line, and the README's benchmark section is its output."""
+recomputing, records failures, refuses bad tables in one line, and the docs' benchmark page is its output."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ def run(*args: str | Path) -> int:
     return runner.main([str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
+# One worker runs this module under pytest-xdist, and the table's run lives for its session: it runs once.
+pytestmark = pytest.mark.xdist_group("benchmark_table")
+
+
+@pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The digits table run once into a scratch folder: (runs folder, results folder, exit code)."""
     d = tmp_path_factory.mktemp("bench")
@@ -37,6 +41,7 @@ def rows(results: Path) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads((results / "digits_tiny.json").read_text())["rows"]}
 
 
+@pytest.mark.heavy
 def test_table_runs_every_row_and_reports(tiny):
     runs, results, rc = tiny
     assert rc == 0
@@ -58,6 +63,7 @@ def test_table_runs_every_row_and_reports(tiny):
     assert (results / "digits_tiny.png").stat().st_size > 0
 
 
+@pytest.mark.heavy
 def test_rerun_reuses_finished_rows(tiny, monkeypatch):
     runs, results, _ = tiny
     before = (results / "digits_tiny.json").read_text()
@@ -66,6 +72,7 @@ def test_rerun_reuses_finished_rows(tiny, monkeypatch):
     assert (results / "digits_tiny.json").read_text() == before
 
 
+@pytest.mark.heavy
 def test_interrupted_row_resumes_to_the_same_result(tiny, tmp_path):
     """A row whose stages are on disk but whose record is not (killed during evaluation) resumes from its run folder
     (the library skips the finished stage) and gives the uninterrupted row's accuracy."""
@@ -86,6 +93,7 @@ def test_interrupted_row_resumes_to_the_same_result(tiny, tmp_path):
     assert row["seconds"] == round(first["seconds"]) and not row["seconds_resumed"]
 
 
+@pytest.mark.heavy
 def test_a_row_restarted_from_an_in_stage_checkpoint_counts_as_resumed(tiny, tmp_path):
     """No finished stage but a checkpoint on disk (killed mid-stage): the sitting's time is not the row's."""
     runs, results, _ = tiny
@@ -171,7 +179,7 @@ def test_shipped_tables_parse_and_name_hub_ids(tmp_path):
         assert "../shared" not in recipe.read_text(), recipe.name
 
 
-def test_readme_benchmark_section_is_generated_from_the_results():
+def test_docs_benchmark_page_is_generated_from_the_results():
     tables = sorted((ROOT / "benchmarks" / "tables").glob("*.yaml"))
     results = [runner.read_results(ROOT / "benchmarks" / "results" / f"{t.stem}.json") for t in tables]
-    assert report.readme_section(results) in (ROOT / "README.md").read_text()
+    assert report.summary_section(results) in (ROOT / "docs" / "benchmarks.md").read_text()

@@ -47,6 +47,7 @@ def test_a_missing_recipe_argument_names_only_the_recipe(capsys):
     assert exit_.value.code == 2 and err.splitlines()[-1].endswith("the following arguments are required: recipe")
 
 
+@pytest.mark.heavy
 def test_the_console_script_and_python_m_are_the_same_command(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  count: 0\n")

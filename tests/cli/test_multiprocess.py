@@ -16,6 +16,7 @@ from ..faults import RECIPE, run_cli, same_stages, write_recipe
 DSA = {"name": "dsa", "iterations": 4, "batch_real": 16, "outer_loop": 2, "inner_loop": 2, "transition_nets": 2}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "method", [{**RECIPE["method"], "trajectories": 2}, DSA], ids=["mtt-2-trajectories", "dsa-classes"]
 )

@@ -36,6 +36,7 @@ class MemoryTracker(GeneralTracker):
         self.logged.append((step, dict(values)))
 
 
+@pytest.mark.heavy
 def test_losses_and_periodic_tests_reach_the_trackers(tiny, capsys):
     tiny["method"] = tiny_mtt(iterations=10)
     tiny["stages"] = {"count": 2, "ipc": 1}
@@ -73,6 +74,7 @@ def _tags(logdir) -> set[str]:
     return tags
 
 
+@pytest.mark.heavy
 def test_tensorboard_on_a_fresh_folder_and_on_resume(tiny, tmp_path):
     pytest.importorskip("tensorboard")
     tiny["method"] = tiny_mtt(iterations=4)
@@ -98,6 +100,7 @@ def test_tensorboard_on_a_fresh_folder_and_on_resume(tiny, tmp_path):
     assert "stage_3/loss" in _tags(tmp_path / "out" / "logs")
 
 
+@pytest.mark.heavy
 def test_wandb_offline_on_a_fresh_folder(tiny, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -112,6 +115,7 @@ def test_wandb_offline_on_a_fresh_folder(tiny, tmp_path, monkeypatch):
     assert runs and runs[0].stat().st_size > 0
 
 
+@pytest.mark.heavy
 def test_a_launched_runs_log_of_both_streams_reads_in_order(tiny, tmp_path):
     """`accelerate launch` relays its child's stderr through a pipe: every bar must still land between its phase's
     start and end lines in a log of stdout and stderr together."""

@@ -22,6 +22,7 @@ def run(recipe_dict, accelerator, overrides=()):
     return hf_condense.run(load_recipe(recipe_dict, overrides), accelerator)
 
 
+@pytest.mark.heavy
 def test_folder_loads_per_config_bit_exact(tiny, accelerator, tmp_path):
     tiny["method"] = {"name": "herding", "embed_epochs": 1}
     tiny["stages"] = {"count": 3, "ipc": [1, 2, 1]}
@@ -53,6 +54,7 @@ def test_table_has_scores_and_random_reference(tiny, accelerator):
     assert "random real" in result.table()
 
 
+@pytest.mark.heavy
 def test_resume_skips_finished_stages_and_matches_uninterrupted(tiny, accelerator, tmp_path, monkeypatch):
     from hf_condense.methods import coreset
 

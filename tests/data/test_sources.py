@@ -98,6 +98,7 @@ def test_ipc_above_smallest_class_refused(tiny):
     assert err.startswith("stages.ipc: 2 stage(s) x [100, 100] = 200 images per class, but the smallest class")
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not FASHION.is_dir(), reason="../shared/datasets/fashion_mnist not present")
 def test_fashion_mnist_loads_through_the_hub_path():
     data = load_real_data(DatasetConfig(path=str(FASHION)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import datasets
+import pytest
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import hf_condense
@@ -28,6 +29,7 @@ def test_stage_configs_declare_features_and_splits(tiny, accelerator, tmp_path):
     DatasetCardData(**data.to_dict())  # the metadata round-trips through huggingface_hub's own card data
 
 
+@pytest.mark.heavy
 def test_scores_and_other_architectures_in_table_results_and_card(tiny, accelerator, tmp_path, capsys):
     tiny["evaluation"].update(
         {"runs": 2, "epochs": 20, "random_real": True, "whole_data": True, "whole_data_epochs": 2}

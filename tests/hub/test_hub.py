@@ -40,6 +40,7 @@ def pushed(tiny, repo="alice/digits-pdd"):
     return hf_condense.load_recipe(tiny)
 
 
+@pytest.mark.heavy
 def test_each_stage_is_one_commit_and_the_repo_loads_back(tiny, accelerator, hub, tmp_path):
     result = hf_condense.run(pushed(tiny), accelerator)
     assert [c.message for c in hub.commits] == [
@@ -61,6 +62,7 @@ def test_each_stage_is_one_commit_and_the_repo_loads_back(tiny, accelerator, hub
     assert torch.equal(default["image"][:], result.stages[-1].images)  # the last stage is the default config
 
 
+@pytest.mark.heavy
 def test_card_metadata_reads_back_and_names_every_stage(tiny, accelerator, hub, tmp_path):
     tiny["stages"] = {"count": 3, "ipc": 1}
     hf_condense.run(pushed(tiny), accelerator)
@@ -162,6 +164,7 @@ def test_load_progressive_refuses_a_gap(tmp_path):
         hf_condense.load_progressive(tmp_path)
 
 
+@pytest.mark.heavy
 def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys, tmp_path):
     tiny["method"] = {"name": "herding", "embed_epochs": 1}
     result = hf_condense.run(hf_condense.load_recipe(tiny), accelerator)

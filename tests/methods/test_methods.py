@@ -45,6 +45,7 @@ def test_published_loops_by_ipc():
     assert default_loops(2) == (1, 1) and default_loops(12) == (10, 50)
 
 
+@pytest.mark.heavy
 def test_forgetting_coreset_keeps_the_most_forgotten_of_each_class(tiny, accelerator):
     tiny["method"] = {"name": "forgetting", "score_epochs": 3}
     tiny["stages"] = {"count": 2, "ipc": 2}
@@ -73,6 +74,7 @@ def test_most_forgotten_breaks_ties_at_random():
     assert all(p[0] == 4 and p[1] in (1, 2, 3) for p in picks) and len(picks) > 1
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["dm", "dsa"])
 def test_pdd_over_method_keeps_earlier_stages_and_uses_transitions(tiny, accelerator, name):
     tiny["method"] = {**FAST[name], "iterations": 5, "transition_nets": 2, "transition_epochs": 5}
@@ -83,6 +85,7 @@ def test_pdd_over_method_keeps_earlier_stages_and_uses_transitions(tiny, acceler
     assert len(result.distilled) == 2
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("mode", ["per_iteration", "pool"])
 def test_gradient_matching_transitions_follow_the_reference_schedule(tiny, accelerator, monkeypatch, mode):
     """Reference PDD + IDC: every outer iteration's fresh network trains on S1, then S1 u S2, ... (epochs / 5 each)
@@ -161,6 +164,7 @@ def test_ratbptt_truncated_gradient_equals_full_backward_through_the_window():
     assert torch.allclose(g_trunc, g_full, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.heavy
 def test_ratbptt_learned_soft_labels_stay_raw_and_non_negative_and_round_trip(tiny, accelerator):
     tiny = one_stage(tiny, {**RAT, "iterations": 10, "learn_labels": True, "lr_label": 0.2})
     tiny["evaluation"] = {"runs": 1, "epochs": 5, "random_real": False}
@@ -234,6 +238,7 @@ def test_multi_formation_decode_and_encode_shapes_and_order():
     assert decode(x, y, 1)[0] is x
 
 
+@pytest.mark.heavy
 def test_idc_stages_record_their_factor_and_train_on_decoded_images(tiny, accelerator, monkeypatch):
     from hf_condense.data.formation import decode
     from hf_condense.data.sources import load_real_data
@@ -297,6 +302,7 @@ def test_herding_init_starts_from_the_herding_coreset(tiny, accelerator):
     assert not torch.equal(randoms, images)
 
 
+@pytest.mark.heavy
 def test_ratbptt_clips_the_images_meta_gradient_only(tiny, accelerator, tmp_path):
     """As the reference: the EMA of the meta-gradient norm is the images' alone, so learning labels leaves the first
     step's norm (where images and their gradients are the same) unchanged."""
@@ -343,6 +349,7 @@ def test_ratbptt_refuses_two_batch_sizes(tiny):
         hf_condense.load_recipe(tiny)
 
 
+@pytest.mark.heavy
 def test_pdd_idc_transitions_train_with_idcs_own_recipe(tiny, accelerator, monkeypatch):
     """The PDD + IDC code trains each iteration's network on the earlier unions with IDC's train_only: batch 64,
     lr 0.01, lr x 0.2 at 2/3 and 5/6 of its epochs, CutMix with probability 0.5; not the evaluation's schedule."""

@@ -140,21 +140,13 @@ def test_batched_unroll_equals_separate_unrolls():
     assert torch.allclose(alpha.grad, g_alpha, rtol=1e-9)
 
 
-def test_compiled_unroll_gradients_equal_plain(fresh_compile, caplog):
-    """A real compile (~30 s here) matches the plain unroll; after a failed compile, one warning and plain again."""
+@pytest.mark.heavy
+def test_a_failed_unroll_compile_warns_once_and_gives_the_plain_gradients(fresh_compile, caplog):
+    """After a failed compile: one warning, then the plain unroll, with nothing half-accumulated. (A real compile's
+    equality with the plain unroll: test_compiled_unroll_distils_the_same_images_and_is_recorded.)"""
     import logging
 
     net, start, target, images, alpha, batch, steps = tiny_problem(dtype=torch.float32, steps=5)
-    plain = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
-    g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
-    images.grad = alpha.grad = None
-    fused = CompiledUnroll(net, torch.device("cpu")).backward(start, target, alpha, batch, steps, scale=0.5)
-    assert abs(fused - plain) <= 1e-5 * plain
-    assert ((images.grad - g_img).norm() / g_img.norm()) < 1e-5
-    assert abs(float(alpha.grad - g_alpha)) / abs(float(g_alpha)) < 1e-5
-
-    torch._dynamo.reset()
-    images.grad = alpha.grad = None
     again = unroll_backward(net, start, target, alpha, batch, steps, scale=0.5)
     g_img, g_alpha = images.grad.clone(), alpha.grad.clone()
     images.grad = alpha.grad = None
@@ -166,6 +158,7 @@ def test_compiled_unroll_gradients_equal_plain(fresh_compile, caplog):
     assert len([r for r in caplog.records if r.name == "hf_condense.compile"]) == 1
 
 
+@pytest.mark.heavy
 def test_compiled_unroll_distils_the_same_images_and_is_recorded(tiny, accelerator, tmp_path, fresh_compile):
     import copy
 
@@ -193,6 +186,7 @@ def test_compile_unroll_refuses_what_it_replaces_and_leaves_stage_hashes(tiny):
     assert on.stage_hashes() == off.stage_hashes()  # float round-off only
 
 
+@pytest.mark.heavy
 def test_vectorized_trajectories_distil_the_same_images(tiny, accelerator, tmp_path, monkeypatch):
     import copy
 
@@ -230,6 +224,7 @@ def mtt_recipe(tiny, **method):
     return load_recipe(tiny)
 
 
+@pytest.mark.heavy
 def test_mtt_lowers_matching_loss_and_beats_random_real(tiny, accelerator, tmp_path):
     result = hf_condense.run(mtt_recipe(tiny, iterations=60), accelerator)
     meta = json.loads((tmp_path / "out" / "stage_1" / "stage.json").read_text())
@@ -239,6 +234,7 @@ def test_mtt_lowers_matching_loss_and_beats_random_real(tiny, accelerator, tmp_p
     assert mtt_acc > rand_acc + 0.05, (mtt_acc, rand_acc)
 
 
+@pytest.mark.heavy
 def test_alpha_is_learned_positive_saved_and_used_by_evaluation(tiny, accelerator, tmp_path, monkeypatch):
     from hf_condense.models import training
 
@@ -252,6 +248,7 @@ def test_alpha_is_learned_positive_saved_and_used_by_evaluation(tiny, accelerato
     assert seen[0] == alpha  # evaluation trains at the learned lr
 
 
+@pytest.mark.heavy
 def test_expert_cache_is_reused_and_corruption_is_caught(tiny, accelerator, tmp_path, monkeypatch, caplog):
     from hf_condense.methods.experts import ExpertStore
 
@@ -284,6 +281,7 @@ def test_divergence_stops_with_last_good_state(tiny, accelerator, tmp_path):
     assert (tmp_path / "out" / ".checkpoints" / "stage_1" / "mtt.safetensors").is_file()
 
 
+@pytest.mark.heavy
 def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, accelerator, tmp_path, monkeypatch):
     from hf_condense.methods import mtt, unroll
 
@@ -313,6 +311,7 @@ def test_killed_stage_resumes_from_its_checkpoint_with_the_same_result(tiny, acc
     assert full.stages[0].lr == resumed.stages[0].lr
 
 
+@pytest.mark.heavy
 def test_transition_experts_caps_the_experts_retrained_for_later_stages(tiny, accelerator, tmp_path):
     from ..conftest import tiny_mtt
 
@@ -356,6 +355,7 @@ def test_forgetting_curriculum_scope(tiny, accelerator, tmp_path, monkeypatch, s
         assert seen == [1437] * (2 * epochs)
 
 
+@pytest.mark.heavy
 def test_experts_command_builds_the_experts_the_first_stage_uses(tiny, accelerator, tmp_path):
     from hf_condense.cli.experts import build_experts
 
@@ -478,6 +478,7 @@ def test_expert_lr_trains_the_experts_and_lr_teacher_starts_alpha(tiny):
     assert load_recipe(tiny).distill_hash() == plain.distill_hash()  # unset: hashed as before the key existed
 
 
+@pytest.mark.heavy
 def test_later_stages_probe_from_where_the_evaluation_leaves_the_earlier_stages(tiny, accelerator, monkeypatch):
     """A stage-2 periodic test equals a progressive run over stage 1 (its evaluation epochs) then the current images
     (the probe's epochs), on the validation split, so the kept iterate is the best one for the progressive

@@ -51,6 +51,7 @@ def test_a_bad_method_config_is_refused_with_the_key(tiny, name):
         hf_condense.load_recipe(tiny)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", sorted(n for n, s in METHODS.items() if s.capabilities.synthetic))
 def test_a_tiny_run_beats_random_real_images(tiny, accelerator, name):
     tiny["method"] = method_section(name)
@@ -73,6 +74,7 @@ def _with_checkpoints(name: str) -> dict:
     return section
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_an_interrupted_run_resumes_to_the_uninterrupted_stages(tiny, accelerator, tmp_path, monkeypatch, name):
     """Interrupted once iteration 5 has updated everything (methods with a loop; checkpoints every 4 iterations) or
@@ -141,6 +143,7 @@ class ToyDistiller:
         return ws.output(task, task.default_lr, loss_log(loop.run(step)))
 
 
+@pytest.mark.heavy
 def test_a_toy_method_is_one_config_one_distiller_one_registry_line(tiny, accelerator, monkeypatch):
     monkeypatch.setitem(METHODS, "toy", MethodSpec(ToyConfig, ToyDistiller, Capabilities()))
     tiny["method"] = {"name": "toy", "iterations": 30}

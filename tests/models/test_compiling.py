@@ -45,6 +45,7 @@ def test_the_rule_compiles_large_cpu_jobs_of_narrow_networks_and_a_recipe_value_
     assert compiling.describe(None, True) == "compiled (auto)" and compiling.describe(False, False) == "eager (recipe)"
 
 
+@pytest.mark.heavy
 def test_compiled_training_steps_equal_eager_ones(fresh_compile):
     eager, v_eager = _train(False)
     fused, v_fused = _train(True)
@@ -62,6 +63,7 @@ def test_a_failed_compile_trains_eagerly_after_one_warning(fresh_compile, caplog
     assert len(warnings) == 1 and "training eagerly" in warnings[0] and "compiler" in warnings[0]
 
 
+@pytest.mark.heavy
 def test_expert_compile_is_recorded_and_leaves_stage_hashes(tiny, capsys):
     from hf_condense.cli.experts import build_experts
 

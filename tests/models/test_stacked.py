@@ -59,6 +59,7 @@ def test_vectorised_evaluation_scores_like_sequential_runs(digits, mode):
     assert torch.allclose(torch.tensor(scores[True]), torch.tensor(scores[False]), atol=0.01)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("transition", [False, True])
 def test_stacked_experts_follow_their_sequential_trajectories(tiny, accelerator, tmp_path, transition):
     """`method.expert_stack` trains a process's experts as one vmapped network: the same trajectories (PDD transition

@@ -23,6 +23,7 @@ def staged(tiny, tmp_path, name, **stages):
     return load_recipe(tiny)
 
 
+@pytest.mark.heavy
 def test_earlier_stages_stay_bit_identical(tiny, accelerator, tmp_path):
     one = hf_condense.run(staged(tiny, tmp_path, "one", count=1), accelerator)
     two = hf_condense.run(staged(tiny, tmp_path, "two"), accelerator)
@@ -31,6 +32,7 @@ def test_earlier_stages_stay_bit_identical(tiny, accelerator, tmp_path):
     assert not torch.equal(two.stages[1].images, two.stages[0].images)
 
 
+@pytest.mark.heavy
 def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, accelerator, tmp_path):
     from hf_condense.cli.distill import prepare
     from hf_condense.methods.experts import ExpertStore
@@ -64,6 +66,7 @@ def test_transition_experts_start_from_weights_trained_on_earlier_stages(tiny, a
     assert store.stage_experts(s, [], 20, recipe_nt.evaluation.schedule())[0] == base_key
 
 
+@pytest.mark.heavy
 def test_a_finished_run_extends_with_more_stages_without_redoing_them(tiny, accelerator, tmp_path, monkeypatch):
     """PDD's scaling up: raising stages.count distils only the new stages, equal to a run made that long from the
     start; a recipe that changes an earlier stage, or asks for fewer stages, is refused."""
@@ -88,6 +91,7 @@ def test_a_finished_run_extends_with_more_stages_without_redoing_them(tiny, acce
     assert calls == [3] and list_stages(tmp_path / "grown") == [1, 2, 3]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("beta", [0.0, 0.5])
 def test_boost_moves_earlier_blocks_only_with_beta(tiny, accelerator, tmp_path, beta):
     one = hf_condense.run(staged(tiny, tmp_path, "one", count=1), accelerator)
@@ -115,6 +119,7 @@ def test_evaluation_modes_train_on_the_sets_they_claim(tiny, accelerator, monkey
     assert len(models) == (2 if mode == "union" else 1)  # union: a fresh network per budget
 
 
+@pytest.mark.heavy
 def test_forgetting_curriculum_restricts_each_stage_to_its_band(tiny, accelerator, tmp_path):
     import json
 
@@ -161,6 +166,7 @@ def test_quantile_pools_partition_each_class_by_rank():
     assert len(widened) == 3 and widened[1:] == [7, 8]
 
 
+@pytest.mark.heavy
 def test_quantile_curriculum_gives_each_stage_an_equal_share(tiny, accelerator, tmp_path):
     import json
 
@@ -173,6 +179,7 @@ def test_quantile_curriculum_gives_each_stage_an_equal_share(tiny, accelerator, 
     assert not set(result.stages[0].indices.tolist()) & set(result.stages[1].indices.tolist())
 
 
+@pytest.mark.heavy
 def test_progressive_students_draw_classes_times_the_stage_ipc_from_the_union(
     tiny, accelerator, tmp_path, monkeypatch
 ):
@@ -207,6 +214,7 @@ def test_a_folder_from_before_a_method_revision_is_refused_with_what_changed(tin
         hf_condense.run(staged(tiny, tmp_path, "old", count=1), accelerator)
 
 
+@pytest.mark.heavy
 def test_seqmatch_subsets_start_within_their_own_intervals(tiny, accelerator, tmp_path, monkeypatch):
     """SeqMatch as its code runs it: each subset's start epochs come from its own [min_start_epoch, max_start_epoch)
     (the interval's start to its end minus the matched epochs), and its student batch is classes x its IPC drawn

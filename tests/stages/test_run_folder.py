@@ -27,6 +27,7 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
     second.unlock()
 
 
+@pytest.mark.heavy
 def test_recovery_touches_only_its_own_temporary_names(tiny, accelerator, tmp_path):
     out = tmp_path / "out"
     hf_condense.run(hf_condense.load_recipe(tiny), accelerator)
@@ -49,6 +50,7 @@ def test_a_folder_killed_after_its_first_file_resumes(tiny, accelerator, tmp_pat
     assert folder.recipe.is_file() and folder.preprocessing.is_file() and len(result.stages) == 2
 
 
+@pytest.mark.heavy
 def test_an_unfinished_stage_does_not_block_a_rerun_with_other_settings(tiny, accelerator, capsys):
     tiny["method"] = tiny_mtt(iterations=20, lr_lr=10.0, checkpoint_every=5)  # alpha leaves its range: diverges
     tiny["stages"] = {"count": 1, "ipc": 1}
@@ -60,6 +62,7 @@ def test_an_unfinished_stage_does_not_block_a_rerun_with_other_settings(tiny, ac
     assert "never finished under other settings" in capsys.readouterr().out
 
 
+@pytest.mark.heavy
 def test_load_dataset_returns_the_folders_own_stage(tiny, accelerator, tmp_path):
     """Two folders of one base name, then one rewritten in place: `datasets`' cache key of a stage config follows
     the stage's contents (its parquet is named by its checksum), so each load returns that folder's images."""
