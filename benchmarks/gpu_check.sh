@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The GPU tier's most informative part in one device call (< 10 minutes): the table benchmarks/tables/
 # cifar10_gpu_check.yaml (CIFAR-10 IPC 10, ConvNet-D3W128: random real, MTT, PDD + MTT 2 x 5 at equal compute) run
-# by benchmarks/run.py, TF32 off; results (json, md, png) and the log to $OUT.
-# Prepare here first with `bash benchmarks/prepare_gpu_check.sh` (CIFAR-10 copy in .data/, wheels in .whl/), then:
-#   device run, carry [".data", ".whl"], timeout_s 600:  bash benchmarks/gpu_check.sh
-# GPU_CHECK_SECONDS (default 540) bounds the table, so that whatever finished comes back inside the call; the rows
+# by benchmarks/run.py, TF32 off; results (json, md, png) and the log to $OUT (default outputs/gpu_check).
+# On any machine with a GPU and this project installed: `bash benchmarks/gpu_check.sh`; CIFAR-10 comes from
+# $HF_CONDENSE_DATASETS (local copies laid out like the Hub repos; default .data/) or, with HF_HUB_OFFLINE=0, the Hub.
+# A machine that lacks `datasets` or `kornia` and the network: `bash benchmarks/prepare_gpu_check.sh` on one that has
+# them writes the data to .data/ and the wheels to .whl/; copy both beside the checkout and the script installs them.
+# GPU_CHECK_SECONDS (default 540, for a 10-minute slot) bounds the table, so that whatever finished comes back inside the call; the rows
 # write their results as each finishes. GPU_CHECK_TABLE runs another table the same way (e.g. cifar10_gpu on a
 # longer lease); a CPU dry run: GPU_CHECK_TABLE=digits_tiny bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/device_env.sh
 # TF32 off: float32 convolutions as on the CPU, where the same lr_lr never diverged (an H100 run at TF32 did)
-export NVIDIA_TF32_OVERRIDE=0 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export NVIDIA_TF32_OVERRIDE=0 HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export HF_CONDENSE_DATASETS="${HF_CONDENSE_DATASETS:-$PWD/.data}"
 table="${GPU_CHECK_TABLE:-cifar10_gpu_check}"
 out="${OUT:-outputs/gpu_check}"

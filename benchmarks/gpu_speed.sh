@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The speed benchmarks on a lent GPU in one device call (< 10 minutes): the unroll and expert-training table
+# The speed benchmarks on any machine with a GPU, in under 10 minutes: the unroll and expert-training table
 # (benchmarks/unroll_speed.py cuda: plain / default / candidates, among them the compiled per-step VJPs of
 # method.compile_unroll, CUDA graphs by torch.compile's reduce-overhead mode) and
 # vmapped trajectories against sequential ones (benchmarks/batched_trajectories.py cuda), TF32 off as the recipes'
-# default (`tf32: false`) and then on, for its effect; results and logs to $OUT. Random data: no dataset to carry.
-# Prepare here with `bash benchmarks/prepare_gpu_check.sh` (wheels in .whl/), then:
-#   device run, carry [".whl"], timeout_s 600:  bash benchmarks/gpu_speed.sh
+# default (`tf32: false`) and then on, for its effect; results and logs to $OUT (default outputs/gpu_speed). Random
+# data: no dataset needed. `bash benchmarks/gpu_speed.sh` with this project installed; a machine without `kornia` or
+# `datasets` and no network takes the wheels `benchmarks/prepare_gpu_check.sh` writes to .whl/ (see gpu_check.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/device_env.sh

@@ -30,7 +30,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_readme, write_report  # noqa: E402
+from report import write_report, write_summary  # noqa: E402
 
 import hf_condense  # noqa: E402
 from hf_condense.cli.errors import InputError, exit_code, guarded  # noqa: E402
@@ -42,7 +42,7 @@ from hf_condense.stages.run_folder import CHECKPOINTS, RunFolder, list_stages, s
 ROOT = Path(__file__).resolve().parents[1]
 TABLES, RUNS, RESULTS = ROOT / "benchmarks" / "tables", ROOT / "benchmarks" / "runs", ROOT / "benchmarks" / "results"
 ROW_KEYS = {"name", "recipe", "overrides", "seeds", "reference", "start_from", "curve", "note"}
-TABLE_KEYS = {"title", "profile", "recipe", "overrides", "seeds", "rows", "readme"}
+TABLE_KEYS = {"title", "profile", "recipe", "overrides", "seeds", "rows", "summary"}
 REFERENCE_KEYS = {"value", "source", "protocol"}
 
 
@@ -68,7 +68,7 @@ class Table:
     title: str
     profile: str
     rows: list[Row] = field(default_factory=list)
-    readme: bool = False  # the README's benchmark section shows this table
+    summary: bool = False  # the docs' benchmark page (docs/benchmarks.md) shows this table
 
 
 def fail(msg: str) -> None:
@@ -91,7 +91,7 @@ def load_table(spec: str) -> Table:
     if unknown:
         fail(f"{path}: unknown key(s) {sorted(unknown)}; a table has {sorted(TABLE_KEYS)}")
     table = Table(path.stem, str(data.get("title", path.stem)), str(data.get("profile", "")).strip())
-    table.readme = bool(data.get("readme", False))
+    table.summary = bool(data.get("summary", False))
     for i, r in enumerate(data["rows"]):
         where = f"{path.name}: rows[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("name"), str):
@@ -356,14 +356,14 @@ def run_table(args: argparse.Namespace) -> None:
 
     def write() -> None:
         rows = [summary(row, recipes[row.name], saved.get(row.name, {}).get("seeds", [])) for row in table.rows]
-        results = {"table": table.name, "title": table.title, "profile": table.profile, "readme": table.readme}
+        results = {"table": table.name, "title": table.title, "profile": table.profile, "summary": table.summary}
         results["rows"] = rows
         args.results.mkdir(parents=True, exist_ok=True)
         write_json(path, results)
         write_report(results, args.results / table.name)
-        if table.readme and args.results == RESULTS:
+        if table.summary and args.results == RESULTS:
             tables = sorted(TABLES.glob("*.yaml"))
-            write_readme(ROOT / "README.md", [read_results(RESULTS / f"{t.stem}.json") for t in tables])
+            write_summary(ROOT / "docs" / "benchmarks.md", [read_results(RESULTS / f"{t.stem}.json") for t in tables])
 
     picked = [] if args.report else [row for row in table.rows if not args.rows or row.name in args.rows]
     for seed in range(max((row.seeds for row in picked), default=0)):  # every row's seed 0 first, then the spread
