@@ -35,7 +35,7 @@ OUT = RESULTS / "fashion_mnist_stage_matching.md"
 def stage_rows(table: str, name: str, acc: Accelerator) -> list[str]:
     """The table rows of one finished benchmark row (seed 0), one per stage."""
     ps = hf_condense.load_progressive(finished_folder(table, name))
-    recipe = load_recipe(ps.recipe)
+    recipe = load_recipe(ps.recipe, notes=False)
     ctx = make_context(recipe, acc, load_real_data(recipe.dataset), preprocessor=ps.preprocessor)
     store, synsets, ev = ExpertStore(ctx, train=False), ps.synsets(), recipe.evaluation.schedule()
     st, seed = recipe.stages, recipe.seed

@@ -150,7 +150,7 @@ def run(recipe: Recipe, accelerator: Accelerator | None = None) -> RunResult:
     ctx = prepare(recipe, accelerator)
     ev = recipe.evaluation
     if out.log_with:
-        accelerator.init_trackers(Path(out.dir).name, config=flat_config(recipe.to_dict()))
+        accelerator.init_trackers(Path(out.dir).name, config=flat_config(recipe.public_dict()))
 
     pusher = Pusher(out.dir, out.repo_id, out.private) if out.push_to_hub and accelerator.is_main_process else None
     rewrites = recipe.stages.scheme == "boost" and recipe.stages.boost_beta > 0  # boosting moves earlier stages

@@ -30,7 +30,7 @@ def reproduction(recorded: list[Score], now: list[Score], threads: int | None) -
     if threads is not None and threads != mine:
         return (
             f"differs from the recorded table: it was evaluated with {threads} CPU thread(s) per process, this with "
-            f"{mine} (float round-off); rerun with threads={threads} to reproduce it exactly"
+            f"{mine} (float round-off); rerun with compute.threads={threads} to reproduce it exactly"
         )
     return "differs from the recorded table (other evaluation settings, processes or device)"
 

@@ -35,11 +35,14 @@ def opt(
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
     affects_result: bool = True,
+    compute: str | None = None,
 ) -> Any:
     """A dataclass field with a help text and numeric bounds that the parser enforces. `affects_result=False` declares
     a setting that changes how a result is computed but not the result beyond float round-off (threads, compilation,
-    micro-batching): a stored stage's hash leaves it out (`neutral_fields`); a folder resumes under another value."""
-    meta = {"help": help, "min": min, "gt": gt, "max": max, "affects_result": affects_result}
+    micro-batching): a stored stage's hash leaves it out (`neutral_fields`); a folder resumes under another value.
+    `compute="name"` declares an execution setting (how the arithmetic runs, not which method): a recipe spells it
+    `compute.name`, apart from the method's own knobs (`compute_fields`)."""
+    meta = {"help": help, "min": min, "gt": gt, "max": max, "affects_result": affects_result, "compute": compute}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -48,6 +51,11 @@ def opt(
 def neutral_fields(cls: type) -> set[str]:
     """The fields of dataclass `cls` declared `affects_result=False`."""
     return {f.name for f in dataclasses.fields(cls) if not f.metadata.get("affects_result", True)}
+
+
+def compute_fields(cls: type) -> dict[str, str]:
+    """The fields of dataclass `cls` declared execution settings: field name -> its key in a recipe's `compute:`."""
+    return {f.name: f.metadata["compute"] for f in dataclasses.fields(cls) if f.metadata.get("compute")}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def render_card(
         overview=OVERVIEW if run.overview.exists() else None,
         repo_id=repo_id or run.path.name,
         last_stage=stage_name(stages[-1]) if stages else "stage_1",
-        recipe_yaml=yaml.safe_dump(public_recipe(recipe.to_dict()), sort_keys=False).strip(),
+        recipe_yaml=yaml.safe_dump(public_recipe(recipe.public_dict()), sort_keys=False).strip(),
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) + f", Python {platform.python_version()}",
         bibtex=[BIBTEX[k] for k in (scheme, method, "dsa") if k in BIBTEX],
     )

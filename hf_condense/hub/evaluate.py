@@ -29,7 +29,7 @@ def evaluate_progressive(
     """Per architecture, the stages' scores (and optionally random real images of the same budgets); `epochs` (one
     number, or one per stage) and `lr` replace the stages' own epochs and learned lr (to compare sets at one schedule,
     or to ask how long a later stage should train)."""
-    recipe = load_recipe(ps.recipe, list(overrides))
+    recipe = load_recipe(ps.recipe, list(overrides), notes=False)  # a stored recipe, any release's spelling
     accelerator = accelerator or make_accelerator()
     data = run_data(recipe, load_real_data(recipe.dataset))
     synsets = ps.synsets()

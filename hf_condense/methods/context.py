@@ -33,7 +33,7 @@ def make_accelerator(**kwargs) -> Accelerator:
 
 
 def cpu_threads(requested: int = 0) -> tuple[int, str]:
-    """(torch CPU threads per process, where the number came from): `requested` (the recipe's `threads`), else
+    """(torch CPU threads per process, where the number came from): `requested` (the recipe's `compute.threads`), else
     `HF_CONDENSE_THREADS`, else `OMP_NUM_THREADS` when set by the user, else the cores this process may use shared
     among the processes on this machine. Under `accelerate launch` OMP_NUM_THREADS is the launcher's default of 1,
     which would leave all but one core idle, so it is not read there. A chosen number above this process's share of

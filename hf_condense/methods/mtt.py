@@ -72,12 +72,16 @@ class MTTConfig(MethodConfig):
         None,
         help="Unroll a process's trajectories together under vmap (fewer, larger kernels; plain memory only). "
         "Default: on a GPU when an iteration matches several trajectories with plain memory, off on CPUs (slower).",
+        compute="vectorize_trajectories",
     )
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
     expert_augment: bool = opt(True, help="DSA while training experts.")
     expert_stack: int = opt(
-        1, min=1, help="Experts trained together as one vmapped network (1: one by one; slower on CPU, see README)."
+        1,
+        min=1,
+        help="Experts trained together as one vmapped network (1: one by one; slower on CPU: docs/benchmarks.md).",
+        compute="expert_stack",
     )
     expert_extra_epochs: int = opt(0, min=0, help="Train experts this many epochs beyond what matching needs.")
     transition_epochs: int | None = opt(
@@ -92,31 +96,38 @@ class MTTConfig(MethodConfig):
     memory: Literal["plain", "checkpoint"] = opt(
         "plain",
         help="checkpoint: recompute the unroll in segments (memory of one segment, same gradients, ~1.3x time).",
+        compute="memory",
     )
-    segments: int | None = opt(None, min=1, help="Segments of the checkpointed unroll (default sqrt(syn_steps)).")
+    segments: int | None = opt(
+        None, min=1, help="Segments of the checkpointed unroll (default sqrt(syn_steps)).", compute="segments"
+    )
     micro_batch: int | None = opt(
         None,
         min=0,
         help=f"{MICRO_BATCH_HELP} of each student step (default: chosen from device and shapes, recorded in the "
         "stage; 0: whole batch).",
+        compute="micro_batch",
     )
     expert_micro_batch: int | None = opt(
         None,
         min=0,
         affects_result=False,
         help=f"{MICRO_BATCH_HELP} of the experts' steps (default: chosen as for micro_batch; 0: whole).",
+        compute="expert_micro_batch",
     )
     expert_compile: bool | None = opt(
         None,
         affects_result=False,
         help=f"{COMPILE_HELP} for the experts' real epochs (default: on a CPU for narrow networks, such as "
         f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples in all; eager on GPUs).",
+        compute="expert_compile",
     )
     compile_unroll: bool = opt(
         False,
         affects_result=False,
         help="Unroll with compiled per-step VJPs (torch.compile; CUDA graphs on GPUs): memory of one step, the same "
-        "gradients up to float round-off; for launch-bound GPU unrolls (slower on CPUs: see README).",
+        "gradients up to float round-off; for launch-bound GPU unrolls (slower on CPUs: docs/benchmarks.md).",
+        compute="compile_unroll",
     )
     init: InitMode = opt("real", help=INIT_HELP)
     max_alpha_factor: float = opt(100.0, gt=1, help="alpha above lr_teacher x this counts as divergence.")

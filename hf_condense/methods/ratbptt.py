@@ -57,6 +57,7 @@ class RaTBPTTConfig(MethodConfig):
         min=0,
         help=f"{MICRO_BATCH_HELP} of each inner step (default: chosen from device and shapes, recorded in the stage; "
         "0: whole batch).",
+        compute="micro_batch",
     )
     batch_real: int = opt(5000, min=1, help="Real images in the meta-loss batch.")
     clip_factor: float = opt(2.0, gt=0, help="Clip the images' meta-gradient at this x the EMA of its norm.")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from ..models.chunking import MICRO_BATCH_HELP
 from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
 from ..models.functional import buffer_free
 from ..models.training import TrainSchedule
-from . import catalogue
+from . import catalogue, compute
 
 
 @dataclass
@@ -105,7 +106,9 @@ class EvalConfig:
     weight_decay: float = opt(5e-4, min=0, help="SGD weight decay.")
     augment: bool = opt(True, help="DSA on every batch.")
     vectorize: bool = opt(
-        False, help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU)."
+        False,
+        help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU).",
+        compute="eval_vectorize",
     )
     mode: EvalMode | None = opt(
         None,
@@ -143,11 +146,13 @@ class EvalConfig:
         min=0,
         help=f"{MICRO_BATCH_HELP} of every network trained on a stage (evaluation, PDD transitions, inner loops; "
         "default: chosen from device and shapes; 0: whole batch).",
+        compute="eval_micro_batch",
     )
     compile: bool | None = opt(
         None,
         help=f"{COMPILE_HELP} of every network trained on a stage (default: on a CPU for narrow networks, such as "
         f"ConvNet-D3W32, that train at least {COMPILE_MIN_EXAMPLES:,} examples, epochs x set size; eager on GPUs).",
+        compute="eval_compile",
     )
 
     def schedule(self) -> TrainSchedule:
@@ -202,6 +207,7 @@ class Recipe:
         0,
         min=0,
         affects_result=False,
+        compute="threads",
         help="torch CPU threads per process (0: HF_CONDENSE_THREADS, else OMP_NUM_THREADS outside accelerate "
         "launch, else this machine's cores shared among its processes). Results match to float round-off across "
         "thread counts, bit for bit at equal ones.",
@@ -209,13 +215,19 @@ class Recipe:
     tf32: bool = opt(
         False,
         affects_result=False,  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
+        compute="tf32",
         help="CUDA matmuls and cuDNN convolutions in TF32 (faster on Ampere and later GPUs; CPUs unaffected). Off by "
         "default: an H100 MTT run diverged under cuDNN's default TF32 convolutions at the lr_lr that is stable in "
         "float32, and checkpointed and plain unroll gradients differed there by 2.5e-3 (8e-8 on a CPU).",
     )
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field where it lives (what the stage hash reads)."""
         return dataclasses.asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The recipe as a user writes it: the execution settings under `compute:` (stages/compute.py)."""
+        return compute.public(self.to_dict(), compute_homes(type(self.method)))
 
     def distill_hash(self, stages: int | None = None, revision: int | None = None, probe_start: bool = True) -> str:
         """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
@@ -459,8 +471,10 @@ def disk_errors(recipe: Recipe, values: int) -> list[str]:
     return []
 
 
-def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Read a recipe from a YAML file (or a dict), apply overrides, parse and validate it."""
+def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = (), notes: bool = True) -> Recipe:
+    """Read a recipe from a YAML file (or a dict), apply overrides, parse and validate it. An earlier spelling of an
+    execution setting is read as its `compute:` key with a one-line note on stderr (`notes=False`: silently, for the
+    recipe a run folder stored)."""
     if isinstance(source, dict):
         data = json.loads(json.dumps(source))
     else:
@@ -485,19 +499,37 @@ def load_recipe(source: str | Path | dict, overrides: typing.Sequence[str] = ())
         if not isinstance(data, dict):
             raise RecipeError([f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}"])
     data = apply_overrides(data, overrides)
+    method = data.get("method") if isinstance(data.get("method"), dict) else {}
+    name = method.get("name")
+    spec = METHODS.get(name) if isinstance(name, str) else None
+    own = compute_homes(spec.config_class if spec else MethodConfig)
+    said, placing = compute.place(data, own, all_compute_keys(), name)
     errors: list[str] = []
     recipe = parse_dataclass(Recipe, data, "", errors)
-    if not errors:
+    if not errors and not placing:
         if recipe.evaluation.mode is None:
             recipe.evaluation.mode = SCHEME_EVAL_MODE.get(recipe.stages.scheme, "progressive")
         errors += check_recipe(recipe)
-    if errors:
-        raise RecipeError(errors)
+    if errors or placing:
+        raise RecipeError(placing + [compute.public_paths(e, own) for e in errors])
+    if notes:
+        for line in said:
+            print(f"note: {line}", file=sys.stderr)
     return recipe
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+    return yaml.safe_dump(recipe.public_dict(), sort_keys=False)
+
+
+def compute_homes(method_class: type) -> dict[str, compute.Home]:
+    """Where each `compute:` key of a recipe with this method's config lives."""
+    return compute.homes([(None, Recipe), ("evaluation", EvalConfig), ("method", method_class)])
+
+
+def all_compute_keys() -> set[str]:
+    """Every `compute:` key, over every registered method."""
+    return {name for spec in METHODS.values() for name in compute_homes(spec.config_class)}
 
 
 def is_local_path(path: str) -> bool:
@@ -527,7 +559,16 @@ def recipe_sections() -> list[tuple[str, str]]:
         text = (cls.__doc__ or "").strip().split("\n")[0] if dataclasses.is_dataclass(cls) else f.metadata["help"]
         if f.name == "method":
             text = f"The base method: `name` is one of {', '.join(METHODS)}; its other keys are that method's own"
+        if f.metadata.get("compute"):
+            continue
         out.append((f.name, text.split(". ")[0].rstrip(".") + "."))
+        if f.name == "evaluation":
+            out.append(
+                (
+                    compute.SECTION,
+                    "Execution settings: threads, TF32, micro-batching, compilation, the unroll's memory.",
+                )
+            )
     return out
 
 
@@ -538,15 +579,37 @@ def recipe_reference() -> str:
     """The recipe reference (docs/reference/recipe.md), generated from the config dataclasses (defaults and help live
     only there)."""
 
+    def row(key: str, cls: type, f: dataclasses.Field, note: str = "") -> str:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help = f.metadata.get("help", "") + note + ("" if f.metadata.get("affects_result", True) else NEUTRAL_NOTE)
+        return f"| `{key}` | {describe(typing.get_type_hints(cls)[f.name])} | `{default!r}` | {help} |"
+
     def rows(cls: type, prefix: str) -> list[str]:
         hints = typing.get_type_hints(cls)
         out = []
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) or (prefix == "method." and f.name == "name"):
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help = f.metadata.get("help", "") + ("" if f.metadata.get("affects_result", True) else NEUTRAL_NOTE)
-            out.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | `{default!r}` | {help} |")
+            if f.metadata.get("compute"):  # listed under compute.*
+                continue
+            out.append(row(f"{prefix}{f.name}", cls, f))
+        return out
+
+    def compute_rows() -> list[str]:
+        users: dict[str, tuple[type, dataclasses.Field, list[str]]] = {}
+        for section, cls in [(None, Recipe), ("evaluation", EvalConfig)] + [
+            ("method", s.config_class) for s in METHODS.values()
+        ]:
+            for f in dataclasses.fields(cls):
+                name = f.metadata.get("compute")
+                if name:
+                    users.setdefault(name, (cls, f, []))[2].extend(
+                        [n for n, s in METHODS.items() if s.config_class is cls] if section == "method" else []
+                    )
+        out = [f"| **`{compute.SECTION}`** | | | |"]
+        for name, (cls, f, methods) in users.items():
+            note = f" *Methods: {', '.join(sorted(set(methods)))}.*" if methods else ""
+            out.append(row(f"{compute.SECTION}.{name}", cls, f, note))
         return out
 
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
@@ -555,6 +618,7 @@ def recipe_reference() -> str:
         if f.name != "method" and dataclasses.is_dataclass(hints[f.name]):
             lines += rows(hints[f.name], f"{f.name}.")
     lines += rows(Recipe, "")
+    lines += compute_rows()
     seen: set[type] = set()
     for spec in METHODS.values():
         if spec.config_class in seen:

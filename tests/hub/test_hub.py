@@ -185,7 +185,7 @@ def test_evaluate_reproduces_the_recorded_table(tiny, accelerator, capsys, tmp_p
         "--lr: -1.0 must be a learning rate >= 0; --epochs: -2 must be >= 0\n"
     )
     line = evaluate_cli.reproduction([(0.5, 0.1)], [(0.51, 0.1)], torch.get_num_threads() + 1)
-    assert f"rerun with threads={torch.get_num_threads() + 1}" in line
+    assert f"rerun with compute.threads={torch.get_num_threads() + 1}" in line
     # --lr replaces every stage's learned lr: at lr 0 nothing trains, so both stages score the untrained network
     frozen = evaluate_cli.evaluate_progressive(ps, accelerator=accelerator, lr=0.0)["convnet_d2w16"].distilled
     assert frozen[0] == frozen[1] and frozen[0][0] < min(m for m, _ in again) - 0.2

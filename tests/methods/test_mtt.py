@@ -178,9 +178,9 @@ def test_compiled_unroll_distils_the_same_images_and_is_recorded(tiny, accelerat
 def test_compile_unroll_refuses_what_it_replaces_and_leaves_stage_hashes(tiny):
     from hf_condense.core.config import RecipeError
 
-    with pytest.raises(RecipeError, match="method.compile_unroll"):
+    with pytest.raises(RecipeError, match="compute.compile_unroll"):
         mtt_recipe(tiny, compile_unroll=True, memory="checkpoint")
-    with pytest.raises(RecipeError, match="method.compile_unroll"):
+    with pytest.raises(RecipeError, match="compute.compile_unroll"):
         mtt_recipe(tiny, compile_unroll=True, micro_batch=4)
     on, off = mtt_recipe(tiny, compile_unroll=True), mtt_recipe(tiny)
     assert on.stage_hashes() == off.stage_hashes()  # float round-off only
@@ -213,7 +213,7 @@ def test_vectorized_trajectories_distil_the_same_images(tiny, accelerator, tmp_p
 def test_vectorized_trajectories_refuse_memory_bounded_modes(tiny):
     from hf_condense.core.config import RecipeError
 
-    with pytest.raises(RecipeError, match="method.vectorize_trajectories"):
+    with pytest.raises(RecipeError, match="compute.vectorize_trajectories"):
         mtt_recipe(tiny, vectorize_trajectories=True, memory="checkpoint")
 
 

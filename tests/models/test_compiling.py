@@ -80,5 +80,5 @@ def test_expert_compile_is_recorded_and_leaves_stage_hashes(tiny, capsys):
     tiny["evaluation"]["compile"] = True
     assert load_recipe(tiny).stage_hashes() == recipe.stage_hashes()  # how, not what, is computed
     tiny["method"] = tiny_mtt(expert_compile="maybe")
-    with pytest.raises(RecipeError, match="method.expert_compile"):
+    with pytest.raises(RecipeError, match="compute.expert_compile"):
         load_recipe(tiny)

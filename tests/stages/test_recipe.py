@@ -225,9 +225,9 @@ def test_a_setting_declared_result_neutral_is_left_out_of_the_stage_hash(tiny):
     base = load_recipe(tiny).stage_hashes()
     assert neutral_fields(Recipe) == {"output", "threads", "tf32"}
     assert neutral_fields(MTTConfig) == {"expert_micro_batch", "expert_compile", "compile_unroll"}
-    for key in ["threads=1", "tf32=true", "output.dir=elsewhere", "method.expert_micro_batch=3"]:
+    for key in ["compute.threads=1", "compute.tf32=true", "output.dir=elsewhere", "compute.expert_micro_batch=3"]:
         assert load_recipe(tiny, [key]).stage_hashes() == base, key
-    assert load_recipe(tiny, ["method.expert_compile=false", "method.compile_unroll=true"]).stage_hashes() == base
+    assert load_recipe(tiny, ["compute.expert_compile=false", "compute.compile_unroll=true"]).stage_hashes() == base
     assert load_recipe(tiny, ["method.syn_steps=5"]).stage_hashes() != base  # an algorithm setting counts
 
 
@@ -245,7 +245,69 @@ def test_the_result_neutral_settings_change_no_image_beyond_round_off(tiny, acce
         return hf_condense.run(load_recipe(tiny, keys), accelerator).stages[0].images
 
     a = images("a")
-    b = images("b", "threads=1", "method.expert_micro_batch=7")  # experts trained again, in micro-batches
+    b = images("b", "compute.threads=1", "compute.expert_micro_batch=7")  # experts trained again, in micro-batches
     c = images("c", "seed=1")
     neutral, other = (a - b).abs().max() / a.abs().max(), (a - c).abs().max() / a.abs().max()
     assert neutral < 1e-2 and other > 20 * neutral
+
+
+def test_execution_settings_are_spelled_under_compute_and_earlier_spellings_still_read(tiny, capsys):
+    """`compute:` holds how the arithmetic runs; a recipe in the earlier spelling (method.memory,
+    evaluation.micro_batch, top-level threads) is the same recipe, with one note per key naming the new one."""
+    tiny["method"] = tiny_mtt()
+    new = load_recipe({**tiny, "compute": {"memory": "checkpoint", "threads": 1, "eval_micro_batch": 8}})
+    assert capsys.readouterr().err == ""
+    old = load_recipe(
+        {
+            **tiny,
+            "method": {**tiny["method"], "memory": "checkpoint"},
+            "threads": 1,
+            "evaluation": {**tiny["evaluation"], "micro_batch": 8},
+        }
+    )
+    assert old.to_dict() == new.to_dict() and old.stage_hashes() == new.stage_hashes()
+    assert sorted(capsys.readouterr().err.splitlines()) == [
+        "note: evaluation.micro_batch is now compute.eval_micro_batch; read as that",
+        "note: method.memory is now compute.memory; read as that",
+        "note: threads is now compute.threads; read as that",
+    ]
+    assert (new.method.memory, new.threads, new.evaluation.micro_batch) == ("checkpoint", 1, 8)
+    tiny["method"] = {"name": "dm", "iterations": 5}  # another method's setting, as a shared compute section has it
+    load_recipe({**tiny, "compute": {"memory": "checkpoint"}})
+    assert capsys.readouterr().err == "note: compute.memory is not a setting of method 'dm'; left aside\n"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["compute.memory=sometimes"], "compute.memory: 'sometimes' is not allowed; expected one of 'plain'"),
+        (["compute.memroy=checkpoint"], "compute.memroy: unknown key (did you mean 'memory'?)"),
+        (["compute.memory=checkpoint", "method.memory=plain"], "method.memory: set twice, here and as compute.memory"),
+        (["compute.compile_unroll=true", "compute.memory=checkpoint"], "compute.compile_unroll"),
+    ],
+)
+def test_a_bad_compute_setting_is_refused_naming_its_compute_key(tiny, overrides, message):
+    from hf_condense.core.config import RecipeError
+
+    tiny["method"] = tiny_mtt()
+    with pytest.raises(RecipeError) as e:
+        load_recipe(tiny, overrides)
+    assert any(line.startswith(message) for line in e.value.errors), e.value.errors
+    assert not any(line.startswith("method.compile_unroll") for line in e.value.errors)
+
+
+def test_a_folders_recipe_is_written_with_compute_and_any_releases_spelling_reads_back_the_same(tiny, capsys):
+    from hf_condense.stages.recipe import recipe_reference, recipe_to_yaml
+
+    tiny["method"] = tiny_mtt(memory="checkpoint")
+    recipe = load_recipe(tiny)
+    written = yaml.safe_load(recipe_to_yaml(recipe))
+    assert written["compute"]["memory"] == "checkpoint" and "memory" not in written["method"]
+    assert "threads" not in written and "micro_batch" not in written["evaluation"]
+    capsys.readouterr()
+    assert load_recipe(written).stage_hashes() == recipe.stage_hashes()
+    stored_before = yaml.safe_load(yaml.safe_dump(recipe.to_dict()))  # recipe.yaml as earlier releases wrote it
+    assert load_recipe(stored_before, notes=False).stage_hashes() == recipe.stage_hashes()
+    assert capsys.readouterr().err == ""
+    mtt_rows = recipe_reference().split("**`method.name: mtt`**")[1].split("**`method.name:")[0]
+    assert "`method.syn_steps`" in mtt_rows and "memory" not in mtt_rows and "micro_batch" not in mtt_rows
