@@ -234,3 +234,23 @@ def test_seqmatch_subsets_start_within_their_own_intervals(tiny, accelerator, tm
     first, second = [t for lo, t in starts if lo == 0], [t for lo, t in starts if lo == 2]
     assert set(first) == {0, 1, 2} and set(second) == {2}
     assert [s.meta["log"]["batch_syn"] for s in result.stages] == [10, 10]
+
+
+@pytest.mark.heavy
+def test_a_folder_made_with_the_earlier_spelling_resumes_under_compute(tiny, accelerator, tmp_path, capsys):
+    """A run folder whose recipe spelled its execution settings the earlier way (method.micro_batch, top-level
+    threads) is the same run to the compute: spelling: the rerun finds its stages done and extends it."""
+    tiny["method"] = {**tiny_mtt(iterations=4), "micro_batch": 8}
+    tiny["threads"] = 1
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"] = {"runs": 1, "epochs": 2, "random_real": False}
+    first = hf_condense.run(load_recipe(tiny), accelerator)
+    stage_1 = (tmp_path / "out" / "stage_1" / "stage.json").stat().st_mtime_ns
+    method = {k: v for k, v in tiny["method"].items() if k != "micro_batch"}
+    now = {**{k: v for k, v in tiny.items() if k != "threads"}, "method": method}
+    now["compute"] = {"micro_batch": 8, "threads": 1}
+    capsys.readouterr()
+    again = hf_condense.run(load_recipe(now, ["stages.count=2"]), accelerator)
+    assert "resuming: 1 of 2 stage(s) already" in capsys.readouterr().out
+    assert (tmp_path / "out" / "stage_1" / "stage.json").stat().st_mtime_ns == stage_1  # kept, not redone
+    assert torch.equal(first.stages[0].images, again.stages[0].images) and len(again.stages) == 2
