@@ -95,7 +95,8 @@ class MTTConfig(MethodConfig):
     )
     memory: Literal["plain", "checkpoint"] = opt(
         "plain",
-        help="checkpoint: recompute the unroll in segments (memory of one segment, same gradients, ~1.3x time).",
+        help="checkpoint: recompute the unroll in segments (memory of one segment, the same gradients, more time: "
+        "benchmarks/results/unroll_memory.md).",
         compute="memory",
     )
     segments: int | None = opt(

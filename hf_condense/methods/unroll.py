@@ -128,11 +128,11 @@ class CompiledUnroll:
 
     A first-order pass stores each theta_j; then, from the last step to the first, one compiled pure function (a
     torch.func grad of a grad) gives the VJP of theta_j - alpha * grad CE in theta_j, the step's inputs and alpha, so
-    the step's forward, backward and double backward are one graph: fused by inductor, replayed as a CUDA graph on
-    GPUs (mode reduce-overhead). Memory of one step; gradients equal the plain unroll's up to float round-off (on
-    CPUs with inductor's channels_last layouts off: oneDNN's channels_last convolutions err by up to ~1e-3 in a
-    step's VJP here). Shapes are fixed per stage, so each compiles once. Where compiling fails, one warning and the
-    plain unroll from then on.
+    the step's forward, backward and double backward are one graph: fused by inductor, replayed as a CUDA graph on GPUs
+    (mode reduce-overhead). Memory of one step; gradients equal the plain unroll's up to float round-off (on CPUs with
+    inductor's channels_last layouts off: oneDNN's channels_last convolutions err beyond round-off in a step's VJP,
+    benchmarks/results/unroll_speed.md). Shapes are fixed per stage, so each compiles once. Where compiling fails, one
+    warning and the plain unroll from then on.
     """
 
     def __init__(self, net: FlatParams, device: torch.device):

@@ -1,13 +1,12 @@
 """torch.compile of first-order training steps (experts, evaluation runs, PDD transitions), chosen from the work.
 
 Inductor fuses the ConvNet's many small element-wise kernels (norm, ReLU, pooling and their backward), which bound
-training on a CPU for narrow networks (benchmarks/results/expert_speed.md: a Fashion-MNIST expert epoch 1.12-1.21x
-faster than eager at ConvNet-D3W32, 1.64-1.92x than the plain loop; 0.89-1.04x eager's speed at D3W128, whose
-convolutions dominate). Compiling costs ~20-50 s per architecture and batch shape in a process (fresh networks of
-one architecture reuse it), so the rule compiles on CPUs only for jobs of at least COMPILE_MIN_EXAMPLES examples of
-networks whose largest activation is at most COMPILE_MAX_ACTIVATION bytes per example; GPUs stay eager unless the
-recipe asks. Same results up to float round-off, so stage hashes and cache keys leave it out. Where compiling fails
-(no C++ compiler, an unsupported layer), training runs eagerly after one warning.
+training on a CPU for narrow networks (faster than eager at ConvNet-D3W32, not at D3W128, whose convolutions dominate:
+benchmarks/results/expert_speed.md). Compiling costs tens of seconds per architecture and batch shape in a process
+(fresh networks of one architecture reuse it), so the rule compiles on CPUs only for jobs of at least
+COMPILE_MIN_EXAMPLES examples of networks whose largest activation is at most COMPILE_MAX_ACTIVATION bytes per example;
+GPUs stay eager unless the recipe asks. Same results up to float round-off, so stage hashes and cache keys leave it
+out. Where compiling fails (no C++ compiler, an unsupported layer), training runs eagerly after one warning.
 """
 
 from __future__ import annotations
@@ -21,10 +20,9 @@ from .chunking import activation_bytes
 
 logger = logging.getLogger("hf_condense.compile")
 # examples trained (epochs x set size x networks) from which compiling pays on a CPU: about 3x the break-even
-# measured at W32 (~32 s of compiling against ~0.09 ms saved per example over eager with `pooling.AvgPool2d`:
-# 26.7 against 32.2 s per Fashion-MNIST epoch), more at wider networks
+# measured at W32 (benchmarks/results/expert_speed.md), more at wider networks
 COMPILE_MIN_EXAMPLES = 1_000_000
-# per example: ConvNet-D3W32 at 32 px (128 KiB) gained 1.12-1.21x over eager, D3W128 (512 KiB) 0.89-1.04x
+# largest activation per example: ConvNet-D3W32 at 32 px (128 KiB) gained over eager, D3W128 (512 KiB) did not
 COMPILE_MAX_ACTIVATION = 256 << 10
 COMPILE_HELP = "Train with torch.compile (same result up to float round-off)"
 _failed: list[str] = []  # why compiling failed in this process, once it has

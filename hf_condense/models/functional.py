@@ -51,7 +51,8 @@ class FlatParams:
     ) -> torch.Tensor:
         """Gradient in `flat` of the batch-mean `loss_fn`. With `micro_batch`, the batch runs in chunks of that
         many examples whose gradients are summed: the same gradient up to float rounding (per-example norm and
-        augmentation), but each chunk's activations stay in the CPU caches, which makes unrolls ~1.5x faster there."""
+        augmentation), but each chunk's activations stay in the CPU caches, which makes unrolls faster there
+        (benchmarks/results/unroll_speed.md)."""
         n = len(x)
         size = micro_batch or n
         total = None

@@ -1,15 +1,13 @@
 """k x k average pooling that is fast in CPU training steps, for the ConvNet.
 
-ATen's avg_pool2d kernel for NCHW tensors is slow on CPUs: on 16 x 128 x 32 x 32 here, 5.4 ms forward and 13 ms
-with its backward, against 1.1 / 4.7 ms for the same mean as a depthwise convolution with weights 1/k^2, which oneDNN
-runs. So within `as_convolution()` (the library's first-order training and test loops), on CPUs in float32, for
-inputs of at least MIN_ELEMENTS values, `AvgPool2d` is that convolution, with the matching transposed convolution as
-its derivative: bitwise the same values and gradients as nn.AvgPool2d here (scaling by 1/4 is exact), and
-Fashion-MNIST expert epochs 1.70x (W32) and 1.69x (W128) faster than before with the micro-batch rule in one run
-(benchmarks/results/expert_speed.md; earlier runs 1.12-1.36x and 1.47-1.62x). Elsewhere ATen's op: where the
+ATen's avg_pool2d kernel for NCHW tensors is slow on CPUs, several times slower than the same mean as a depthwise
+convolution with weights 1/k^2, which oneDNN runs. So within `as_convolution()` (the library's first-order training and
+test loops), on CPUs in float32, for inputs of at least MIN_ELEMENTS values, `AvgPool2d` is that convolution, with the
+matching transposed convolution as its derivative: bitwise the same values and gradients as nn.AvgPool2d here (scaling
+by 1/4 is exact), and faster expert epochs (benchmarks/results/expert_speed.md). Elsewhere ATen's op: where the
 backward is differentiated again (MTT's unroll, gradient matching) the convolution form was slower
 (benchmarks/results/unroll_speed.md), on GPUs ATen's kernel is fast, and where torch.compile traces, inductor fuses
-ATen's op with its neighbours (as convolutions a compiled W32 expert epoch took 1.7x as long).
+ATen's op with its neighbours (as convolutions a compiled expert epoch was slower).
 """
 
 from __future__ import annotations
@@ -22,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# inputs from this size: below, oneDNN's per-call cost outweighs the kernel (a D2W32 step on 8 x 8 digits, batch 10:
-# 5.6 ms against ATen's 3.5; batch 256, pooling 256 x 32 x 8 x 8 = 2^19 values: 0.97x ATen's time)
+# inputs from this size: below it oneDNN's per-call cost outweighs the kernel (measured on digits-sized steps, where
+# the convolution was slower than ATen's op up to about this many values)
 MIN_ELEMENTS = 1 << 19
 _AS_CONVOLUTION = contextvars.ContextVar("hf_condense_pooling_as_convolution", default=False)
 

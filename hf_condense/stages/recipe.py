@@ -107,7 +107,8 @@ class EvalConfig:
     augment: bool = opt(True, help="DSA on every batch.")
     vectorize: bool = opt(
         False,
-        help="Train a process's runs together with torch.func.vmap (buffer-free models; 0.4x speed on CPU).",
+        help="Train a process's runs together with torch.func.vmap (buffer-free models; slower on a CPU: "
+        "benchmarks/results/vectorized_eval.md).",
         compute="eval_vectorize",
     )
     mode: EvalMode | None = opt(
@@ -217,8 +218,8 @@ class Recipe:
         affects_result=False,  # like the device: how the arithmetic runs, recorded in run.json, not what is computed
         compute="tf32",
         help="CUDA matmuls and cuDNN convolutions in TF32 (faster on Ampere and later GPUs; CPUs unaffected). Off by "
-        "default: an H100 MTT run diverged under cuDNN's default TF32 convolutions at the lr_lr that is stable in "
-        "float32, and checkpointed and plain unroll gradients differed there by 2.5e-3 (8e-8 on a CPU).",
+        "default: an H100 MTT run diverged under cuDNN's default TF32 convolutions at an lr_lr that is stable in "
+        "float32 (unroll gradients under TF32: benchmarks/results/unroll_memory_cuda.md).",
     )
 
     def to_dict(self) -> dict[str, Any]:
