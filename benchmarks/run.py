@@ -174,11 +174,11 @@ def commit() -> str:
 
 
 def image_steps(recipe: hf_condense.Recipe, sizes: list[int]) -> int:
-    """Distillation compute: synthetic images passed through a network by the method's own optimisation steps,
-    summed over stages of `sizes` images each (expert, transition and evaluation training excluded). MTT / RaT-BPTT:
-    iterations x student steps (RaT-BPTT: the mean unroll) x images per step; DM: iterations x the stage's images;
-    DC / DSA: iterations x matching rounds x (the stage's images + inner epochs x the student's set); IDC: iterations x
-    matching rounds x the stage's (decoded) images; coresets: 0."""
+    """Distillation compute: synthetic images passed through a network by the method's own optimisation steps, summed
+    over stages of `sizes` images each (expert, transition and evaluation training excluded). MTT / RaT-BPTT:
+    iterations x student steps (RaT-BPTT: the mean unroll) x images per step (MTT's default: the stage's own count);
+    DM: iterations x the stage's images; DC / DSA: iterations x matching rounds x (the stage's images + inner epochs x
+    the student's set); IDC: iterations x matching rounds x the stage's (decoded) images; coresets: 0."""
     name = recipe.method.name
     if not hf_condense.METHODS[name].capabilities.synthetic:
         return 0
@@ -187,8 +187,8 @@ def image_steps(recipe: hf_condense.Recipe, sizes: list[int]) -> int:
         union += own
         m = recipe.stage_method(k)
         student = union if recipe.stages.use_conditioning else own
-        if name == "mtt":
-            total += m.iterations * m.syn_steps * min(m.batch_syn or student, student)
+        if name == "mtt":  # default batch: classes x the stage's IPC (its own count), drawn from the student's set
+            total += m.iterations * m.syn_steps * min(m.batch_syn or own, student)
         elif name == "ratbptt":
             total += m.iterations * (m.window + m.horizon) // 2 * min(m.batch_syn or student, student)
         elif name == "dm":

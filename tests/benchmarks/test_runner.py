@@ -51,7 +51,8 @@ def test_table_runs_every_row_and_reports(tiny):
     assert len(got["MTT"]["seeds"]) == 2 and got["MTT"]["std_over"] == "seeds"
     assert got["MTT"]["ior"] > 0 and got["PDD + MTT (2 x 1)"]["ior"] > 0  # distilled beats random real images
     assert got["MTT"]["image_steps"] == 20 * 10 * 20  # iterations x student steps x all 20 images
-    assert got["PDD + MTT (2 x 1)"]["image_steps"] == 10 * 10 * (10 + 20)  # stage 2's student trains on the union
+    # stage 2's student steps take classes x its IPC = 10 images, drawn from the union of 20 (MTT revision 1)
+    assert got["PDD + MTT (2 x 1)"]["image_steps"] == 10 * 10 * (10 + 10)
     assert got["random real"]["image_steps"] == 0
     pdd = got["PDD + MTT (2 x 1)"]["seeds"][0]
     assert [p[0] for p in pdd["per_stage"]] == [1, 2]  # cumulative IPC
