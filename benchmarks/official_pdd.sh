@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the official PDD code (VITA-Group/ProgressiveDD) at the CIFAR-10 CPU profile's settings, beside this library's
-# twin row (benchmarks/tables/cifar10_pdd_twins.yaml), as docs/findings.md section 7 reports it. Nothing of that
+# twin row (benchmarks/tables/cifar10_pdd_twins.yaml), as docs/findings.md section 8 reports it. Nothing of that
 # repository enters this one: it is cloned into a scratch folder, three CPU-only crashes are mended there with sed
 # (each said below), and its logs are read.
 #
