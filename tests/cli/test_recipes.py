@@ -76,9 +76,12 @@ def test_a_wheel_ships_the_recipes_and_the_card_template(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"hf_condense/recipes/{p.name}" for p in recipes_dir().glob("*.yaml")} <= names
     assert "hf_condense/templates/model_card_template.md" in names
-    # run from the wheel's files, away from the clone: the shipped name resolves inside the installed package
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
+    # run from the installed wheel, away from the clone: the shipped name resolves inside the installed package
+    site = tmp_path / "site"  # the wheel installed by pip (its dependencies are this environment's)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel)],
+        check=True,
+    )
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
