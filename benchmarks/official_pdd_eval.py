@@ -31,7 +31,7 @@ def official_stage(arg: str, previous: int) -> SynSet:
     """One official stage: its saved images past the `previous` ones it carries (later stages save the union)."""
     folder, _, it = arg.partition(":")
     it = it or "best"
-    images = torch.load(Path(folder) / f"images_{it}.pt", map_location="cpu").float()[previous:]
+    images = torch.load(Path(folder) / f"images_{it}.pt", map_location="cpu").detach().float()[previous:]
     labels = torch.load(Path(folder) / f"labels_{it}.pt", map_location="cpu").long()[previous:]
     lr = float(torch.load(Path(folder) / f"syn_lr_{it}.pt", map_location="cpu"))
     return SynSet(images, labels, lr)
