@@ -556,12 +556,12 @@ def recipe_sections() -> list[tuple[str, str]]:
     hints = typing.get_type_hints(Recipe)
     out = []
     for f in dataclasses.fields(Recipe):
+        if f.metadata.get("compute"):  # listed within the compute section
+            continue
         cls = hints[f.name]
         text = (cls.__doc__ or "").strip().split("\n")[0] if dataclasses.is_dataclass(cls) else f.metadata["help"]
         if f.name == "method":
             text = f"The base method: `name` is one of {', '.join(METHODS)}; its other keys are that method's own"
-        if f.metadata.get("compute"):
-            continue
         out.append((f.name, text.split(". ")[0].rstrip(".") + "."))
         if f.name == "evaluation":
             out.append(
@@ -597,20 +597,16 @@ def recipe_reference() -> str:
         return out
 
     def compute_rows() -> list[str]:
-        users: dict[str, tuple[type, dataclasses.Field, list[str]]] = {}
-        for section, cls in [(None, Recipe), ("evaluation", EvalConfig)] + [
-            ("method", s.config_class) for s in METHODS.values()
-        ]:
-            for f in dataclasses.fields(cls):
-                name = f.metadata.get("compute")
-                if name:
-                    users.setdefault(name, (cls, f, []))[2].extend(
-                        [n for n, s in METHODS.items() if s.config_class is cls] if section == "method" else []
-                    )
+        users: dict[str, tuple[type, str, list[str]]] = {}  # compute key -> (its config class, field, methods)
+        for method, spec in METHODS.items():
+            classes = {None: Recipe, "evaluation": EvalConfig, "method": spec.config_class}
+            for key, (section, name) in compute_homes(spec.config_class).items():
+                users.setdefault(key, (classes[section], name, []))[2].extend([method] if section == "method" else [])
         out = [f"| **`{compute.SECTION}`** | | | |"]
-        for name, (cls, f, methods) in users.items():
-            note = f" *Methods: {', '.join(sorted(set(methods)))}.*" if methods else ""
-            out.append(row(f"{compute.SECTION}.{name}", cls, f, note))
+        for key, (cls, name, methods) in users.items():
+            f = next(f for f in dataclasses.fields(cls) if f.name == name)
+            note = f" *Methods: {', '.join(sorted(methods))}.*" if methods else ""
+            out.append(row(f"{compute.SECTION}.{key}", cls, f, note))
         return out
 
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
