@@ -36,13 +36,24 @@ def opt(
     default_factory: Any = dataclasses.MISSING,
     affects_result: bool = True,
     compute: str | None = None,
+    later_stages: bool = False,
 ) -> Any:
     """A dataclass field with a help text and numeric bounds that the parser enforces. `affects_result=False` declares
     a setting that changes how a result is computed but not the result beyond float round-off (threads, compilation,
     micro-batching): a stored stage's hash leaves it out (`neutral_fields`); a folder resumes under another value.
     `compute="name"` declares an execution setting (how the arithmetic runs, not which method): a recipe spells it
-    `compute.name`, apart from the method's own knobs (`compute_fields`)."""
-    meta = {"help": help, "min": min, "gt": gt, "max": max, "affects_result": affects_result, "compute": compute}
+    `compute.name`, apart from the method's own knobs (`compute_fields`). `later_stages=True` declares a setting
+    that only shapes the stages after the first (a PDD transition's): stage 1's hash reads it at its default, so a
+    run's first stage is shared by recipes that differ only there (`later_stage_fields`)."""
+    meta = {
+        "help": help,
+        "min": min,
+        "gt": gt,
+        "max": max,
+        "affects_result": affects_result,
+        "compute": compute,
+        "later_stages": later_stages,
+    }
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -51,6 +62,11 @@ def opt(
 def neutral_fields(cls: type) -> set[str]:
     """The fields of dataclass `cls` declared `affects_result=False`."""
     return {f.name for f in dataclasses.fields(cls) if not f.metadata.get("affects_result", True)}
+
+
+def later_stage_fields(cls: type) -> dict[str, Any]:
+    """The fields of dataclass `cls` declared `later_stages=True`, with their defaults."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("later_stages")}
 
 
 def compute_fields(cls: type) -> dict[str, str]:

@@ -89,9 +89,13 @@ class MTTConfig(MethodConfig):
         min=1,
         help="PDD transition: epochs on the earlier stages before "
         "the real epochs of a stage's experts (default: evaluation.epochs).",
+        later_stages=True,
     )
     transition_experts: int | None = opt(
-        None, min=1, help="PDD transition: experts retrained for each later stage (default: num_experts)."
+        None,
+        min=1,
+        help="PDD transition: experts retrained for each later stage (default: num_experts).",
+        later_stages=True,
     )
     memory: Literal["plain", "checkpoint"] = opt(
         "plain",

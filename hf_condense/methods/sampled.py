@@ -27,12 +27,14 @@ class SampledNetworkConfig(MethodConfig):
         help="PDD transition. per_iteration (the reference): each iteration's fresh network trains on every earlier "
         "cumulative union in turn before matching; pool (faster): transition_nets networks trained once on the "
         "earlier stages, one copied per iteration.",
+        later_stages=True,
     )
-    transition_nets: int = opt(8, min=1, help="transition_mode pool: how many networks.")
+    transition_nets: int = opt(8, min=1, help="transition_mode pool: how many networks.", later_stages=True)
     transition_epochs: int | None = opt(
         None,
         min=1,
         help="Epochs per earlier union (default: evaluation.epochs / 5 per_iteration, evaluation.epochs pool).",
+        later_stages=True,
     )
 
     def transition_schedule(self, train: TrainSchedule) -> TrainSchedule | None:

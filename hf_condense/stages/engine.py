@@ -86,7 +86,9 @@ def check_output_folder(recipe: Recipe) -> list[str]:
     A run whose finished stages agree with this recipe's first stages is resumed, or extended when the recipe asks
     for more stages (PDD's scaling up), without redoing them.
     """
-    return RunFolder(recipe.output.dir).check(recipe.stage_hashes(), recipe.earlier_hashes())
+    return RunFolder(recipe.output.dir).check(
+        recipe.stage_hashes(), recipe.earlier_hashes(), recipe.equivalent_hashes()
+    )
 
 
 def seed_of_stage(recipe: Recipe, stage: int) -> int:
@@ -121,7 +123,11 @@ class StageEngine:
             if "label_remap" in self.ctx.data.source:  # the stages' label ids against the source's
                 info["label_remap"] = self.ctx.data.source["label_remap"]
             notes = self.folder.start(
-                self.recipe.stage_hashes(), recipe_to_yaml(self.recipe), info, self.ctx.preprocessor
+                self.recipe.stage_hashes(),
+                recipe_to_yaml(self.recipe),
+                info,
+                self.ctx.preprocessor,
+                self.recipe.equivalent_hashes(),
             )
             for line in notes:
                 self.ctx.print(line)
@@ -129,10 +135,10 @@ class StageEngine:
 
     def finished(self) -> list[SynSet]:
         """Stages 1..k already written by this recipe (a gap or a foreign stage is an error)."""
-        done = []
+        done, same = [], self.recipe.equivalent_hashes()
         for k in self.folder.stages():
             meta = self.folder.stage_meta(k)
-            if k != len(done) + 1 or meta.get("recipe_hash") != self.recipe.distill_hash(k):
+            if k != len(done) + 1 or meta.get("recipe_hash") not in {self.recipe.distill_hash(k), *same[k - 1]}:
                 raise RecipeError([f"output.dir: {self.folder.stage_dir(k)} does not continue this recipe's stages"])
             done.append(self.folder.read_stage(k))
         return done

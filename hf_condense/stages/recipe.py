@@ -24,7 +24,16 @@ import yaml
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from ..core.config import RecipeError, apply_overrides, describe, neutral_fields, opt, parse_dataclass, suggest
+from ..core.config import (
+    RecipeError,
+    apply_overrides,
+    describe,
+    later_stage_fields,
+    neutral_fields,
+    opt,
+    parse_dataclass,
+    suggest,
+)
 from ..core.paths import expect_file, unwritable
 from ..data.augment import AugmentConfig, parse_strategy
 from ..data.preprocess import PreprocessConfig
@@ -51,7 +60,9 @@ class StagesConfig:
         "boost: earlier blocks keep training at lr x boost_beta; independent: no conditioning, no transition.",
     )
     transition: bool | None = opt(
-        None, help="Start each stage from weights trained on earlier stages (default: on for pdd and seqmatch)."
+        None,
+        help="Start each stage from weights trained on earlier stages (default: on for pdd and seqmatch).",
+        later_stages=True,
     )
     conditioning: bool | None = opt(
         None, help="Student trains on earlier stages plus the current one (default: on, except for independent)."
@@ -230,14 +241,22 @@ class Recipe:
         """The recipe as a user writes it: the execution settings under `compute:` (stages/compute.py)."""
         return compute.public(self.to_dict(), compute_homes(type(self.method)))
 
-    def distill_hash(self, stages: int | None = None, revision: int | None = None, probe_start: bool = True) -> str:
+    def distill_hash(
+        self,
+        stages: int | None = None,
+        revision: int | None = None,
+        probe_start: bool = True,
+        first_alone: bool = True,
+    ) -> str:
         """Hash of everything that shapes the images of stages 1..`stages` (default: all of them).
 
         Later stages' settings and the stage count are left out, so a run extended with more stages keeps its
         earlier ones; of the evaluation settings only the schedule a stage task carries counts (`schedule()`), so
-        changing `runs`, `mode` or extra models keeps the stages. The method's revision (default: the current one)
-        counts from its first: a method never revised hashes as before the key existed. `probe_start` False: the hash
-        from before validation probes of later stages started from the earlier stages' networks (PROBE_START).
+        changing `runs`, `mode` or extra models keeps the stages. The first stage alone reads the settings declared
+        `later_stages` (transitions) at their defaults, so recipes that differ only there share it (`first_alone`
+        False: as before that rule). The method's revision (default: the current one) counts from its first: a method
+        never revised hashes as before the key existed. `probe_start` False: the hash from before validation probes
+        of later stages started from the earlier stages' networks (PROBE_START).
         """
         k = self.stages.count if stages is None else stages
         revision = METHODS[self.method.name].revision if revision is None else revision
@@ -255,6 +274,9 @@ class Recipe:
                 d["evaluation"]["select"].append(ev.mode)
         st = d["stages"]
         st.pop("count")
+        if k == 1 and first_alone:  # no transition before stage 1: its settings read as their defaults
+            st.update(later_stage_fields(StagesConfig))
+            d["method"].update(later_stage_fields(type(self.method)))
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
             st.pop("curriculum_scope")
         else:  # the scope in force, hashed as the value that was the default before methods declared their own
@@ -271,6 +293,10 @@ class Recipe:
                 m["vectorize_trajectories"] = False
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
+        if k == 1 and first_alone:
+            st["overrides"] = [
+                {n: v for n, v in st["overrides"][0].items() if n not in later_stage_fields(type(self.method))}
+            ]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -281,6 +307,12 @@ class Recipe:
     def stage_hashes(self) -> list[str]:
         """distill_hash of each stage prefix 1..k: what a run folder records to be resumed or extended."""
         return [self.distill_hash(k) for k in range(1, self.stages.count + 1)]
+
+    def equivalent_hashes(self) -> list[set[str]]:
+        """Per stage prefix, the other hashes of the very same stages: stage 1 as hashed before it read the
+        transition settings at their defaults. A folder holding one resumes (and is rewritten with today's)."""
+        first = self.distill_hash(1, first_alone=False)
+        return [{first} - {self.distill_hash(1)}] + [set() for _ in range(1, self.stages.count)]
 
     def earlier_hashes(self) -> list[dict[str, str]]:
         """Per stage prefix, the hashes earlier releases gave this recipe (earlier revisions of the method, probes

@@ -181,12 +181,15 @@ class RunFolder:
     def run_info(self) -> dict:
         return json.loads(self.run_json.read_text())
 
-    def check(self, hashes: list[str], earlier: list[dict[str, str]] | None = None) -> list[str]:
+    def check(
+        self, hashes: list[str], earlier: list[dict[str, str]] | None = None, same: list[set[str]] | None = None
+    ) -> list[str]:
         """Why a run with these stage hashes may not use this folder (empty: it may start, resume or extend it).
 
         Only finished stages must agree: a stage that never finished (divergence, kill) does not block a rerun with
         changed settings; its checkpoint is discarded by `start`. `earlier`: per stage, the hashes an earlier
         release gave the same recipe, with what changed since (`Recipe.earlier_hashes`), named when one matches.
+        `same`: per stage, other hashes of the very same stages (`Recipe.equivalent_hashes`), accepted.
         """
         folder = self.path
         why = self.unwritable()
@@ -213,7 +216,7 @@ class RunFolder:
             ]
         for k in written:
             a = old[k - 1] if k <= len(old) else None
-            if a == hashes[k - 1]:
+            if a == hashes[k - 1] or (same and a in same[k - 1]):
                 continue
             changed = earlier[k - 1].get(a) if earlier else None
             if changed:
@@ -231,7 +234,9 @@ class RunFolder:
         """Why the folder cannot be made or written here (a file on the way, a read-only or virtual file system)."""
         return unwritable(self.path, "output.dir")
 
-    def start(self, hashes: list[str], recipe_yaml: str, info: dict, preprocessor) -> list[str]:
+    def start(
+        self, hashes: list[str], recipe_yaml: str, info: dict, preprocessor, same: list[set[str]] | None = None
+    ) -> list[str]:
         """Take the folder for a run: lock it, undo interrupted writes, drop the checkpoints of unfinished stages
         whose settings changed, and write run.json (first: the marker), recipe.yaml and the preprocessing. Returns
         one line per thing it undid or dropped."""
@@ -243,7 +248,7 @@ class RunFolder:
         old = self.run_info().get("stage_hashes", []) if self.is_run() else []
         for k, h in enumerate(hashes, start=1):
             ckpt = self.checkpoint_dir(k)
-            if ckpt.is_dir() and k <= len(old) and old[k - 1] != h:
+            if ckpt.is_dir() and k <= len(old) and old[k - 1] != h and not (same and old[k - 1] in same[k - 1]):
                 shutil.rmtree(ckpt)
                 notes.append(f"stage {k} never finished under other settings: its checkpoint was discarded")
         write_json(self.run_json, {"stage_hashes": hashes, **info})

@@ -254,3 +254,36 @@ def test_a_folder_made_with_the_earlier_spelling_resumes_under_compute(tiny, acc
     assert "resuming: 1 of 2 stage(s) already" in capsys.readouterr().out
     assert (tmp_path / "out" / "stage_1" / "stage.json").stat().st_mtime_ns == stage_1  # kept, not redone
     assert torch.equal(first.stages[0].images, again.stages[0].images) and len(again.stages) == 2
+
+
+@pytest.mark.heavy
+def test_a_twin_that_changes_only_the_transition_continues_a_finished_stage_1(tiny, accelerator, tmp_path, capsys):
+    """A finished stage 1 is the start of any recipe that differs from its own only in transition settings: kept, not
+    redone, and stage 2 is distilled under the twin's transition. A folder whose stage 1 was hashed with them (before
+    the first stage read them at their defaults) is extended by its own recipe."""
+    import json
+    import shutil
+
+    from hf_condense.stages.run_folder import STAGE_META, RunFolder
+
+    tiny["method"] = {**tiny_mtt(iterations=4), "transition_experts": 2}
+    tiny["stages"] = {"count": 1, "ipc": 1}
+    tiny["evaluation"] = {"runs": 1, "epochs": 2, "random_real": False}
+    first = load_recipe(tiny)
+    hf_condense.run(first, accelerator)
+    shutil.copytree(tmp_path / "out", tmp_path / "legacy")
+    capsys.readouterr()
+    twin = hf_condense.run(load_recipe(tiny, ["stages.count=2", "method.transition_experts=1"]), accelerator)
+    assert "resuming: 1 of 2 stage(s) already" in capsys.readouterr().out and len(twin.stages) == 2
+    with pytest.raises(RecipeError, match="different recipe \\(stage 2: hash"):  # stage 2 is the twin's own
+        hf_condense.run(load_recipe(tiny, ["stages.count=2"]), accelerator)
+
+    folder = RunFolder(tmp_path / "legacy")
+    before = first.distill_hash(1, first_alone=False)
+    folder.run_json.write_text(json.dumps({**folder.run_info(), "stage_hashes": [before]}))
+    meta = folder.stage_dir(1) / STAGE_META
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "recipe_hash": before}))
+    stamp = meta.stat().st_mtime_ns
+    grown = hf_condense.run(load_recipe(tiny, ["stages.count=2", "output.dir=" + str(folder.path)]), accelerator)
+    assert "resuming: 1 of 2 stage(s) already" in capsys.readouterr().out
+    assert meta.stat().st_mtime_ns == stamp and torch.equal(grown.stages[0].images, twin.stages[0].images)
