@@ -19,6 +19,7 @@ from .base import (
     SynSet,
 )
 from .coreset import SPECS as _CORESETS
+from .datm import SPEC as _DATM
 from .dm import SPEC as _DM
 from .gradient_matching import SPECS as _GM
 from .idc import SPEC as _IDC
@@ -31,6 +32,7 @@ METHODS: dict[str, MethodSpec] = {
     "idc": _IDC,
     "dm": _DM,
     "mtt": _MTT,
+    "datm": _DATM,
     "ratbptt": _RATBPTT,
 }
 

@@ -13,6 +13,8 @@ A method builds its learnable state and hands the loop its hooks:
   (RaT-BPTT's soft labels clamped at 0);
 - **check** (optional): `check() -> reason | None`, a divergence test after each update, besides non-finite losses
   and gradients, which the loop always catches;
+- **skip_above** (optional): a loss above it leaves the iteration without an update (no optimiser steps: DATM's
+  threshold); the stage log counts them;
 - **snapshot** (optional): `snapshot() -> SynSet`, the stage as it stands, for the periodic tests of `task.probe`;
   with `probe.select == "validation"` they run on the held-out validation split, and after the last iteration the
   state is set back to the best one (`selection` says which, for the stage log).
@@ -160,6 +162,7 @@ class DistillLoop:
     postfix: Callable[[], dict] | None = None
     snapshot: Callable[[], SynSet] | None = None
     hint: str = "lower the learning rates"
+    skip_above: float | None = None  # an iteration whose loss exceeds it updates nothing (DATM's threshold)
 
     def run(self, step: Callable[[int], float]) -> list[float]:
         ctx, task, g = self.ctx, self.task, self.generator
@@ -167,6 +170,7 @@ class DistillLoop:
         self.selecting = probe.select == "validation" and self.snapshot is not None and probe.every > 0
         self.best: dict[str, torch.Tensor] = {}
         self.probe_start: dict = {}  # the periodic tests' networks after the earlier stages (periodic_test)
+        self.skipped = 0  # iterations of this sitting that skip_above left without an update
         if self.selecting:  # the best iterate so far, checkpointed with the rest
             self.best = {f"best.{k}": v.detach().clone() for k, v in self.state.items()}
             self.best["best_meta"] = torch.tensor([-1.0, -1.0], dtype=torch.float64)  # validation accuracy, iteration
@@ -179,8 +183,10 @@ class DistillLoop:
         return losses
 
     def log(self, losses: list[float], **extra) -> dict:
-        """The stage log of this loop: `loss_log` of its losses and `extra`, and which iterate it kept."""
-        return {**loss_log(losses, **extra), **self.selection}
+        """The stage log of this loop: `loss_log` of its losses and `extra`, which iterate it kept, and how many
+        iterations the threshold skipped."""
+        skipped = {"skipped_updates": self.skipped} if self.skip_above is not None else {}
+        return {**loss_log(losses, **extra), **self.selection, **skipped}
 
     @property
     def saved(self) -> dict[str, torch.Tensor]:
@@ -235,7 +241,9 @@ class DistillLoop:
         loss = step(it)
         finite = math.isfinite(loss) and all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in learnable)
         reason = None if finite else f"non-finite loss or gradient (loss {loss})"
-        if reason is None:
+        skip = reason is None and self.skip_above is not None and loss > self.skip_above
+        self.skipped += skip
+        if reason is None and not skip:
             for o in self.optimizers.values():
                 o.step()
             if self.project is not None:

@@ -16,7 +16,8 @@ experts start from weights trained on them (transition), and boosting lets earli
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -180,10 +181,22 @@ def band_hint(pool: list[torch.Tensor], n: int) -> str:
     )
 
 
-def start_epoch(cfg: MTTConfig, g: torch.Generator) -> int:
-    """A student's start epoch, uniform in [min_start_epoch, max_start_epoch): the official MTT, PDD and SeqMatch
-    code draw it with np.random.randint, which excludes the upper bound."""
-    return int(torch.randint(cfg.min_start_epoch, cfg.max_start_epoch, (1,), generator=g))
+def start_epoch(cfg: MTTConfig, g: torch.Generator, upper: int | None = None) -> int:
+    """A student's start epoch, uniform in [min_start_epoch, upper) (default upper: max_start_epoch): the official
+    MTT, PDD, SeqMatch and DATM code draw it with np.random.randint, which excludes the upper bound."""
+    return int(torch.randint(cfg.min_start_epoch, upper or cfg.max_start_epoch, (1,), generator=g))
+
+
+@dataclass
+class StudentLabels:
+    """What the student trains its images against: `targets()` gives the labels of the whole student set for one
+    iteration (hard class ids for MTT; class distributions made from learnable logits for DATM), `state` and
+    `optimizers` what the loop must checkpoint and step besides the images, `soft()` the stage's stored soft labels."""
+
+    targets: Callable[[], torch.Tensor]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    soft: Callable[[], torch.Tensor | None] = lambda: None
 
 
 def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch.Tensor]:
@@ -200,7 +213,11 @@ def minibatches(n: int, size: int, steps: int, g: torch.Generator) -> list[torch
 
 
 class MTTDistiller:
-    """Trajectory matching for one stage at a time."""
+    """Trajectory matching for one stage at a time. A variant (DATM) overrides the hooks below `distill`: the
+    initial images, the student's labels, the start-epoch bound of an iteration, the matched parameters and the loss
+    above which an iteration skips its update."""
+
+    name = "mtt"
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -220,12 +237,14 @@ class MTTDistiller:
         key, paths = task.experts
 
         g = torch.Generator().manual_seed(task.seed)
-        ws = Workspace.build(ctx, task, cfg.init, g)
+        ws = Workspace.build(ctx, task, cfg.init, g, initial=self.initial_images(task, g))
+        labels = self.student_labels(task, ws)
         all_y = ws.all_y
         alpha = torch.tensor(cfg.lr_teacher, device=dev, requires_grad=True)
         opt_img = torch.optim.SGD(ws.param_groups(cfg.lr_img, task.boost_beta), lr=cfg.lr_img, momentum=0.5)
         opt_lr = torch.optim.SGD([alpha], lr=cfg.lr_lr, momentum=0.5)
         net = FlatParams(ctx.make_model().to(dev))
+        offset = self.matched_from(cfg, net)
         segments = (cfg.segments or math.ceil(math.sqrt(cfg.syn_steps))) if cfg.memory == "checkpoint" else 1
         size = tuple(ws.images.shape[-2:])
         batch_syn = min(cfg.batch_syn or len(ws.images), len(all_y))  # default: this stage's classes x IPC
@@ -234,14 +253,14 @@ class MTTDistiller:
         chunk = None if vectorize or cfg.compile_unroll else micro_batch(cfg.micro_batch, net.model, sample, "unroll")
         compiled = CompiledUnroll(net, dev) if cfg.compile_unroll else None
 
-        def draw() -> tuple:
+        def draw(it: int) -> tuple:
             """One trajectory's random choices (expert, start epoch, minibatches, augmentations)."""
             e = int(torch.randint(len(paths), (1,), generator=g))
-            t = start_epoch(cfg, g)
+            t = start_epoch(cfg, g, self.start_bound(cfg, it))
             idx = minibatches(len(all_y), batch_syn, cfg.syn_steps, g)
             return e, t, idx, [ctx.dsa.sample(len(ix), size, g) for ix in idx]
 
-        def student(all_x: torch.Tensor, e: int, t: int, idx: list[torch.Tensor], augs: list) -> tuple:
+        def student(all_x, all_y, e: int, t: int, idx: list[torch.Tensor], augs: list) -> tuple:
             """One drawn trajectory on the device: its start, its target and its step-j batch. Indices and
             augmentation parameters are copied once, before the unroll, without blocking."""
             traj = self.store.trajectory(paths[e], key, settings.epochs)
@@ -255,8 +274,8 @@ class MTTDistiller:
 
         def match(draws: list[tuple]) -> float:
             """Backpropagate the mean matching loss of the drawn trajectories (1 / trajectories each); return it."""
-            k, all_x = cfg.trajectories, ws.all_x
-            students = [student(all_x, *d) for d in draws]
+            k, all_x, all_y = cfg.trajectories, ws.all_x, labels.targets()
+            students = [student(all_x, all_y, *d) for d in draws]
             if vectorize and students:
                 starts, targets, batches = zip(*students)
 
@@ -265,19 +284,22 @@ class MTTDistiller:
                     return torch.stack(xs), torch.stack(ys)
 
                 losses = batched_unroll_backward(
-                    net, torch.stack(starts), torch.stack(targets), alpha, stacked, cfg.syn_steps, 1 / k
+                    net, torch.stack(starts), torch.stack(targets), alpha, stacked, cfg.syn_steps, 1 / k, offset
                 )
                 return sum(losses) / k
             if compiled is not None:
                 return sum(compiled.backward(s, t, alpha, b, cfg.syn_steps, 1 / k) / k for s, t, b in students)
             return sum(
-                unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, chunk) / k for s, t, b in students
+                unroll_backward(net, s, t, alpha, b, cfg.syn_steps, segments, 1 / k, chunk, offset) / k
+                for s, t, b in students
             )
 
+        learnable = [*ws.learnable(), alpha, *labels.state.values()]
+
         def step(it: int) -> float:
-            draws = [draw() for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
+            draws = [draw(it) for _ in range(cfg.trajectories)]  # every process draws all: generators stay in step
             local = match([draws[i] for i in ctx.share(cfg.trajectories)])
-            return reduce_shared(ctx, [*ws.learnable(), alpha], local)
+            return reduce_shared(ctx, learnable, local)
 
         def alpha_in_range() -> str | None:
             a, top = float(alpha.detach()), cfg.lr_teacher * cfg.max_alpha_factor
@@ -286,17 +308,18 @@ class MTTDistiller:
         loop = DistillLoop(
             ctx,
             task,
-            "mtt",
+            self.name,
             cfg.iterations,
             cfg.checkpoint_every,
-            {**ws.tensors(), "alpha": alpha},
-            {"img": opt_img, "lr": opt_lr},
+            {**ws.tensors(), "alpha": alpha, **labels.state},
+            {"img": opt_img, "lr": opt_lr, **labels.optimizers},
             g,
             identity={"key": key},
             check=alpha_in_range,
             postfix=lambda: {"alpha": float(alpha.detach())},
-            snapshot=lambda: ws.output(task, float(alpha.detach()), {}).stage,
+            snapshot=lambda: ws.output(task, float(alpha.detach()), {}, labels.soft()).stage,
             hint="lower method.lr_img or method.lr_lr" + band_hint(task.pool, len(ctx.train_y)),
+            skip_above=self.skip_above(cfg),
         )
         losses = loop.run(step)
         log = loop.log(
@@ -309,8 +332,31 @@ class MTTDistiller:
             micro_batch=describe(cfg.micro_batch, chunk),
             vectorized=vectorize,
             compiled_unroll=cfg.compile_unroll,
+            **({"matched_from": offset} if offset else {}),
         )
-        return ws.output(task, float(alpha.detach()), log)
+        return ws.output(task, float(alpha.detach()), log, labels.soft())
+
+    # Hooks of the variants (DATM): MTT's own behaviour.
+
+    def initial_images(self, task: StageTask, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The stage's initial images and labels when the variant chooses them (None: `Workspace`'s init)."""
+        return None
+
+    def student_labels(self, task: StageTask, ws: Workspace) -> StudentLabels:
+        """The labels the student trains on: the hard class ids of its set."""
+        return StudentLabels(lambda: ws.all_y)
+
+    def start_bound(self, cfg: MTTConfig, it: int) -> int:
+        """Iteration `it` draws start epochs below this bound."""
+        return cfg.max_start_epoch
+
+    def matched_from(self, cfg: MTTConfig, net: FlatParams) -> int:
+        """The first flat parameter index the matching loss reads (0: all of them)."""
+        return 0
+
+    def skip_above(self, cfg: MTTConfig) -> float | None:
+        """A matching loss above which an iteration updates nothing (None: every iteration updates)."""
+        return None
 
 
 def vectorized(cfg: MTTConfig, device: torch.device) -> bool:

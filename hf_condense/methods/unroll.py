@@ -53,9 +53,11 @@ def sgd_steps(
     return theta
 
 
-def matching_loss(theta_n: torch.Tensor, start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MTT's normalised parameter distance ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2."""
-    return ((theta_n - target) ** 2).sum() / ((start - target) ** 2).sum()
+def matching_loss(theta_n: torch.Tensor, start: torch.Tensor, target: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """MTT's normalised parameter distance ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2, over the flat
+    parameters from index `offset` on (PAD's parameter selection drops the shallow ones from both norms)."""
+    theta_n, start, target = theta_n[..., offset:], start[..., offset:], target[..., offset:]
+    return ((theta_n - target) ** 2).sum(-1) / ((start - target) ** 2).sum(-1)
 
 
 def unroll_backward(
@@ -68,10 +70,12 @@ def unroll_backward(
     segments: int = 1,
     scale: float = 1.0,
     micro_batch: int | None = None,
+    offset: int = 0,
 ) -> float:
-    """Unroll `steps` student steps from `start`, backpropagate `scale` x the matching loss into every leaf that
-    `batch` and `alpha` depend on (accumulating .grad), and return the loss. segments > 1 bounds memory (see module
-    doc); micro_batch chunks each step's batch (`FlatParams.grad`)."""
+    """Unroll `steps` student steps from `start`, backpropagate `scale` x the matching loss (over the parameters
+    from `offset` on) into every leaf that `batch` and `alpha` depend on (accumulating .grad: images, alpha, learned
+    labels), and return the loss. segments > 1 bounds memory (see module doc); micro_batch chunks each step's batch
+    (`FlatParams.grad`). Labels may be class ids or class distributions (soft labels)."""
     bounds = segment_bounds(steps, segments)
     starts = [start.detach()]
     with torch.enable_grad():
@@ -86,7 +90,7 @@ def unroll_backward(
             theta0 = starts[s].detach().clone().requires_grad_(True)
             theta_end = sgd_steps(net, theta0, alpha, batch, bounds[s], True, micro_batch)
             if s == len(bounds) - 1:
-                loss = matching_loss(theta_end, start, target)
+                loss = matching_loss(theta_end, start, target, offset)
                 loss_value = float(loss.detach())
                 (loss * scale).backward()  # into the images, alpha and theta0 (all leaves)
             else:
@@ -103,10 +107,11 @@ def batched_unroll_backward(
     batches: Batch,
     steps: int,
     scale: float = 1.0,
+    offset: int = 0,
 ) -> list[float]:
     """K plain unrolls at once: student k starts at starts[k] (K x P) and is matched to targets[k]; `batches(j)` gives
-    step j's inputs (K x B x C x H x W) and labels (K x B). Backpropagates `scale` x the sum of the K matching losses
-    (accumulating .grad, as K calls of `unroll_backward` would) and returns the K losses."""
+    step j's inputs (K x B x C x H x W) and labels (K x B, or K x B x classes). Backpropagates `scale` x the sum of the
+    K matching losses (accumulating .grad, as K calls of `unroll_backward` would) and returns the K losses."""
 
     def student_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(net(theta, x), y)
@@ -118,7 +123,7 @@ def batched_unroll_backward(
         for j in range(steps):
             x, y = batches(j)
             theta = theta - alpha * student_grads(theta, x, y)
-        losses = ((theta - targets) ** 2).sum(1) / ((starts - targets) ** 2).sum(1)
+        losses = matching_loss(theta, starts, targets, offset)
         (losses.sum() * scale).backward()
     return losses.detach().tolist()
 

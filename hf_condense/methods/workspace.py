@@ -49,9 +49,19 @@ class Workspace:
     factor: int = 1  # multi-formation: each stored image trains as factor^2 decoded images
 
     @classmethod
-    def build(cls, ctx, task: StageTask, init: str, g: torch.Generator, factor: int = 1) -> Workspace:
+    def build(
+        cls,
+        ctx,
+        task: StageTask,
+        init: str,
+        g: torch.Generator,
+        factor: int = 1,
+        initial: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Workspace:
+        """The stage's images from `init_images` (or `initial`, images and labels a method chose itself) beside the
+        earlier stages of the task's context set."""
         dev = ctx.device
-        images, labels = init_images(ctx, task, init, g, factor)
+        images, labels = initial if initial is not None else init_images(ctx, task, init, g, factor)
         context = task.context_set
         boosting = task.boost_beta > 0 and bool(context)  # idc.check refuses boosting multi-formation stages
         pairs = [(s.images, s.labels) if boosting else decode(s.images, s.labels, s.formation_factor) for s in context]

@@ -32,6 +32,15 @@ TINY_METHODS = {
     "idc": IDC,
     "ratbptt": RAT,
     "mtt": tiny_mtt(iterations=60, num_experts=3, max_start_epoch=4),
+    "datm": tiny_mtt(
+        iterations=60,
+        num_experts=3,
+        max_start_epoch=4,
+        expert_lr=0.05,
+        batch_syn=None,
+        initial_max_start_epoch=2,
+        expansion_iterations=30,
+    ),
 }
 MARGIN = {"ratbptt": 0.03}
 

@@ -224,8 +224,8 @@ def test_seqmatch_subsets_start_within_their_own_intervals(tiny, accelerator, tm
     starts = []
     original = mtt.start_epoch
 
-    def spy(cfg, g):
-        starts.append((cfg.min_start_epoch, original(cfg, g)))
+    def spy(cfg, g, upper=None):
+        starts.append((cfg.min_start_epoch, original(cfg, g, upper)))
         return starts[-1][1]
 
     monkeypatch.setattr(mtt, "start_epoch", spy)
