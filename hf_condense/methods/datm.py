@@ -172,7 +172,9 @@ class DATMDistiller(MTTDistiller):
 def check(cfg: DATMConfig, boost_beta: float) -> list[str]:
     errors = mtt_check(cfg, boost_beta)
     if not 0 <= cfg.match_from < 1:
-        errors.append(f"method.match_from: {cfg.match_from} leaves no parameter to match; expected a fraction in [0, 1)")
+        errors.append(
+            f"method.match_from: {cfg.match_from} leaves no parameter to match; expected a fraction in [0, 1)"
+        )
     low = cfg.initial_max_start_epoch
     if low is not None and not cfg.min_start_epoch < low <= cfg.max_start_epoch:
         errors.append(
