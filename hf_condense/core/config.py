@@ -37,6 +37,7 @@ def opt(
     affects_result: bool = True,
     compute: str | None = None,
     later_stages: bool = False,
+    added: bool = False,
 ) -> Any:
     """A dataclass field with a help text and numeric bounds that the parser enforces. `affects_result=False` declares
     a setting that changes how a result is computed but not the result beyond float round-off (threads, compilation,
@@ -44,7 +45,9 @@ def opt(
     `compute="name"` declares an execution setting (how the arithmetic runs, not which method): a recipe spells it
     `compute.name`, apart from the method's own knobs (`compute_fields`). `later_stages=True` declares a setting
     that only shapes the stages after the first (a PDD transition's): stage 1's hash reads it at its default, so a
-    run's first stage is shared by recipes that differ only there (`later_stage_fields`)."""
+    run's first stage is shared by recipes that differ only there (`later_stage_fields`). `added=True` declares a
+    setting added after stages were stored: a stage hash leaves it out at its default, so those folders resume
+    (`added_fields`)."""
     meta = {
         "help": help,
         "min": min,
@@ -53,6 +56,7 @@ def opt(
         "affects_result": affects_result,
         "compute": compute,
         "later_stages": later_stages,
+        "added": added,
     }
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
@@ -67,6 +71,11 @@ def neutral_fields(cls: type) -> set[str]:
 def later_stage_fields(cls: type) -> dict[str, Any]:
     """The fields of dataclass `cls` declared `later_stages=True`, with their defaults."""
     return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("later_stages")}
+
+
+def added_fields(cls: type) -> dict[str, Any]:
+    """The fields of dataclass `cls` declared `added=True`, with their defaults."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("added")}
 
 
 def compute_fields(cls: type) -> dict[str, str]:

@@ -11,6 +11,7 @@ MTT's loop (methods/mtt.py) with DATM's changes, as its official code has them (
 - the start epoch's upper bound grows over the iterations (sequential generation): from initial_max_start_epoch to
   max_start_epoch by iteration expansion_iterations, the lower bound fixed;
 - an iteration whose matching loss exceeds `threshold` updates nothing (no optimiser steps);
+- its experts train with GSAM over SGD (`expert_optimizer: gsam`, models/sam.py), as the FTD buffers it uses;
 - PAD's parameter selection: `match_from` drops the shallowest fraction of the flattened parameters from both norms
   of the matching loss (the depth rule of PAD's paper, cut by element count as its code did).
 Earlier stages of a PDD run keep their labels (soft when they were learned) frozen with their images.
@@ -49,6 +50,12 @@ class DATMConfig(MTTConfig):
         min=1,
         help="Synthetic images per student step, drawn from the student's whole set (DATM's configs set it; None: "
         "classes x this stage's IPC).",
+    )
+    expert_optimizer: Literal["sgd", "gsam"] = opt(
+        "gsam",
+        help="The experts' optimiser on real data: gsam (DATM's buffers: GSAM over SGD, rho 0.01, alpha 0.4), or sgd "
+        "(MTT's buffers).",
+        added=True,
     )
     init: Literal["correct", "real", "herding", "noise"] = opt(
         "correct",

@@ -36,7 +36,7 @@ EXPERT_SGD = TrainSchedule(momentum=0.0, weight_decay=0.0)  # experts: SGD witho
 
 @dataclass(frozen=True)
 class ExpertSettings:
-    """How experts are trained (SGD without momentum or weight decay, as in MTT)."""
+    """How experts are trained (SGD without momentum or weight decay, as in MTT, or GSAM over it)."""
 
     num_experts: int
     epochs: int  # snapshots 0..epochs are stored
@@ -47,6 +47,21 @@ class ExpertSettings:
     stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
     micro_batch: int | None = None  # examples per forward/backward chunk (None: the CPU rule; not in the key either)
     compile: bool | None = None  # torch.compile the real epochs (None: compiling's rule; not in the key either)
+    optimizer: str = "sgd"  # sgd, or gsam (the FTD/DATM/PAD buffers' sharpness-aware SGD)
+    sam_rho: float = 0.01
+    sam_alpha: float = 0.4
+
+    @property
+    def schedule(self) -> TrainSchedule:
+        """The experts' optimiser on real data: SGD without momentum or weight decay (MTT), or GSAM over it."""
+        if self.optimizer == "sgd":
+            return EXPERT_SGD
+        return replace(EXPERT_SGD, optimizer=self.optimizer, sam_rho=self.sam_rho, sam_alpha=self.sam_alpha)
+
+    @property
+    def stackable(self) -> bool:
+        """Whether experts may train stacked: GSAM's norms are per network, so its experts train one by one."""
+        return self.optimizer == "sgd"
 
 
 def real_subset(pool: list[torch.Tensor], n: int) -> torch.Tensor | None:
@@ -109,6 +124,7 @@ class ExpertStore:
                 "aug": s.augment,
                 "seed": s.seed,
                 "format": FORMAT,
+                **({"optimizer": s.schedule.key()} if s.optimizer != "sgd" else {}),  # SGD experts keep their key
             }
         )
 
@@ -136,7 +152,7 @@ class ExpertStore:
         if todo:
             epochs = s.epochs + (pretrain[3] if pretrain is not None else 0)
             pre = f" ({pretrain[3]} on the earlier stages first)" if pretrain is not None else ""
-            stack = s.stack if buffer_free(self.flat.model) else 1
+            stack = s.stack if buffer_free(self.flat.model) and s.stackable else 1
             x, n_real = self.ctx.train_x, len(self.ctx.train_x) if real is None else len(real)
             examples = len(mine) * s.epochs * n_real
             compile = stack == 1 and should_compile(s.compile, self.ctx.device, examples, self.flat.model, x[:1])
@@ -171,12 +187,12 @@ class ExpertStore:
         after every epoch."""
         ctx = self.ctx
         models, gens = zip(*(self.init_expert(e, key, starts) for e in experts))
-        group = (StackedNets if len(models) > 1 else NetGroup)(models, EXPERT_SGD, s.lr)
+        group = (StackedNets if len(models) > 1 else NetGroup)(models, s.schedule, s.lr)
         if pretrain is not None:
             x, y, lr, epochs, ev = pretrain
             group.set_optimizer(ev, lr)
             group.fit(x, y, epochs, lr, ev, ctx.dsa if ev.augment else None, gens, ctx.device, on_epoch)
-            group.set_optimizer(EXPERT_SGD, s.lr)
+            group.set_optimizer(s.schedule, s.lr)
         dsa = ctx.dsa if s.augment else None
         x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
         snaps = [group.flat_params().cpu()]

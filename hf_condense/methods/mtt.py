@@ -85,6 +85,18 @@ class MTTConfig(MethodConfig):
         compute="expert_stack",
     )
     expert_extra_epochs: int = opt(0, min=0, help="Train experts this many epochs beyond what matching needs.")
+    expert_optimizer: Literal["sgd", "gsam"] = opt(
+        "sgd",
+        help="The experts' optimiser on real data: sgd (MTT's buffers), or gsam, GSAM over that SGD (the FTD, DATM "
+        "and PAD buffers; twice the gradients per step; experts train unstacked).",
+        added=True,
+    )
+    expert_sam_rho: float = opt(
+        0.01, gt=0, help="gsam experts: the climb's radius rho (DATM's run_buffer.sh).", added=True
+    )
+    expert_sam_alpha: float = opt(
+        0.4, min=0, help="gsam experts: GSAM's alpha (DATM's buffer_FTD.py default).", added=True
+    )
     transition_epochs: int | None = opt(
         None,
         min=1,
@@ -152,6 +164,9 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
         stack=cfg.expert_stack,
         micro_batch=cfg.expert_micro_batch,
         compile=cfg.expert_compile,
+        optimizer=cfg.expert_optimizer,
+        sam_rho=cfg.expert_sam_rho,
+        sam_alpha=cfg.expert_sam_alpha,
     )
 
 

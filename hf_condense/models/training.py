@@ -8,6 +8,7 @@ Staged sets are trained progressively (S1, then S1 u S2, ... carrying weights an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -21,6 +22,7 @@ from .chunking import micro_batch as chunk_size
 from .compiling import compile_failed, compiled, should_compile
 from .functional import FlatParams
 from .pooling import as_convolution
+from .sam import GSAM
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,15 @@ class TrainSchedule:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "gsam"] = "sgd"  # gsam: SGD driven by GSAM (models/sam.py; experts)
     lr_decay: bool = True  # lr x decay_factor at each of decay_at (fractions of the epochs): x 0.1 at half
     decay_at: tuple[float, ...] = (0.5,)
     decay_factor: float = 0.1
     cutmix: float = 0.0  # probability of CutMix on each batch (IDC's training; `augment.cutmix`)
     micro_batch: int | None = None  # examples per forward/backward chunk (None: chunking.micro_batch's rule)
     compile: bool | None = None  # torch.compile the training steps (None: compiling.should_compile's rule)
+    sam_rho: float = 0.01  # gsam: the climb's radius (rho)
+    sam_alpha: float = 0.4  # gsam: how much of the gradient's part orthogonal to the climbed one is removed
 
     def key(self) -> dict:
         """What identifies the schedule in stage hashes and cache keys; settings added later are left out at their
@@ -53,7 +57,7 @@ class TrainSchedule:
         d = asdict(self)
         d.pop("micro_batch")
         d.pop("compile")
-        for name in ("optimizer", "lr_decay", "decay_at", "decay_factor", "cutmix"):
+        for name in ("optimizer", "lr_decay", "decay_at", "decay_factor", "cutmix", "sam_rho", "sam_alpha"):
             if d[name] == getattr(TrainSchedule, name):
                 d.pop(name)
         return d
@@ -148,7 +152,10 @@ def train_epoch(
             run = model
             opt.zero_grad(set_to_none=True)
             logits, loss = batch_gradient(run, xb, yb, size, mixed)
-        opt.step()
+        if getattr(opt, "needs_closure", False):  # sharpness-aware: the same batch's gradient at climbed weights
+            opt.step(functools.partial(batch_gradient, run, xb, yb, size, mixed))
+        else:
+            opt.step()
         total += batch_stats(logits, yb, loss)
         if on_batch is not None:
             on_batch(idx, logits)
@@ -225,6 +232,8 @@ def optimizer_for(params, cfg: TrainSchedule, lr: float) -> torch.optim.Optimize
     """The schedule's optimiser over `params` (element-wise, so it also serves stacked networks)."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "gsam":
+        return GSAM(params, lr, cfg.sam_rho, cfg.sam_alpha, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 

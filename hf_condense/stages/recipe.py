@@ -26,6 +26,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from ..core.config import (
     RecipeError,
+    added_fields,
     apply_overrides,
     describe,
     later_stage_fields,
@@ -287,6 +288,9 @@ class Recipe:
                 m.pop("transition_mode", None)
             for name in neutral_fields(type(self.method)):  # declared in the method's config (affects_result)
                 m.pop(name, None)
+            for name, default in added_fields(type(self.method)).items():  # at its default: hashed as before it
+                if m.get(name, default) == default:
+                    m.pop(name, None)
             if m.get("expert_lr", 0) is None:  # the experts train at lr_teacher, as before the key existed
                 m.pop("expert_lr")
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
