@@ -12,6 +12,7 @@ MTT's loop (methods/mtt.py) with DATM's changes, as its official code has them (
   max_start_epoch by iteration expansion_iterations, the lower bound fixed;
 - an iteration whose matching loss exceeds `threshold` updates nothing (no optimiser steps);
 - its experts train with GSAM over SGD (`expert_optimizer: gsam`, models/sam.py), as the FTD buffers it uses;
+- PAD's data selection: the experts' easy-to-hard EL2N curriculum (`expert_curriculum: el2n`, methods/difficulty.py);
 - PAD's parameter selection: `match_from` drops the shallowest fraction of the flattened parameters from both norms
   of the matching loss (the depth rule of PAD's paper, cut by element count as its code did).
 Earlier stages of a PDD run keep their labels (soft when they were learned) frozen with their images.

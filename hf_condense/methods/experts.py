@@ -13,6 +13,7 @@ Under a forgetting-score curriculum each level's real epochs see only its stage'
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from ..models.stacked import StackedNets
 from ..models.training import NetGroup, TrainSchedule
 from .base import training_union
 from .context import RunContext
+from .difficulty import el2n_scores, ranked_by
 
 logger = logging.getLogger("hf_condense.experts")
 FORMAT = "hf_condense.trajectory.v1"
@@ -50,6 +52,7 @@ class ExpertSettings:
     optimizer: str = "sgd"  # sgd, or gsam (the FTD/DATM/PAD buffers' sharpness-aware SGD)
     sam_rho: float = 0.01
     sam_alpha: float = 0.4
+    curriculum: tuple | None = None  # PAD: (difficulty.Curriculum, (score kind, networks, epochs)); None: all data
 
     @property
     def schedule(self) -> TrainSchedule:
@@ -125,6 +128,7 @@ class ExpertStore:
                 "seed": s.seed,
                 "format": FORMAT,
                 **({"optimizer": s.schedule.key()} if s.optimizer != "sgd" else {}),  # SGD experts keep their key
+                **({"curriculum": [dataclasses.asdict(s.curriculum[0]), s.curriculum[1]]} if s.curriculum else {}),
             }
         )
 
@@ -195,12 +199,24 @@ class ExpertStore:
             group.set_optimizer(s.schedule, s.lr)
         dsa = ctx.dsa if s.augment else None
         x, y = (ctx.train_x, ctx.train_y) if real is None else (ctx.train_x[real], ctx.train_y[real])
+        ranked = self.ranked(s, real)
         snaps = [group.flat_params().cpu()]
-        for _ in range(s.epochs):
+        for e in range(s.epochs):
+            if ranked is not None:  # PAD: this epoch's share of each class, easy to hard
+                idx = s.curriculum[0].subset(ranked, e)
+                x, y = ctx.train_x[idx], ctx.train_y[idx]
             values = group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device, s.micro_batch, compile)
             on_epoch(len(models), **values)
             snaps.append(group.flat_params().cpu())  # fresh copies: never aliases of the live parameters
         return list(torch.stack(snaps, dim=1))
+
+    def ranked(self, s: ExpertSettings, real: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """With a curriculum, each class's train indices (of `real`, default all) easiest first; else None."""
+        if s.curriculum is None:
+            return None
+        _, (kind, networks, epochs) = s.curriculum
+        scores = el2n_scores(self.ctx, networks, epochs, s.seed)  # the one score kind so far ("el2n")
+        return ranked_by(scores, self.ctx.train_y, real)
 
     def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:
         if path not in self._loaded:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from ..core.io import content_key, load_verified, save_verified
 from ..models.training import train_epoch
 from .context import RunContext
+from .difficulty import cached_scores
 
 
 class ForgettingCounter:
@@ -36,23 +36,8 @@ class ForgettingCounter:
 
 def forgetting_scores(ctx: RunContext, epochs: int, seed: int) -> torch.Tensor:
     """Forgetting scores of every train example after `epochs` epochs of the run's network from `seed` (cached)."""
-    key = content_key(
-        {
-            "data": ctx.data_key(),
-            "model": ctx.model.__dict__,
-            "epochs": epochs,
-            "augment": ctx.augment,
-            "seed": seed,
-            "format": 1,
-        }
-    )
-    path = ctx.cache_dir / "forgetting" / f"{key}.safetensors"
-    with ctx.accelerator.main_process_first():  # the main process counts; the others read its file
-        loaded = load_verified(path, key, "forgetting-score")
-        if loaded is not None:
-            return loaded[0]["scores"]
-        if not ctx.accelerator.is_main_process:
-            raise RuntimeError(f"{path}: the main process's forgetting scores cannot be read")
+
+    def compute() -> torch.Tensor:
         torch.manual_seed(seed)
         model = ctx.make_model().to(ctx.device)
         g = torch.Generator().manual_seed(seed)
@@ -63,6 +48,6 @@ def forgetting_scores(ctx: RunContext, epochs: int, seed: int) -> torch.Tensor:
             for _ in range(epochs):
                 x, y = ctx.train_x, ctx.train_y
                 bar.update(1, **train_epoch(model, sgd, x, y, 256, ctx.dsa, g, ctx.device, on_batch=counter))
-        scores = counter.scores()
-        save_verified({"scores": scores}, path, key)
-        return scores
+        return counter.scores()
+
+    return cached_scores(ctx, "forgetting", {"epochs": epochs, "seed": seed, "format": 1}, compute)

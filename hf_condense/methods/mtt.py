@@ -29,6 +29,7 @@ from ..models.compiling import COMPILE_HELP, COMPILE_MIN_EXAMPLES
 from ..models.functional import FlatParams
 from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
+from .difficulty import Curriculum
 from .experts import ExpertSettings, ExpertStore, real_subset
 from .loop import DistillLoop, reduce_shared
 from .unroll import CompiledUnroll, batched_unroll_backward, unroll_backward
@@ -97,6 +98,30 @@ class MTTConfig(MethodConfig):
     expert_sam_alpha: float = opt(
         0.4, min=0, help="gsam experts: GSAM's alpha (DATM's buffer_FTD.py default).", added=True
     )
+    expert_curriculum: Literal["none", "el2n"] = opt(
+        "none",
+        help="PAD's data selection: el2n trains the experts easy to hard by EL2N score (computed here: el2n_networks "
+        "networks x el2n_epochs epochs), each class from its easiest curriculum_initial fraction up to all of it at "
+        "epoch curriculum_add_end, then without its easiest curriculum_remove_fractions from the matching "
+        "curriculum_remove_epochs on.",
+        added=True,
+    )
+    curriculum_initial: float = opt(
+        0.75, gt=0, max=1, help="el2n: the easiest fraction at epoch 0 (PAD's IR).", added=True
+    )
+    curriculum_add_end: int = opt(
+        20, min=0, help="el2n: the epoch by which the experts see all examples (PAD's AEE).", added=True
+    )
+    curriculum_remove_epochs: list[int] = opt(
+        default_factory=lambda: [40, 60], help="el2n: after these epochs the easiest examples are dropped.", added=True
+    )
+    curriculum_remove_fractions: list[float] = opt(
+        default_factory=lambda: [0.1, 0.2],
+        help="el2n: the easiest fraction of each class dropped after each removal epoch (PAD's README run).",
+        added=True,
+    )
+    el2n_networks: int = opt(10, min=1, help="el2n: networks the scores average over (Paul et al.).", added=True)
+    el2n_epochs: int = opt(20, min=1, help="el2n: epochs each scoring network trains (Paul et al.).", added=True)
     transition_epochs: int | None = opt(
         None,
         min=1,
@@ -167,7 +192,17 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
         optimizer=cfg.expert_optimizer,
         sam_rho=cfg.expert_sam_rho,
         sam_alpha=cfg.expert_sam_alpha,
+        curriculum=curriculum(cfg),
     )
+
+
+def curriculum(cfg: MTTConfig):
+    """PAD's easy-to-hard schedule of the experts' real examples and how their scores are made (None: off)."""
+    if cfg.expert_curriculum == "none":
+        return None
+    removals = tuple(zip(cfg.curriculum_remove_epochs, cfg.curriculum_remove_fractions, strict=False))
+    schedule = Curriculum(cfg.curriculum_initial, cfg.curriculum_add_end, removals)
+    return schedule, (cfg.expert_curriculum, cfg.el2n_networks, cfg.el2n_epochs)
 
 
 def stage_experts(
@@ -386,6 +421,23 @@ def vectorized(cfg: MTTConfig, device: torch.device) -> bool:
 
 def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
     errors = []
+    if cfg.expert_curriculum != "none":
+        epochs = cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs
+        removal = cfg.curriculum_remove_epochs, cfg.curriculum_remove_fractions
+        if len(removal[0]) != len(removal[1]):
+            errors.append(
+                f"method.curriculum_remove_fractions: {len(removal[1])} fraction(s) for {len(removal[0])} "
+                "curriculum_remove_epochs; expected one each"
+            )
+        if any(not 0 <= f < 1 for f in removal[1]):
+            errors.append(f"method.curriculum_remove_fractions: {removal[1]}; expected fractions in [0, 1)")
+        last = max([cfg.curriculum_add_end, *removal[0]])
+        if last >= epochs:
+            errors.append(
+                f"method.expert_curriculum: the schedule runs to epoch {last}, beyond the experts' {epochs} epochs "
+                "(max_start_epoch + expert_epochs + expert_extra_epochs); raise method.expert_extra_epochs or "
+                "shorten curriculum_add_end / curriculum_remove_epochs"
+            )
     if cfg.min_start_epoch >= cfg.max_start_epoch:
         errors.append(
             f"method.min_start_epoch: {cfg.min_start_epoch} leaves no start epoch below max_start_epoch "

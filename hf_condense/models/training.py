@@ -163,16 +163,19 @@ def train_epoch(
 
 
 @torch.no_grad()
+def test_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    """The model's logits on x in eval mode (on the CPU), batch by batch."""
+    model.eval()
+    with as_convolution():
+        return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
 def test_accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1024
 ) -> float:
-    model.eval()
-    correct = 0
-    with as_convolution():
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size].to(device))
-            correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
-    return correct / max(len(x), 1)
+    if not len(x):
+        return 0.0
+    return int((test_logits(model, x, device, batch_size).argmax(1) == y).sum()) / len(x)
 
 
 def scheduled_epochs(
