@@ -179,6 +179,9 @@ class MethodSpec:
     checks: Callable[[Any, float], list[str]] | None = None
     revisions: tuple[str, ...] = ()
     curriculum_scope: str = "init"  # what a PDD forgetting band restricts in the method's official code (see recipe)
+    # stage i of a P-stage run gets stage_config(cfg, i, P, keys its recipe overrides for stage i) (PDD over DATM:
+    # each stage its own slice of the matching range); the stage hash then covers the resolved configs
+    stage_config: Callable[[Any, int, int, set[str]], Any] | None = None
 
     @property
     def revision(self) -> int:

@@ -15,12 +15,14 @@ MTT's loop (methods/mtt.py) with DATM's changes, as its official code has them (
 - PAD's data selection: the experts' easy-to-hard EL2N curriculum (`expert_curriculum: el2n`, methods/difficulty.py);
 - PAD's parameter selection: `match_from` drops the shallowest fraction of the flattened parameters from both norms
   of the matching loss (the depth rule of PAD's paper, cut by element count as its code did).
-Earlier stages of a PDD run keep their labels (soft when they were learned) frozen with their images.
+Earlier stages of a PDD run keep their labels (soft when they were learned) frozen with their images. PDD over DATM
+(new here: no public code combines them) gives stage i of P its own slice of the start range by default
+(`stage_ranges: split`), the same intuition as DATM's: later, larger sets match later parts of training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -74,6 +76,12 @@ class DATMConfig(MTTConfig):
         min=1,
         help="Sequential generation: the iteration at which the upper bound reaches max_start_epoch (DATM's "
         "expansion_end_epoch, which counts iterations).",
+    )
+    stage_ranges: Literal["split", "same"] = opt(
+        "split",
+        help="PDD over DATM: split gives stage i of P the i-th of P equal slices of [min_start_epoch, "
+        "max_start_epoch), its sequential generation scaled into the slice (a stage whose stages.overrides set the "
+        "range keeps it); same: every stage the whole range.",
     )
     learn_labels: bool = opt(True, help="Learn the soft labels through the unroll (off: keep the experts' logits).")
     lr_label: float = opt(2.0, gt=0, help="SGD lr of the label logits (DATM's lr_y).")
@@ -177,6 +185,29 @@ class DATMDistiller(MTTDistiller):
         return cfg.threshold
 
 
+RANGE_KEYS = {"min_start_epoch", "max_start_epoch", "initial_max_start_epoch"}
+
+
+def stage_range(cfg: DATMConfig, stage: int, count: int, overridden: set[str]) -> DATMConfig:
+    """PDD over DATM: stage `stage` of `count` matches the stage-th slice of the start range, as DATM matches early
+    trajectories for small sets and later ones for larger; the experts still train the whole range's epochs."""
+    if cfg.stage_ranges == "same" or count == 1 or overridden & RANGE_KEYS:
+        return cfg
+    low, high = cfg.min_start_epoch, cfg.max_start_epoch
+    span = high - low
+    lo, hi = low + span * (stage - 1) // count, low + span * stage // count
+    initial = cfg.initial_max_start_epoch
+    if initial is not None:
+        initial = lo + max(1, (initial - low) * (hi - lo) // span)
+    return replace(
+        cfg,
+        min_start_epoch=lo,
+        max_start_epoch=hi,
+        initial_max_start_epoch=initial,
+        expert_extra_epochs=cfg.expert_extra_epochs + high - hi,
+    )
+
+
 def check(cfg: DATMConfig, boost_beta: float) -> list[str]:
     errors = mtt_check(cfg, boost_beta)
     if not 0 <= cfg.match_from < 1:
@@ -202,4 +233,5 @@ SPEC = MethodSpec(
     DATMDistiller,
     Capabilities(needs_experts=True, learns_lr=True, learns_labels=True, functional=True),
     checks=check,
+    stage_config=stage_range,
 )

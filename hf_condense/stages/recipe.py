@@ -295,6 +295,13 @@ class Recipe:
                 m.pop("expert_lr")
             if m.get("vectorize_trajectories", False) is None:  # automatic: hashed as the False it replaced
                 m["vectorize_trajectories"] = False
+        if METHODS[self.method.name].stage_config:  # stages resolved from the count too: hash what they resolve to
+            d["stage_methods"] = [dataclasses.asdict(self.stage_method(i)) for i in range(1, k + 1)]
+            for m in d["stage_methods"]:
+                for name in neutral_fields(type(self.method)):
+                    m.pop(name, None)
+                if k == 1 and first_alone:
+                    m.update(later_stage_fields(type(self.method)))
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
         st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
         if k == 1 and first_alone:
@@ -335,15 +342,17 @@ class Recipe:
         return out
 
     def stage_method(self, stage: int) -> MethodConfig:
-        """The method config of stage `stage` (1-based), with that stage's overrides applied."""
-        if stage > len(self.stages.overrides):
-            return self.method
-        errors: list[str] = []
-        merged = {**dataclasses.asdict(self.method), **self.stages.overrides[stage - 1]}
-        out = parse_dataclass(type(self.method), merged, "method", errors)
-        if errors:
-            raise RecipeError(errors)
-        return out
+        """The method config of stage `stage` (1-based), with that stage's overrides applied, then what the method
+        makes of a stage of this many (`MethodSpec.stage_config`)."""
+        own = self.stages.overrides[stage - 1] if stage <= len(self.stages.overrides) else {}
+        out = self.method
+        if own:
+            errors: list[str] = []
+            out = parse_dataclass(type(self.method), {**dataclasses.asdict(self.method), **own}, "method", errors)
+            if errors:
+                raise RecipeError(errors)
+        per_stage = METHODS[self.method.name].stage_config
+        return per_stage(out, stage, self.stages.count, set(own)) if per_stage else out
 
 
 def repo_id_errors(repo_id: str, key: str = "output.repo_id") -> list[str]:

@@ -117,9 +117,9 @@ def test_datm_learns_its_labels_only_when_asked(tiny):
 def test_pdd_over_datm_freezes_the_earlier_labels_and_resumes_to_the_same_stages(tiny, monkeypatch):
     """Two stages: stage 1 stays as a one-stage run made it (images and soft labels); a run interrupted in stage 2
     resumes from its checkpoint (label logits and their optimiser included) to the uninterrupted stages."""
-    stages = {"count": 2, "ipc": 2}
-    one = run(tiny, out="one", checkpoint_every=2).stages[0]
-    whole = run(tiny, stages=stages, out="whole", checkpoint_every=2).stages
+    stages, same = {"count": 2, "ipc": 2}, {"checkpoint_every": 2, "stage_ranges": "same"}  # stage 1: one range
+    one = run(tiny, out="one", **same).stages[0]
+    whole = run(tiny, stages=stages, out="whole", **same).stages
     assert torch.equal(whole[0].images, one.images) and torch.equal(whole[0].soft_labels, one.soft_labels)
     assert whole[1].soft_labels is not None
 
@@ -133,10 +133,10 @@ def test_pdd_over_datm_freezes_the_earlier_labels_and_resumes_to_the_same_stages
 
     monkeypatch.setattr(DATMDistiller, "start_bound", killed)
     with pytest.raises(KeyboardInterrupt):
-        run(tiny, stages=stages, out="resumed", checkpoint_every=2)
+        run(tiny, stages=stages, out="resumed", **same)
     assert list_stages(Path(tiny["output"]["dir"])) == [1] and calls[-1] == 3
     monkeypatch.setattr(DATMDistiller, "start_bound", original)
-    resumed = run(tiny, stages=stages, out="resumed", checkpoint_every=2).stages
+    resumed = run(tiny, stages=stages, out="resumed", **same).stages
     for a, b in zip(whole, resumed, strict=True):
         assert torch.equal(a.images, b.images) and torch.equal(a.soft_labels, b.soft_labels)
 
@@ -158,6 +158,36 @@ def test_datm_refuses_bad_settings_in_one_line(tiny, change, message):
 
 @pytest.mark.heavy
 def test_too_few_correctly_classified_images_are_refused_with_the_count(tiny):
-    """Experts too weak to classify every class (lr 0.001): the class and how many images were found, in one line."""
-    with pytest.raises(RecipeError, match=r"method.init: 'correct' found \d+ of 2 images of class \d+ that the 2 "):
-        run(tiny, expert_lr=0.001)
+    """Experts too weak to classify every class (barely trained): the class and how many images were found."""
+    with pytest.raises(RecipeError, match=r"method.init: 'correct' found \d+ of 60 images of class \d+ that the 2 "):
+        run(tiny, stages={"count": 1, "ipc": 60}, expert_lr=1e-6)
+
+
+def test_pdd_over_datm_gives_each_stage_its_slice_of_the_start_range(tiny):
+    """stage_ranges split: stage i of P matches the i-th slice of [min, max), its sequential generation scaled into
+    it and its experts trained the whole range's epochs; a stage whose overrides set the range, or `same`, keeps it.
+    The stage count then shapes every stage, so its hash changes with it (a 2-stage run is not a 3-stage run's
+    start)."""
+    tiny["method"] = tiny_datm(min_start_epoch=0, max_start_epoch=20, initial_max_start_epoch=10)
+    tiny["stages"] = {"count": 2, "ipc": 1}
+    r = load_recipe(tiny)
+    first, second = r.stage_method(1), r.stage_method(2)
+    assert (first.min_start_epoch, first.initial_max_start_epoch, first.max_start_epoch) == (0, 5, 10)
+    assert (second.min_start_epoch, second.initial_max_start_epoch, second.max_start_epoch) == (10, 15, 20)
+    assert first.max_start_epoch + first.expert_extra_epochs == second.max_start_epoch + second.expert_extra_epochs
+    assert r.stage_hashes()[0] != load_recipe(tiny, ["stages.count=3"]).stage_hashes()[0]
+    same = load_recipe(tiny, ["method.stage_ranges=same"])
+    assert same.stage_method(2).min_start_epoch == 0 and same.stage_method(2).max_start_epoch == 20
+    own = load_recipe(
+        tiny, ["stages.overrides=[{}, {min_start_epoch: 2, max_start_epoch: 6, initial_max_start_epoch: 4}]"]
+    )
+    assert own.stage_method(1).max_start_epoch == 10 and own.stage_method(2).max_start_epoch == 6
+    tiny["stages"]["count"] = 1
+    assert load_recipe(tiny).stage_method(1).max_start_epoch == 20
+
+
+def test_a_start_range_too_narrow_for_its_stages_is_refused(tiny):
+    tiny["method"] = tiny_datm(min_start_epoch=0, max_start_epoch=2, initial_max_start_epoch=None)
+    tiny["stages"] = {"count": 3, "ipc": 1}
+    with pytest.raises(RecipeError, match=r"method.min_start_epoch: 0 leaves no start epoch below max_start_epoch 0 "):
+        load_recipe(tiny)
