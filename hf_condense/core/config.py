@@ -70,12 +70,17 @@ def neutral_fields(cls: type) -> set[str]:
 
 def later_stage_fields(cls: type) -> dict[str, Any]:
     """The fields of dataclass `cls` declared `later_stages=True`, with their defaults."""
-    return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("later_stages")}
+    return {f.name: default_of(f) for f in dataclasses.fields(cls) if f.metadata.get("later_stages")}
 
 
 def added_fields(cls: type) -> dict[str, Any]:
     """The fields of dataclass `cls` declared `added=True`, with their defaults."""
-    return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("added")}
+    return {f.name: default_of(f) for f in dataclasses.fields(cls) if f.metadata.get("added")}
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (made by its default_factory when it has one)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def compute_fields(cls: type) -> dict[str, str]:

@@ -25,7 +25,7 @@ def cached_scores(ctx: RunContext, kind: str, spec: dict, compute: Callable[[], 
     key = content_key({"data": ctx.data_key(), "model": ctx.model.__dict__, "augment": ctx.augment, **spec})
     path = ctx.cache_dir / kind / f"{key}.safetensors"
     with ctx.accelerator.main_process_first():
-        loaded = load_verified(path, key, f"{kind} score")
+        loaded = load_verified(path, key, f"{kind}-score")
         if loaded is not None:
             return loaded[0]["scores"]
         if not ctx.accelerator.is_main_process:
