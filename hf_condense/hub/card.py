@@ -28,6 +28,9 @@ BIBTEX = {
     "mtt": "@inproceedings{cazenavette2022mtt,\n  title={Dataset Distillation by Matching Training Trajectories},\n"
     "  author={Cazenavette, George and Wang, Tongzhou and Torralba, Antonio and Efros, Alexei A. and "
     "Zhu, Jun-Yan},\n  booktitle={CVPR},\n  year={2022}\n}",
+    "datm": "@inproceedings{guo2024datm,\n  title={Towards Lossless Dataset Distillation via Difficulty-Aligned "
+    "Trajectory Matching},\n  author={Guo, Ziyao and Wang, Kai and Cazenavette, George and Li, Hui and Zhang, Kaipeng "
+    "and You, Yang},\n  booktitle={ICLR},\n  year={2024}\n}",
     "idc": "@inproceedings{kim2022idc,\n  title={Dataset Condensation via Efficient Synthetic-Data Parameterization},"
     "\n  author={Kim, Jang-Hyun and Kim, Jinuk and Oh, Seong Joon and Yun, Sangdoo and Song, Hwanjun and Jeong, "
     "Joonhyun and Ha, Jung-Woo and Song, Hyun Oh},\n  booktitle={ICML},\n  year={2022}\n}",
@@ -36,6 +39,7 @@ BIBTEX = {
 }
 METHOD_TITLES = {
     "mtt": "MTT (trajectory matching)",
+    "datm": "DATM (difficulty-aligned trajectory matching, learned soft labels)",
     "random": "random real selection",
     "herding": "herding",
     "kcenter": "k-center",
@@ -217,11 +221,25 @@ def render_card(
         recipe_yaml=yaml.safe_dump(public_recipe(recipe.public_dict()), sort_keys=False).strip(),
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) + f", Python {platform.python_version()}",
         bibtex=[BIBTEX[k] for k in (scheme, method, "dsa") if k in BIBTEX],
+        **experts_reference(getattr(recipe.method, "experts", None)),
     )
     text = str(card)
     with atomic_path(run.card) as tmp:
         tmp.write_text(text)
     return text
+
+
+def experts_reference(source: str | None) -> dict:
+    """The shared experts a run used (`method.experts`), with the link of a Hub repo at its revision."""
+    if not source:
+        return {}
+    if is_local_path(source):  # a local folder: its name only, as the published recipe has it
+        return {"experts": Path(source).name, "experts_url": None}
+    repo, _, revision = source.partition("@")
+    return {
+        "experts": source,
+        "experts_url": f"https://huggingface.co/{repo}" + (f"/tree/{revision}" if revision else ""),
+    }
 
 
 def stage_metas_short(stage_metas: list[dict]) -> list[dict]:
