@@ -1,16 +1,20 @@
-"""An in-memory Hub server behind huggingface_hub's HTTP client (its transport swapped), for upload tests.
+"""An in-memory Hub server behind huggingface_hub's HTTP client (its transport swapped), for upload and download tests.
 
 The real `huggingface_hub` client code runs unchanged; only the bytes never leave the process. It answers the
-endpoints an upload uses (whoami, repo creation, YAML validation, preupload, commit), records every commit's files,
-and can materialise a repo as a folder so that the uploaded files are read back with real `load_dataset`.
+endpoints an upload uses (whoami, repo creation, YAML validation, preupload, commit) for dataset and model repos,
+records every commit's files, serves them back to `hf_hub_download` (resolve), and can materialise a repo as a folder
+so that the uploaded files are read back with real `load_dataset`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import yaml
 from huggingface_hub import get_session, set_client_factory
@@ -41,10 +45,39 @@ class FakeHub:
     def _json(self, status: int, obj) -> object:
         return httpx.Response(status, json=obj)
 
+    def files(self, repo_id: str) -> dict[str, bytes]:
+        """The repo's current files (its commits replayed)."""
+        out: dict[str, bytes] = {}
+        for c in self.commits:
+            if c.repo_id == repo_id:
+                out.update(c.files)
+        return out
+
+    def resolve(self, req, repo_id: str, filename: str):
+        """A file download (HEAD for its metadata, then GET), with the headers huggingface_hub's client reads."""
+        if repo_id not in self.repos:
+            return httpx.Response(
+                404, headers={"x-error-code": "RepoNotFound"}, json={"error": "Repository not found"}
+            )
+        files = self.files(repo_id)
+        if filename not in files:
+            return httpx.Response(404, headers={"x-error-code": "EntryNotFound"}, json={"error": "Entry not found"})
+        data = files[filename]
+        commit = hashlib.sha1(
+            json.dumps(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()
+        )
+        commit = commit.hexdigest()  # like a real commit id: changes with the contents, never reused for others
+        etag = '"' + hashlib.sha256(data).hexdigest() + '"'
+        headers = {"x-repo-commit": commit, "etag": etag, "content-length": str(len(data))}
+        return httpx.Response(200, headers=headers, content=data if req.method == "GET" else b"")
+
     def handle(self, req):
         path = req.url.path
         self.requests.append((req.method, path))
         token = req.headers.get("authorization", "").removeprefix("Bearer ")
+        download = re.match(r"^/(?:datasets/)?([^/]+/[^/]+)/resolve/[^/]+/(.+)$", path)
+        if download and req.method in ("HEAD", "GET"):
+            return self.resolve(req, download.group(1), unquote(download.group(2)))
         if path == "/api/whoami-v2":
             return self._json(200, TOKENS[token]) if token in TOKENS else self._json(401, {"error": "Invalid token"})
         if token != "hf_write_token":
@@ -70,14 +103,15 @@ class FakeHub:
             if self.fail_commits:
                 self.fail_commits -= 1
                 return self._json(507, {"error": "Insufficient storage"})
-            repo_id = path.split("/api/datasets/")[1].split("/commit/")[0]
+            repo_id = re.match(r"^/api/(?:datasets|models)/(.+)/commit/", path).group(1)
             lines = [json.loads(line) for line in req.content.decode().splitlines() if line]
             header = next(x["value"] for x in lines if x["key"] == "header")
             files = {x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"}
             self.commits.append(Commit(repo_id, header["summary"], files))
             oid = f"{len(self.commits):040d}"
+            kind = "datasets/" if path.startswith("/api/datasets/") else ""
             return self._json(
-                200, {"commitUrl": f"https://huggingface.co/datasets/{repo_id}/commit/{oid}", "commitOid": oid}
+                200, {"commitUrl": f"https://huggingface.co/{kind}{repo_id}/commit/{oid}", "commitOid": oid}
             )
         return self._json(404, {"error": f"fake hub: no route for {req.method} {path}"})
 
@@ -89,9 +123,7 @@ class FakeHub:
 
     def materialise(self, repo_id: str, folder: Path) -> Path:
         """The repo's current files (all commits replayed) as a local folder."""
-        for c in self.commits:
-            if c.repo_id == repo_id:
-                for p, data in c.files.items():
-                    (folder / p).parent.mkdir(parents=True, exist_ok=True)
-                    (folder / p).write_bytes(data)
+        for p, data in self.files(repo_id).items():
+            (folder / p).parent.mkdir(parents=True, exist_ok=True)
+            (folder / p).write_bytes(data)
         return folder

@@ -19,6 +19,7 @@ from ..core.config import RecipeError
 from ..data.sources import load_real_data
 from ..evaluation import RunResult, evaluate_run
 from ..hub.card import render_card
+from ..hub.experts import use_shared_experts
 from ..hub.figures import save_accuracy_curve, save_grid, save_overview
 from ..hub.push import Pusher, check_access
 from ..methods import SynSet
@@ -51,7 +52,9 @@ def prepare(recipe: Recipe, accelerator: Accelerator) -> RunContext:
     errors = data_errors(recipe, data)
     if errors:
         raise RecipeError(errors)
-    return make_context(recipe, accelerator, data)
+    ctx = make_context(recipe, accelerator, data)
+    use_shared_experts(ctx, recipe)  # method.experts: verified into the expert cache before any stage
+    return ctx
 
 
 def finish(ctx: RunContext, rec: Recipe, result: RunResult) -> None:

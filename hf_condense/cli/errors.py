@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..core.config import RecipeError
 from ..core.interrupts import Terminated, interrupts_raise
-from ..hub.push import HubUnreachable
+from ..hub.push import HubUnreachable, UploadFailed
 from ..methods import DivergenceError
 from ..stages.recipe import load_recipe, recipe_sections
 from ..stages.run_folder import FolderLockedError, StageDataError
@@ -72,7 +72,7 @@ def exit_code(e: Exception) -> int | None:
         return EXIT_BAD_INPUT
     if isinstance(e, DivergenceError | StageDataError):
         return EXIT_DIVERGED
-    if isinstance(e, HubUnreachable):
+    if isinstance(e, HubUnreachable | UploadFailed):
         return EXIT_UPLOAD_FAILED
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         return EXIT_NO_SPACE

@@ -27,6 +27,10 @@ class HubUnreachable(ConnectionError):
     exits as an upload failure does (1), with the command to retry."""
 
 
+class UploadFailed(RuntimeError):
+    """An upload that did not complete: nothing local changed, and the message says how to retry (exit 1)."""
+
+
 def _can_write(info: dict, namespace: str) -> bool:
     token = info.get("auth", {}).get("accessToken", {})
     role = token.get("role")

@@ -117,20 +117,27 @@ class ExpertStore:
         self._loaded: dict[Path, torch.Tensor] = {}
 
     def base_key(self, s: ExpertSettings) -> str:
-        return content_key(
-            {
-                "data": self.ctx.data_key(),
-                "model": self.ctx.model.__dict__,
-                "augment": self.ctx.augment,
-                "lr": s.lr,
-                "batch": s.batch_size,
-                "aug": s.augment,
-                "seed": s.seed,
-                "format": FORMAT,
-                **({"optimizer": s.schedule.key()} if s.optimizer != "sgd" else {}),  # SGD experts keep their key
-                **({"curriculum": [dataclasses.asdict(s.curriculum[0]), s.curriculum[1]]} if s.curriculum else {}),
-            }
-        )
+        return content_key(self.base_settings(s))
+
+    def base_settings(self, s: ExpertSettings) -> dict:
+        """Everything that shapes base experts, in the order a shared expert repo is compared with a recipe (the
+        first differing one is named): the data and its preprocessing, the network, the augmentation, the training."""
+        return {
+            "data": self.ctx.data_key(),
+            "model": self.ctx.model.__dict__,
+            "augment": self.ctx.augment,
+            "lr": s.lr,
+            "batch": s.batch_size,
+            "aug": s.augment,
+            "seed": s.seed,
+            "format": FORMAT,
+            **({"optimizer": s.schedule.key()} if s.optimizer != "sgd" else {}),  # SGD experts keep their key
+            **({"curriculum": [dataclasses.asdict(s.curriculum[0]), s.curriculum[1]]} if s.curriculum else {}),
+        }
+
+    def expert_path(self, key: str, e: int) -> Path:
+        """Where expert e of the experts under `key` is cached."""
+        return self.folder(key) / f"expert_{e:04d}.safetensors"
 
     def folder(self, key: str) -> Path:
         return self.ctx.cache_dir / "experts" / key
@@ -147,7 +154,7 @@ class ExpertStore:
         """Ensure experts 0..n-1 exist under `key`; process p trains experts p, p+P, ...; returns their paths.
         `real`: the train indices their real epochs use (None: all); `desc` names the phase."""
         folder = self.folder(key)
-        paths = [folder / f"expert_{e:04d}.safetensors" for e in range(s.num_experts)]
+        paths = [self.expert_path(key, e) for e in range(s.num_experts)]
         acc = self.ctx.accelerator
         todo = [e for e in range(s.num_experts) if load_trajectory(paths[e], key, s.epochs, self.flat.size) is None]
         if todo and not self.train:

@@ -77,6 +77,13 @@ class MTTConfig(MethodConfig):
         compute="vectorize_trajectories",
     )
     num_experts: int = opt(100, min=1, help="Expert trajectories to train and sample from.")
+    experts: str | None = opt(
+        None,
+        affects_result=False,
+        help="Shared experts: a Hub model repo (org/name, or org/name@revision) or a local folder made by "
+        "`hf-condense experts push`; the run downloads the experts it uses, verifies them, and builds here only what "
+        "the repo lacks (docs: share and reuse experts).",
+    )
     expert_batch_size: int = opt(256, min=1, help="Experts' minibatch size.")
     expert_augment: bool = opt(True, help="DSA while training experts.")
     expert_stack: int = opt(

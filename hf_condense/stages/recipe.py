@@ -583,8 +583,9 @@ def is_local_path(path: str) -> bool:
 
 
 def public_recipe(d: dict) -> dict:
-    """A recipe dict as it may be published: no local paths (a local dataset folder and the output folder by their
-    names only, no cache folder). Hub ids and everything that shapes the images are kept."""
+    """A recipe dict as it may be published: no local paths (a local dataset folder, the output folder and a local
+    shared-experts folder by their names only, no cache folder). Hub ids and everything that shapes the images are
+    kept."""
     d = copy.deepcopy(d)
     ds, out = d.get("dataset", {}), d.get("output", {})
     if isinstance(ds.get("path"), str) and ds["path"] != DIGITS and is_local_path(ds["path"]):
@@ -593,6 +594,9 @@ def public_recipe(d: dict) -> dict:
         out["dir"] = Path(out["dir"]).name
     if out.get("cache_dir") is not None:
         out["cache_dir"] = None
+    method = d.get("method", {})
+    if isinstance(method.get("experts"), str) and is_local_path(method["experts"]):  # shared experts' folder
+        method["experts"] = Path(method["experts"]).name
     return d
 
 

@@ -191,3 +191,9 @@ def test_a_start_range_too_narrow_for_its_stages_is_refused(tiny):
     tiny["stages"] = {"count": 3, "ipc": 1}
     with pytest.raises(RecipeError, match=r"method.min_start_epoch: 0 leaves no start epoch below max_start_epoch 0 "):
         load_recipe(tiny)
+
+
+def test_learned_labels_are_refused_for_a_method_that_cannot_learn_them(tiny):
+    tiny["method"] = {**tiny_mtt(), "learn_labels": True}
+    with pytest.raises(RecipeError, match=r"method\.learn_labels: unknown key"):
+        load_recipe(tiny)
