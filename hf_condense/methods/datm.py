@@ -1,7 +1,7 @@
 """DATM: Towards Lossless Dataset Distillation via Difficulty-Aligned Trajectory Matching (Guo et al., ICLR 2024),
 with PAD's parameter selection (Li et al., 2024) as an option.
 
-MTT's loop (methods/mtt.py) with DATM's changes, as its official code has them (facts: ../shared/DATM.md):
+MTT's loop (methods/mtt.py) with DATM's changes, as its official code (NUS-HPC-AI-Lab/DATM) has them:
 - images start from real images that the experts' last epoch classifies correctly (`init: correct`): per class a
   shuffled scan in batches of 256 with the first expert, then the next ones while the class has too few;
 - labels are learned: logits initialised to the mean final-epoch logits of the experts that classify the image
@@ -197,7 +197,7 @@ def stage_range(cfg: DATMConfig, stage: int, count: int, overridden: set[str]) -
     span = high - low
     lo, hi = low + span * (stage - 1) // count, low + span * stage // count
     initial = cfg.initial_max_start_epoch
-    if initial is not None:
+    if initial is not None and low < initial <= high:  # outside the range it stays, for the check to refuse
         initial = lo + max(1, (initial - low) * (hi - lo) // span)
     return replace(
         cfg,

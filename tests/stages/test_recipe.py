@@ -247,7 +247,7 @@ def test_a_setting_declared_result_neutral_is_left_out_of_the_stage_hash(tiny):
     tiny["method"] = tiny_mtt()
     base = load_recipe(tiny).stage_hashes()
     assert neutral_fields(Recipe) == {"output", "threads", "tf32"}
-    assert neutral_fields(MTTConfig) == {"expert_micro_batch", "expert_compile", "compile_unroll"}
+    assert neutral_fields(MTTConfig) == {"expert_micro_batch", "expert_compile", "compile_unroll", "experts"}
     for key in ["compute.threads=1", "compute.tf32=true", "output.dir=elsewhere", "compute.expert_micro_batch=3"]:
         assert load_recipe(tiny, [key]).stage_hashes() == base, key
     assert load_recipe(tiny, ["compute.expert_compile=false", "compute.compile_unroll=true"]).stage_hashes() == base
