@@ -87,6 +87,15 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadat
             raise
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def content_key(obj) -> str:
     """A short stable hash of a JSON-able object (cache keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

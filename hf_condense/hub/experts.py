@@ -11,7 +11,6 @@ here. Experts it needs beyond the repo's (more of them, or more epochs) are buil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from huggingface_hub.errors import (
 )
 
 from ..core.config import RecipeError
-from ..core.io import atomic_path, checksum, write_text
+from ..core.io import atomic_path, checksum, file_sha256, write_text
 from ..methods.experts import ExpertSettings, ExpertStore, load_trajectory
 
 MANIFEST, FORMAT = "experts.json", "hf_condense.experts.v1"
@@ -40,14 +39,6 @@ KEY = "method.experts"
 def normalised(obj):
     """`obj` as JSON reads it back (tuples as lists, objects as strings): how a manifest stores and compares it."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest(store: ExpertStore, settings: ExpertSettings, key: str, paths: list[Path], source: dict) -> dict:
@@ -61,7 +52,7 @@ def manifest(store: ExpertStore, settings: ExpertSettings, key: str, paths: list
         "preprocessing_sha256": checksum(store.ctx.preprocessor.state_dict()),  # its fitted state (ZCA), recorded
         "epochs": settings.epochs,
         "settings": normalised(store.base_settings(settings)),
-        "experts": [{"file": f"experts/{p.name}", "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in paths],
+        "experts": [{"file": f"experts/{p.name}", "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in paths],
     }
 
 
@@ -227,7 +218,7 @@ def place_shared(store: ExpertStore, settings: ExpertSettings, source: str) -> s
         if load_trajectory(dest, key, settings.epochs, store.flat.size) is not None:
             continue  # already placed by an earlier run
         path = fetch(entry["file"])
-        if sha256_file(path) != entry["sha256"]:
+        if file_sha256(path) != entry["sha256"]:
             raise RecipeError(
                 [
                     f"{KEY}: {entry['file']} of {source!r} does not match its sha256 in {MANIFEST} (damaged or "

@@ -9,7 +9,6 @@ hub layer (card, push, replay) reads it through the names and file lists defined
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import torch
 
 from ..core.io import (
     atomic_path,
+    file_sha256,
     is_own_temporary,
     recover_interrupted_writes,
     save_safetensors,
@@ -373,14 +373,6 @@ def write_stage(folder: str | Path, k: int, syn: SynSet, meta: dict, class_names
             full["source_indices"] = syn.indices.tolist()
         write_json(tmp / STAGE_META, full)
     return target
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stage_files(stage_dir: str | Path, meta: dict) -> list[Path]:

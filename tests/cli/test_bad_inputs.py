@@ -61,7 +61,7 @@ def _parquet(stage: Path) -> Path:
 
 def _reseal(stage: Path) -> None:
     """Record the edited parquet's checksum, as if the stage had been written that way."""
-    from hf_condense.stages.run_folder import file_sha256
+    from hf_condense.core.io import file_sha256
 
     meta = json.loads((stage / "stage.json").read_text())
     meta["files"] = {_parquet(stage).name: file_sha256(_parquet(stage))}
