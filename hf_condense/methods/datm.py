@@ -101,12 +101,16 @@ class DATMDistiller(MTTDistiller):
     """MTT's loop with DATM's initialisation, learned soft labels, growing start range and skipping threshold."""
 
     name = "datm"
+    _finals: tuple = (None, [])  # ((experts key, stage), their last snapshots)
 
     def finals(self, task: StageTask) -> list[torch.Tensor]:
-        """The last snapshot of each of the stage's experts (what DATM classifies and labels with)."""
+        """The last snapshot of each of the stage's experts (what DATM classifies and labels with), read once a
+        stage."""
         key, paths = task.experts
-        epochs = expert_settings(task.config, task.run_seed).epochs
-        return [self.store.trajectory(p, key, epochs)[-1] for p in paths]
+        if self._finals[0] != (key, task.stage):
+            epochs = expert_settings(task.config, task.run_seed).epochs
+            self._finals = (key, task.stage), [self.store.trajectory(p, key, epochs)[-1].clone() for p in paths]
+        return self._finals[1]
 
     @torch.no_grad()
     def initial_images(self, task: StageTask, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
