@@ -113,7 +113,7 @@ def build_push_parser(prog: str = "hf-condense experts push") -> argparse.Argume
 def main(argv: list[str] | None = None, prog: str = "hf-condense experts") -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["push"]:
-        args = build_push_parser(f"{prog} push").parse_args(argv[1:])
+        args = build_push_parser(f"{prog} push").parse_intermixed_args(argv[1:])  # flags before or after overrides
 
         return guarded(
             lambda: push_experts(

@@ -153,7 +153,7 @@ def test_push_without_write_access_is_refused_before_training(tiny, tmp_path, hu
 def test_experts_written_to_a_local_folder_serve_a_fresh_cache(tiny, tmp_path, monkeypatch, capsys):
     """--folder: the repo layout on disk (offline sharing, mirrors); the second recipe builds no experts."""
     recipe, folder = experts_recipe(tiny, tmp_path), tmp_path / "shared"
-    assert experts_cli.main(["push", str(recipe), str(folder), "--folder"]) == 0
+    assert experts_cli.main(["push", str(recipe), str(folder), "--folder", "seed=0"]) == 0  # flags anywhere
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "experts", "experts.json"]
     assert experts_cli.main(["push", str(recipe), str(folder), "--folder"]) == 2  # never written over
     assert "holds files already" in capsys.readouterr().err
