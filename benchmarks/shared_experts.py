@@ -41,8 +41,15 @@ def cli(*args: str) -> tuple[float, str]:
 
 
 def expert_lines(out: str) -> list[str]:
-    """The log lines that say where experts came from, or that they were trained."""
-    return [line.strip() for line in out.splitlines() if line.startswith("experts") and "%|" not in line]
+    """The log lines that say where experts came from, or that they were trained (paths relative to the clone)."""
+    said = [line.strip() for line in out.splitlines() if line.startswith(("experts", "wrote")) and "%|" not in line]
+    return [line.replace(f"{ROOT}/", "") for line in said]
+
+
+def trained(said: list[str]) -> str:
+    """What a build prints before training experts ('experts: N of M expert(s) x E epoch(s) ... into ...')."""
+    builds = [line for line in said if " expert(s) x " in line]
+    return "; ".join(builds) if builds else "none"
 
 
 def main(cache: str = str(ROOT / "benchmarks" / "runs" / "cifar10_pdd_twins" / "cache")) -> None:
@@ -69,10 +76,12 @@ def main(cache: str = str(ROOT / "benchmarks" / "runs" / "cifar10_pdd_twins" / "
         "pushed with `hf-condense experts push ... --folder`, then two recipes naming the folder in `method.experts`, "
         f"each with an empty cache, {', '.join(SHORT)}.",
         "",
-        "| step | wall time (s) | what the log says about experts |",
-        "|---|---|---|",
+        "| step | wall time (s) | experts trained here | what the log says about experts |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {name} | {seconds:.0f} | {'<br>'.join(said) or '-'} |" for name, seconds, said in rows]
+    lines += [
+        f"| {name} | {seconds:.0f} | {trained(said)} | {'<br>'.join(said) or '-'} |" for name, seconds, said in rows
+    ]
     write_text(ROOT / "benchmarks" / "results" / "shared_experts.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from ..core.config import RecipeError
+from ..core.io import write_text
 from ..core.paths import unwritable
-from ..hub.experts import card, manifest, stage_repo_folder, upload
+from ..hub.experts import card, upload, write_repo
 from ..hub.push import UploadFailed, check_access
 from ..methods import METHODS
 from ..methods.context import make_accelerator
@@ -63,17 +64,21 @@ def push_experts(
     retry = f"retry: hf-condense experts push {recipe_arg} {repo_id}" + (" --private" if private else "")
     full = repo_id if folder else check_access(repo_id, retry=retry)
     ctx, key, paths = build_experts(recipe)
-    settings = expert_settings(recipe.stage_method(1), recipe.seed)
-    info = manifest(ExpertStore(ctx), settings, key, paths, ctx.data.source)
+    settings, store = expert_settings(recipe.stage_method(1), recipe.seed), ExpertStore(ctx)
     text = yaml.safe_dump(public_recipe(recipe.public_dict()), sort_keys=False)
+
+    def lay_out(where: Path, name: str) -> None:
+        info = write_repo(where, store, settings, key, paths, ctx.data.source)
+        write_text(where / "README.md", card(info, name, text))
+
     if folder:
-        stage_repo_folder(Path(repo_id), info, paths, card(info, Path(repo_id).name, text))
+        lay_out(Path(repo_id), Path(repo_id).name)
         ctx.print(f"wrote {len(paths)} expert(s) to {repo_id} (use: method.experts: {repo_id})")
         return repo_id
     with tempfile.TemporaryDirectory(prefix="hf_condense-experts-") as tmp:
-        folder = stage_repo_folder(Path(tmp), info, paths, card(info, full, text))
+        lay_out(Path(tmp), full)
         try:
-            upload(folder, full, private)
+            upload(Path(tmp), full, private)
         except Exception as e:  # the cache is only read: nothing local changes
             raise UploadFailed(
                 f"upload of {len(paths)} expert(s) to {full} failed ({type(e).__name__}: {e}); the local experts are "

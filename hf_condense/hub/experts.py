@@ -1,23 +1,24 @@
 """Expert trajectories shared as Hub model repos: built once, pushed, reused by any recipe whose experts they are.
 
-Layout of a repo (`hf-condense experts push RECIPE REPO_ID`): `experts/expert_0000.safetensors`, ... (one file per
-expert, every epoch's snapshot, parameter names and shapes in its metadata), `experts.json` (the manifest: what
-shaped them, how many epochs, each file's sha256) and a model card. A recipe names one with `method.experts`
-(`org/name`, `org/name@revision`, or a local folder in the same layout); before distilling, the run reads the
-manifest, refuses a repo made with other settings (naming the first that differs), downloads only the experts it
-uses, verifies each against the manifest and places it in its expert cache, where the methods find it as if built
-here. Experts it needs beyond the repo's (more of them, or more epochs) are built here, and it says so.
+Layout of a repo (`hf-condense experts push RECIPE REPO_ID`): `experts/expert_0000/snapshots_0000-0009.safetensors`,
+... (each expert's snapshots in files of ten, parameter names and shapes in the metadata), `experts.json` (the
+manifest: what shaped them, how many epochs, each file's sha256) and a model card. A recipe names one with
+`method.experts` (`org/name`, `org/name@revision`, or a local folder in the same layout); before distilling, the run
+reads the manifest, refuses a repo made with other settings (naming the first that differs), downloads only the
+experts it uses (and of each only the files of the epochs it uses), verifies each against the manifest and places it
+in its expert cache, where the methods find it as if built here. Experts it needs beyond the repo's (more of them, or
+more epochs) are built here, and it says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import torch
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -28,10 +29,11 @@ from huggingface_hub.errors import (
 )
 
 from ..core.config import RecipeError
-from ..core.io import atomic_path, checksum, file_sha256, write_text
-from ..methods.experts import ExpertSettings, ExpertStore, load_trajectory
+from ..core.io import checksum, file_sha256, load_verified, write_text
+from ..methods.experts import ExpertSettings, ExpertStore, load_trajectory, save_trajectory
 
 MANIFEST, FORMAT = "experts.json", "hf_condense.experts.v1"
+SHARD_SNAPSHOTS = 10  # snapshots per file: a run downloads the first ceil((epochs + 1) / 10) files of an expert
 LOCAL_EXPERTS = "HF_CONDENSE_EXPERTS"  # folder of local copies of expert repos, one per repo name (offline use)
 KEY = "method.experts"
 
@@ -41,10 +43,24 @@ def normalised(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def manifest(store: ExpertStore, settings: ExpertSettings, key: str, paths: list[Path], source: dict) -> dict:
-    """The manifest of the experts `paths` built under `key`: their settings, the dataset they came from, their
-    epochs and each file's sha256."""
-    return {
+def write_repo(folder: Path, store: ExpertStore, settings: ExpertSettings, key: str, paths: list[Path], source: dict):
+    """Lay the experts `paths` (built under `key`) out as a repo in `folder`: each expert's snapshots in shards of
+    SHARD_SNAPSHOTS (a run downloads only the epochs it uses), and the manifest of their settings, the dataset they
+    came from and each shard's sha256. Returns the manifest (the cache is only read)."""
+    experts = []
+    for e, path in enumerate(paths):
+        traj = load_trajectory(path, key, settings.epochs, store.flat.size)
+        if traj is None:
+            raise RecipeError([f"{KEY}: {path} changed while it was being shared; rerun the command"])
+        shards = []
+        for first in range(0, len(traj), SHARD_SNAPSHOTS):
+            part = traj[first : first + SHARD_SNAPSHOTS]
+            name = f"experts/expert_{e:04d}/snapshots_{first:04d}-{first + len(part) - 1:04d}.safetensors"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            save_trajectory(folder / name, part, store.flat, key, {"first_snapshot": first})
+            shards.append({"file": name, "first": first, "snapshots": len(part), "sha256": file_sha256(folder / name)})
+        experts.append({"shards": shards})
+    info = {
         "format": FORMAT,
         "key": key,
         "dataset": {k: source.get(k) for k in ("path", "name", "revision", "fingerprint", "num_train")},
@@ -52,8 +68,10 @@ def manifest(store: ExpertStore, settings: ExpertSettings, key: str, paths: list
         "preprocessing_sha256": checksum(store.ctx.preprocessor.state_dict()),  # its fitted state (ZCA), recorded
         "epochs": settings.epochs,
         "settings": normalised(store.base_settings(settings)),
-        "experts": [{"file": f"experts/{p.name}", "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in paths],
+        "experts": experts,
     }
+    write_text(folder / MANIFEST, json.dumps(info, indent=1) + "\n")
+    return info
 
 
 def card(info: dict, repo_id: str, recipe_text: str) -> str:
@@ -93,21 +111,6 @@ def upload(folder: Path, repo_id: str, private: bool, token: str | None = None) 
         CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in sorted(folder.rglob("*")) if p.is_file()
     ]
     api.create_commit(repo_id, ops, commit_message="Add expert trajectories (hf_condense)", repo_type="model")
-
-
-def stage_repo_folder(folder: Path, info: dict, paths: list[Path], card_text: str) -> Path:
-    """A folder laid out as the repo (the experts linked or copied from the cache, which is never changed)."""
-    (folder / "experts").mkdir(parents=True, exist_ok=True)
-    for p in paths:
-        dest = folder / "experts" / p.name
-        if not dest.exists():
-            try:
-                os.link(p, dest)
-            except OSError:
-                shutil.copyfile(p, dest)
-    write_text(folder / MANIFEST, json.dumps(info, indent=1) + "\n")
-    write_text(folder / "README.md", card_text)
-    return folder
 
 
 # Reading shared experts -----------------------------------------------------------------------------------------
@@ -212,22 +215,24 @@ def place_shared(store: ExpertStore, settings: ExpertSettings, source: str) -> s
             f"experts: {source!r} stores {info['epochs']} epoch(s) per expert; this recipe needs {settings.epochs}: "
             f"all {wanted} expert(s) are built here"
         )
-    shared = info["experts"][:wanted]
+    shared, needed = info["experts"][:wanted], settings.epochs + 1
     for e, entry in enumerate(shared):
         dest = store.expert_path(key, e)
         if load_trajectory(dest, key, settings.epochs, store.flat.size) is not None:
             continue  # already placed by an earlier run
-        path = fetch(entry["file"])
-        if file_sha256(path) != entry["sha256"]:
-            raise RecipeError(
-                [
-                    f"{KEY}: {entry['file']} of {source!r} does not match its sha256 in {MANIFEST} (damaged or "
-                    "altered); it was not used"
-                ]
-            )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(path, tmp)
+        parts = []
+        for shard in (s for s in entry["shards"] if s["first"] < needed):  # only the epochs this recipe uses
+            path = fetch(shard["file"])
+            loaded = load_verified(path, key, "shared expert") if file_sha256(path) == shard["sha256"] else None
+            if loaded is None:
+                raise RecipeError(
+                    [
+                        f"{KEY}: {shard['file']} of {source!r} does not match its sha256 in {MANIFEST} (damaged or "
+                        "altered); it was not used"
+                    ]
+                )
+            parts.append(loaded[0]["trajectory"])
+        save_trajectory(dest, torch.cat(parts)[:needed], store.flat, key)
     built = wanted - len(shared)
     return f"experts: {len(shared)} of {wanted} from {source} via {how} (verified)" + (
         f"; {built} more built here (the repo has {len(info['experts'])})" if built else ""

@@ -46,11 +46,11 @@ def pushed(tiny, tmp_path, hub, monkeypatch):
 def test_shared_experts_distil_the_same_stage_as_local_ones(pushed, hub, tmp_path, monkeypatch, capsys):
     (commit,) = hub.commits
     info = json.loads(commit.files["experts.json"])
-    assert commit.repo_id == REPO and sorted(commit.files) == [
+    assert commit.repo_id == REPO and sorted(commit.files) == [  # 4 snapshots an expert: one shard each
         "README.md",
         "experts.json",
-        "experts/expert_0000.safetensors",
-        "experts/expert_0001.safetensors",
+        "experts/expert_0000/snapshots_0000-0003.safetensors",
+        "experts/expert_0001/snapshots_0000-0003.safetensors",
     ]
     assert info["format"] == "hf_condense.experts.v1" and info["epochs"] == 3 and len(info["experts"]) == 2
     assert "method:\n  experts: alice/digits-experts" in commit.files["README.md"].decode()
@@ -83,9 +83,9 @@ def test_a_repo_for_other_settings_or_a_damaged_file_is_refused_and_missing_expe
         run(f"method.experts={folder}", "method.expert_lr=0.02")
     with pytest.raises(RecipeError, match=r"holds experts made with other settings: data\.preprocess\.zca"):
         run(f"method.experts={folder}", "preprocess.zca=true")
-    damaged = folder / "experts" / "expert_0001.safetensors"
+    damaged = folder / "experts" / "expert_0001" / "snapshots_0000-0003.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"x")
-    with pytest.raises(RecipeError, match=r"experts/expert_0001.safetensors of .* does not match its sha256"):
+    with pytest.raises(RecipeError, match=r"experts/expert_0001/snapshots_0000-0003.safetensors of .* does not match"):
         run(f"method.experts={folder}")
     assert not list((tmp_path / "fresh_cache").glob("experts/*/expert_0001.safetensors"))  # never used
     hub.materialise(REPO, tmp_path / "copy")  # repaired
@@ -164,3 +164,29 @@ def test_experts_written_to_a_local_folder_serve_a_fresh_cache(tiny, tmp_path, m
     assert f"experts: {folder}" in (tmp_path / "r" / "recipe.yaml").read_text()  # the run's recipe names it
     card = (tmp_path / "r" / "README.md").read_text()
     assert "came from `shared`" in card and str(tmp_path) not in card  # published: the folder's name only
+
+
+@pytest.mark.heavy
+def test_a_run_downloads_only_the_epochs_it_uses(tiny, tmp_path, hub, monkeypatch, capsys):
+    """Experts pushed with 16 snapshots (two files each); a recipe that matches the first 4 fetches the first files
+    only; one that needs more epochs than the repo stores builds its experts here and says so."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    long = experts_recipe(tiny, tmp_path, "long", expert_extra_epochs=12)
+    assert experts_cli.main(["push", str(long), REPO]) == 0
+    monkeypatch.setenv("HF_CONDENSE_CACHE", str(tmp_path / "fresh_cache"))
+    short = experts_recipe(tiny, tmp_path, "short")
+    hf_condense.run(hf_condense.load_recipe(short, [f"method.experts={REPO}"]))
+    fetched = {
+        path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1] for method, path in hub.requests if method == "GET"
+    }
+    assert "expert_0000/snapshots_0000-0009.safetensors" in fetched
+    assert not any("snapshots_0010" in f for f in fetched)
+    capsys.readouterr()
+    more = [f"method.experts={REPO}", "method.expert_extra_epochs=20", f"output.dir={tmp_path / 'more'}"]
+    hf_condense.run(hf_condense.load_recipe(short, more))
+    assert (
+        "stores 15 epoch(s) per expert; this recipe needs 23: all 2 expert(s) are built here"
+        in capsys.readouterr().out
+    )
