@@ -40,6 +40,7 @@ class FakeHub:
     commits: list[Commit] = field(default_factory=list)
     repos: dict[str, dict] = field(default_factory=dict)
     fail_commits: int = 0  # refuse this many commits first (507, which the client does not retry)
+    fail_downloads: dict[str, int] = field(default_factory=dict)  # file name -> GETs to break off first
     requests: list[tuple[str, str]] = field(default_factory=list)
 
     def _json(self, status: int, obj) -> object:
@@ -63,6 +64,9 @@ class FakeHub:
         if filename not in files:
             return httpx.Response(404, headers={"x-error-code": "EntryNotFound"}, json={"error": "Entry not found"})
         data = files[filename]
+        if req.method == "GET" and self.fail_downloads.get(filename, 0) > 0:  # the connection drops mid-file
+            self.fail_downloads[filename] -= 1
+            raise httpx.ReadError("connection reset by peer (fake hub)")
         commit = hashlib.sha1(
             json.dumps(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()
         )

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 from ..core.config import RecipeError
 from ..core.io import checksum, file_sha256, load_verified, write_text
 from ..methods.experts import ExpertSettings, ExpertStore, load_trajectory, save_trajectory
+from .push import HubUnreachable
 
 MANIFEST, FORMAT = "experts.json", "hf_condense.experts.v1"
 SHARD_SNAPSHOTS = 10  # snapshots per file: a run downloads the first ceil((epochs + 1) / 10) files of an expert
@@ -164,6 +165,11 @@ def opener(source: str) -> tuple[Callable[[str], Path], str]:
         except EntryNotFoundError:
             raise RecipeError(
                 [f"{KEY}: {source!r} has no {name} (expected the layout of `hf-condense experts push`)"]
+            ) from None
+        except Exception as e:  # the connection broke off, a server error: nothing half-downloaded is used
+            raise HubUnreachable(
+                f"download of {name} from {repo!r} failed ({type(e).__name__}: {e}); the files already verified are "
+                "kept: rerun the same command to resume"
             ) from None
 
     how = "the local Hugging Face cache (offline)" if constants.HF_HUB_OFFLINE else "the Hub"

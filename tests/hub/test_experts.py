@@ -190,3 +190,23 @@ def test_a_run_downloads_only_the_epochs_it_uses(tiny, tmp_path, hub, monkeypatc
         "stores 15 epoch(s) per expert; this recipe needs 23: all 2 expert(s) are built here"
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.heavy
+def test_an_interrupted_download_fails_in_one_line_and_the_rerun_completes(pushed, hub, tmp_path, monkeypatch):
+    """The connection drops while the second expert downloads: exit 1 with the way to resume, no half file in the
+    cache; the same command then completes, to the stage the local experts make."""
+    from hf_condense.cli import distill
+
+    local = hf_condense.run(hf_condense.load_recipe(pushed))
+    monkeypatch.setenv("HF_CONDENSE_CACHE", str(tmp_path / "fresh_cache"))
+    hub.fail_downloads["experts/expert_0001/snapshots_0000-0003.safetensors"] = 3  # more than the client's retries
+    argv = [str(pushed), f"method.experts={REPO}", f"output.dir={tmp_path / 's'}"]
+    assert distill.main(argv) == 1
+    placed = sorted(p.name for p in (tmp_path / "fresh_cache").glob("experts/*/*"))
+    assert placed == ["expert_0000.safetensors"]  # the verified one only
+    hub.fail_downloads.clear()
+    assert distill.main(argv) == 0
+    from hf_condense.stages.run_folder import read_stage
+
+    assert torch.equal(read_stage(tmp_path / "s" / "stage_1").images, local.stages[0].images)
