@@ -197,3 +197,14 @@ def test_learned_labels_are_refused_for_a_method_that_cannot_learn_them(tiny):
     tiny["method"] = {**tiny_mtt(), "learn_labels": True}
     with pytest.raises(RecipeError, match=r"method\.learn_labels: unknown key"):
         load_recipe(tiny)
+
+
+@pytest.mark.heavy
+def test_pdd_over_pad_runs_with_both_selections(tiny):
+    """PDD over PAD: DATM with the experts' EL2N curriculum (base and transition experts) and the deeper half of the
+    parameters matched, two stages, each with its slice of the start range and learned soft labels."""
+    pad = {"expert_curriculum": "el2n", "el2n_networks": 1, "el2n_epochs": 1, "curriculum_add_end": 1}
+    pad |= {"curriculum_remove_epochs": [2], "curriculum_remove_fractions": [0.1], "match_from": 0.5}
+    result = run(tiny, stages={"count": 2, "ipc": 1}, **pad)
+    assert [s.soft_labels is not None for s in result.stages] == [True, True]
+    assert [s.meta["log"]["matched_from"] > 0 for s in result.stages] == [True, True]
