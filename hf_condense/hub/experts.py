@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 from ..core.config import RecipeError
 from ..core.io import checksum, file_sha256, load_verified, write_text
 from ..methods.experts import ExpertSettings, ExpertStore, load_trajectory, save_trajectory
+from ..methods.mtt import expert_settings
 from .push import HubUnreachable
 
 MANIFEST, FORMAT = "experts.json", "hf_condense.experts.v1"
@@ -186,6 +187,12 @@ def read_manifest(source: str, fetch: Callable[[str], Path]) -> dict:
         found = info.get("format") if isinstance(info, dict) else type(info).__name__
         raise RecipeError([f"{KEY}: {MANIFEST} of {source!r} is format {found!r}; this hf_condense reads {FORMAT!r}"])
     missing = [k for k in ("key", "settings", "epochs", "experts") if k not in info]
+    shard = {"file", "first", "sha256"}
+    if not missing and not all(
+        isinstance(e, dict) and isinstance(e.get("shards"), list) and all(shard <= set(x) for x in e["shards"])
+        for e in info["experts"]
+    ):
+        missing = ["shards (file, first, sha256) for every expert"]
     if missing:
         raise RecipeError([f"{KEY}: {MANIFEST} of {source!r} is malformed (no {', '.join(missing)})"])
     return info
@@ -248,8 +255,6 @@ def place_shared(store: ExpertStore, settings: ExpertSettings, source: str) -> s
 def use_shared_experts(ctx, recipe) -> None:
     """Before distilling: place the shared experts (`method.experts`) of every stage's base expert settings in the
     cache (the main process; the others wait), saying what came from where."""
-    from ..methods.mtt import expert_settings
-
     source = getattr(recipe.method, "experts", None)
     if not source:
         return

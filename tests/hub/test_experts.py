@@ -102,8 +102,14 @@ def test_a_repo_for_other_settings_or_a_damaged_file_is_refused_and_missing_expe
         (lambda f: (f / "experts.json").unlink(), "has no experts.json"),
         (lambda f: (f / "experts.json").write_text("{"), "experts.json of .* is malformed"),
         (lambda f: (f / "experts.json").write_text('{"format": "v0"}'), "is format 'v0'; this hf_condense reads"),
+        (
+            lambda f: (f / "experts.json").write_text(
+                (f / "experts.json").read_text().replace('"shards"', '"pieces"')
+            ),
+            r"is malformed \(no shards",
+        ),
     ],
-    ids=["missing", "malformed", "format"],
+    ids=["missing", "malformed", "format", "no-shards"],
 )
 def test_a_bad_manifest_is_refused_in_one_line(pushed, hub, tmp_path, monkeypatch, capsys, damage, message):
     folder = hub.materialise(REPO, tmp_path / "copy")
