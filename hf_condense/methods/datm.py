@@ -121,16 +121,8 @@ class DATMDistiller(MTTDistiller):
         finals = self.finals(task)
         picks = []
         for c, pool in enumerate(task.start_pool):
-            order, chosen = pool[torch.randperm(len(pool), generator=g)], []
-            for theta in finals:
-                left = order[~torch.isin(order, torch.tensor(chosen, dtype=torch.long))] if chosen else order
-                for batch in left.split(SCAN_BATCH):
-                    pred = net(theta.to(ctx.device), ctx.train_x[batch].to(ctx.device)).argmax(1).cpu()
-                    chosen += batch[pred == c].tolist()[: task.ipc - len(chosen)]
-                    if len(chosen) == task.ipc:
-                        break
-                if len(chosen) == task.ipc:
-                    break
+            order = pool[torch.randperm(len(pool), generator=g)]
+            chosen = classified_as(c, order, task.ipc, finals, net, ctx)
             if len(chosen) < task.ipc:
                 raise RecipeError(
                     [
@@ -187,6 +179,21 @@ class DATMDistiller(MTTDistiller):
 
     def skip_above(self, cfg: DATMConfig) -> float | None:
         return cfg.threshold
+
+
+@torch.no_grad()
+def classified_as(c: int, order: torch.Tensor, n: int, finals: list[torch.Tensor], net: FlatParams, ctx) -> list[int]:
+    """The first `n` train indices of `order` that the experts classify as class c: the first expert scans them in
+    batches of SCAN_BATCH, each next one what the earlier ones did not pick (DATM's samples_predicted_correctly)."""
+    chosen: list[int] = []
+    for theta in finals:
+        left = order[~torch.isin(order, torch.tensor(chosen, dtype=torch.long))]
+        for batch in left.split(SCAN_BATCH):
+            pred = net(theta.to(ctx.device), ctx.train_x[batch].to(ctx.device)).argmax(1).cpu()
+            chosen += batch[pred == c].tolist()[: n - len(chosen)]
+            if len(chosen) == n:
+                return chosen
+    return chosen
 
 
 RANGE_KEYS = {"min_start_epoch", "max_start_epoch", "initial_max_start_epoch"}

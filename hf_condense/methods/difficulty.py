@@ -62,11 +62,14 @@ def el2n_scores(ctx: RunContext, networks: int, epochs: int, seed: int) -> torch
 class Curriculum:
     """PAD's schedule of a class's examples, ranked easiest first: epoch e (from 0) trains on the easiest
     min(1, initial + (1 - initial) x e / add_end) of it while e <= add_end; on all of it after; and from each
-    removal epoch r on (e > r) without the easiest fraction that removal names (the last one reached counts)."""
+    removal epoch r on (e > r) without the easiest fraction that removal names (the last one reached counts). The
+    ranking is by EL2N scores of `networks` networks trained `epochs` epochs (`el2n_scores`)."""
 
     initial: float
     add_end: int
     removals: tuple[tuple[int, float], ...] = ()
+    networks: int = 10
+    epochs: int = 20
 
     @property
     def last_epoch(self) -> int:

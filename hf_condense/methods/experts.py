@@ -29,7 +29,7 @@ from ..models.stacked import StackedNets
 from ..models.training import NetGroup, TrainSchedule
 from .base import training_union
 from .context import RunContext
-from .difficulty import el2n_scores, ranked_by
+from .difficulty import Curriculum, el2n_scores, ranked_by
 
 logger = logging.getLogger("hf_condense.experts")
 FORMAT = "hf_condense.trajectory.v1"
@@ -49,22 +49,13 @@ class ExpertSettings:
     stack: int = 1  # experts trained together as one vmapped network (not part of the cache key: same result)
     micro_batch: int | None = None  # examples per forward/backward chunk (None: the CPU rule; not in the key either)
     compile: bool | None = None  # torch.compile the real epochs (None: compiling's rule; not in the key either)
-    optimizer: str = "sgd"  # sgd, or gsam (the FTD/DATM/PAD buffers' sharpness-aware SGD)
-    sam_rho: float = 0.01
-    sam_alpha: float = 0.4
-    curriculum: tuple | None = None  # PAD: (difficulty.Curriculum, (score kind, networks, epochs)); None: all data
-
-    @property
-    def schedule(self) -> TrainSchedule:
-        """The experts' optimiser on real data: SGD without momentum or weight decay (MTT), or GSAM over it."""
-        if self.optimizer == "sgd":
-            return EXPERT_SGD
-        return replace(EXPERT_SGD, optimizer=self.optimizer, sam_rho=self.sam_rho, sam_alpha=self.sam_alpha)
+    schedule: TrainSchedule = EXPERT_SGD  # their optimiser on real data: MTT's SGD, or GSAM over it (FTD/DATM/PAD)
+    curriculum: Curriculum | None = None  # PAD: the easy-to-hard schedule of their real examples; None: all data
 
     @property
     def stackable(self) -> bool:
         """Whether experts may train stacked: GSAM's norms are per network, so its experts train one by one."""
-        return self.optimizer == "sgd"
+        return self.schedule.optimizer == "sgd"
 
 
 def real_subset(pool: list[torch.Tensor], n: int) -> torch.Tensor | None:
@@ -131,8 +122,8 @@ class ExpertStore:
             "aug": s.augment,
             "seed": s.seed,
             "format": FORMAT,
-            **({"optimizer": s.schedule.key()} if s.optimizer != "sgd" else {}),  # SGD experts keep their key
-            **({"curriculum": [dataclasses.asdict(s.curriculum[0]), s.curriculum[1]]} if s.curriculum else {}),
+            **({"optimizer": s.schedule.key()} if s.schedule.optimizer != "sgd" else {}),  # SGD experts keep their key
+            **({"curriculum": dataclasses.asdict(s.curriculum)} if s.curriculum else {}),
         }
 
     def expert_path(self, key: str, e: int) -> Path:
@@ -210,7 +201,7 @@ class ExpertStore:
         snaps = [group.flat_params().cpu()]
         for e in range(s.epochs):
             if ranked is not None:  # PAD: this epoch's share of each class, easy to hard
-                idx = s.curriculum[0].subset(ranked, e)
+                idx = s.curriculum.subset(ranked, e)
                 x, y = ctx.train_x[idx], ctx.train_y[idx]
             values = group.train_epoch(x, y, s.batch_size, dsa, gens, ctx.device, s.micro_batch, compile)
             on_epoch(len(models), **values)
@@ -221,8 +212,7 @@ class ExpertStore:
         """With a curriculum, each class's train indices (of `real`, default all) easiest first; else None."""
         if s.curriculum is None:
             return None
-        _, (kind, networks, epochs) = s.curriculum
-        scores = el2n_scores(self.ctx, networks, epochs, s.seed)  # the one score kind so far ("el2n")
+        scores = el2n_scores(self.ctx, s.curriculum.networks, s.curriculum.epochs, s.seed)
         return ranked_by(scores, self.ctx.train_y, real)
 
     def trajectory(self, path: Path, key: str, epochs: int) -> torch.Tensor:

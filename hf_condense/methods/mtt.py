@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,7 @@ from ..models.functional import FlatParams
 from ..models.training import TrainSchedule
 from .base import Capabilities, MethodConfig, MethodSpec, StageOutput, StageTask
 from .difficulty import Curriculum
-from .experts import ExpertSettings, ExpertStore, real_subset
+from .experts import EXPERT_SGD, ExpertSettings, ExpertStore, real_subset
 from .loop import DistillLoop, reduce_shared
 from .unroll import CompiledUnroll, batched_unroll_backward, unroll_backward
 from .workspace import INIT_HELP, InitMode, Workspace
@@ -188,7 +188,7 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
     """How the experts of a stage with config `cfg` train, in a run of seed `seed`."""
     return ExpertSettings(
         num_experts=cfg.num_experts,
-        epochs=cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs,
+        epochs=expert_epochs_trained(cfg),
         lr=cfg.expert_lr or cfg.lr_teacher,
         batch_size=cfg.expert_batch_size,
         augment=cfg.expert_augment,
@@ -196,20 +196,24 @@ def expert_settings(cfg: MTTConfig, seed: int) -> ExpertSettings:
         stack=cfg.expert_stack,
         micro_batch=cfg.expert_micro_batch,
         compile=cfg.expert_compile,
-        optimizer=cfg.expert_optimizer,
-        sam_rho=cfg.expert_sam_rho,
-        sam_alpha=cfg.expert_sam_alpha,
+        schedule=EXPERT_SGD
+        if cfg.expert_optimizer == "sgd"
+        else replace(EXPERT_SGD, optimizer="gsam", sam_rho=cfg.expert_sam_rho, sam_alpha=cfg.expert_sam_alpha),
         curriculum=curriculum(cfg),
     )
 
 
-def curriculum(cfg: MTTConfig):
-    """PAD's easy-to-hard schedule of the experts' real examples and how their scores are made (None: off)."""
+def expert_epochs_trained(cfg: MTTConfig) -> int:
+    """How many epochs the experts train: what matching reads, and any extra."""
+    return cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs
+
+
+def curriculum(cfg: MTTConfig) -> Curriculum | None:
+    """PAD's easy-to-hard schedule of the experts' real examples, by EL2N scores (None: off)."""
     if cfg.expert_curriculum == "none":
         return None
     removals = tuple(zip(cfg.curriculum_remove_epochs, cfg.curriculum_remove_fractions, strict=False))
-    schedule = Curriculum(cfg.curriculum_initial, cfg.curriculum_add_end, removals)
-    return schedule, (cfg.expert_curriculum, cfg.el2n_networks, cfg.el2n_epochs)
+    return Curriculum(cfg.curriculum_initial, cfg.curriculum_add_end, removals, cfg.el2n_networks, cfg.el2n_epochs)
 
 
 def stage_experts(
@@ -429,7 +433,7 @@ def vectorized(cfg: MTTConfig, device: torch.device) -> bool:
 def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
     errors = []
     if cfg.expert_curriculum != "none":
-        epochs = cfg.max_start_epoch + cfg.expert_epochs + cfg.expert_extra_epochs
+        epochs = expert_epochs_trained(cfg)
         removal = cfg.curriculum_remove_epochs, cfg.curriculum_remove_fractions
         if len(removal[0]) != len(removal[1]):
             errors.append(
@@ -438,7 +442,7 @@ def check(cfg: MTTConfig, boost_beta: float) -> list[str]:
             )
         if any(not 0 <= f < 1 for f in removal[1]):
             errors.append(f"method.curriculum_remove_fractions: {removal[1]}; expected fractions in [0, 1)")
-        last = max([cfg.curriculum_add_end, *removal[0]])
+        last = curriculum(cfg).last_epoch
         if last >= epochs:
             errors.append(
                 f"method.expert_curriculum: the schedule runs to epoch {last}, beyond the experts' {epochs} epochs "

@@ -275,9 +275,12 @@ class Recipe:
                 d["evaluation"]["select"].append(ev.mode)
         st = d["stages"]
         st.pop("count")
-        if k == 1 and first_alone:  # no transition before stage 1: its settings read as their defaults
+        neutral = neutral_fields(type(self.method))  # declared in the method's config (affects_result)
+        # no transition before stage 1: alone, it reads the transition settings at their defaults
+        first_defaults = later_stage_fields(type(self.method)) if k == 1 and first_alone else {}
+        if first_defaults:
             st.update(later_stage_fields(StagesConfig))
-            d["method"].update(later_stage_fields(type(self.method)))
+            d["method"].update(first_defaults)
         if st["curriculum"] == "none":  # no effect without a curriculum: folders made before the key still resume
             st.pop("curriculum_scope")
         else:  # the scope in force, hashed as the value that was the default before methods declared their own
@@ -286,7 +289,7 @@ class Recipe:
         for m in [d["method"], *st["overrides"]]:
             if m.get("transition_mode") == "pool" or k == 1 or not self.stages.use_transition:
                 m.pop("transition_mode", None)
-            for name in neutral_fields(type(self.method)):  # declared in the method's config (affects_result)
+            for name in neutral:
                 m.pop(name, None)
             for name, default in added_fields(type(self.method)).items():  # at its default: hashed as before it
                 if m.get(name, default) == default:
@@ -298,16 +301,12 @@ class Recipe:
         if METHODS[self.method.name].stage_config:  # stages resolved from the count too: hash what they resolve to
             d["stage_methods"] = [dataclasses.asdict(self.stage_method(i)) for i in range(1, k + 1)]
             for m in d["stage_methods"]:
-                for name in neutral_fields(type(self.method)):
+                for name in neutral:
                     m.pop(name, None)
-                if k == 1 and first_alone:
-                    m.update(later_stage_fields(type(self.method)))
+                m.update(first_defaults)
         st["ipc"] = [self.stages.ipc_of(i) for i in range(1, k + 1)]
-        st["overrides"] = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
-        if k == 1 and first_alone:
-            st["overrides"] = [
-                {n: v for n, v in st["overrides"][0].items() if n not in later_stage_fields(type(self.method))}
-            ]
+        own = [self.stages.overrides[i] if i < len(self.stages.overrides) else {} for i in range(k)]
+        st["overrides"] = [{n: v for n, v in o.items() if n not in first_defaults} for o in own]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
